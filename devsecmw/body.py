@@ -1,0 +1,232 @@
+"""Request body parsing, by content type, within the inspection cap.
+
+Every parser here is total: hostile input (broken JSON, a bad multipart
+boundary, invalid UTF-8, nesting 10,000 levels deep) falls back to the raw
+text and never raises.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
+
+MAX_JSON_DEPTH = 64  # deeper values are still in the raw text, just not addressed one by one
+MAX_FIELDS = 2048  # bounded work per request, whatever the body holds
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One named value of the request: a parameter, a cookie, a JSON leaf or key."""
+
+    location: str  # "query:id", "body:json:user.name", "cookie:theme"
+    value: str
+    name: str
+    raw: str = ""  # the value as it was on the wire, when it differs (urlencoded forms)
+    utf8: bool = True
+
+
+@dataclass(slots=True)
+class ParsedBody:
+    kind: str = "none"  # none | form | json | multipart | xml | text | binary
+    text: str = ""  # the raw body as text (UTF-8, or latin-1 when not UTF-8)
+    fields: list[Field] = field(default_factory=list)
+    #: Names as values: JSON object keys and form/multipart field names.
+    keys: list[Field] = field(default_factory=list)
+    #: Multipart file names.
+    files: list[Field] = field(default_factory=list)
+    size: int = 0
+    utf8: bool = True
+    truncated: bool = False
+    #: Why structured parsing fell back to raw text (for the span, never an exception).
+    error: str | None = None
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), False
+
+
+def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    mt, _, rest = content_type.partition(";")
+    params: dict[str, str] = {}
+    for p in rest.split(";"):
+        k, eq, v = p.strip().partition("=")
+        if eq:
+            params[k.strip().lower()] = v.strip().strip('"')
+    return mt.strip().lower(), params
+
+
+def _form_fields(text: str, prefix: str) -> tuple[list[Field], list[Field]]:
+    fields: list[Field] = []
+    keys: list[Field] = []
+    for part in text.split("&")[:MAX_FIELDS]:
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        dn, ok1 = _decode(unquote_to_bytes(name.replace("+", " ")))
+        dv, ok2 = _decode(unquote_to_bytes(value.replace("+", " ")))
+        loc = f"{prefix}:{dn}"
+        fields.append(Field(loc, dv, dn, raw=value, utf8=ok1 and ok2))
+        keys.append(Field(loc, dn, dn, raw=name, utf8=ok1))
+    return fields, keys
+
+
+def looks_urlencoded(text: str) -> bool:
+    """Plausibly ``a=b&c=d``: the way CRS treats bodies without a usable Content-Type."""
+    if "=" not in text or "\n" in text.strip():
+        return False
+    first = text.split("&", 1)[0]
+    name = first.split("=", 1)[0]
+    return 0 < len(name) <= 256 and " " not in name
+
+
+def _json_walk(doc: object) -> tuple[list[Field], list[Field]]:
+    fields: list[Field] = []
+    keys: list[Field] = []
+    # Iterative walk: a deep document cannot exhaust the Python stack.
+    stack: list[tuple[str, object, int]] = [("", doc, 0)]
+    while stack and len(fields) + len(keys) < MAX_FIELDS:
+        path, node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth >= MAX_JSON_DEPTH:
+                continue
+            items = list(node.items())
+            for k, v in reversed(items):
+                sub = f"{path}.{k}" if path else str(k)
+                keys.append(Field(f"body:json:{sub}", str(k), sub))
+                stack.append((sub, v, depth + 1))
+        elif isinstance(node, list):
+            if depth >= MAX_JSON_DEPTH:
+                continue
+            for i in range(len(node) - 1, -1, -1):
+                stack.append((f"{path}[{i}]", node[i], depth + 1))
+        elif isinstance(node, str):
+            fields.append(Field(f"body:json:{path}", node, path))
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            # Numbers are harmless as values; kept so that type confusion is visible to rules.
+            continue
+    keys.reverse()
+    return fields, keys
+
+
+def _parse_json(text: str) -> tuple[list[Field], list[Field]] | None:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return _json_walk(doc)
+
+
+def _parse_multipart(raw: bytes, boundary: str) -> tuple[list[Field], list[Field], list[Field]] | None:
+    if not boundary or len(boundary) > 200:
+        return None
+    delim = b"--" + boundary.encode("latin-1", "replace")
+    if delim not in raw:
+        return None
+    fields: list[Field] = []
+    keys: list[Field] = []
+    files: list[Field] = []
+    for part in raw.split(delim)[1 : MAX_FIELDS + 1]:
+        if part.startswith(b"--"):
+            break
+        part = part[2:] if part.startswith(b"\r\n") else part.lstrip(b"\n")
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = part.partition(b"\n\n")
+            if not sep:
+                continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        headers_text = head.decode("latin-1")
+        name = filename = None
+        ctype = ""
+        for line in headers_text.splitlines():
+            hname, _, hvalue = line.partition(":")
+            hname = hname.strip().lower()
+            if hname == "content-disposition":
+                _, params = _media_type(hvalue)
+                name = params.get("name")
+                filename = params.get("filename")
+            elif hname == "content-type":
+                ctype = hvalue.strip().lower()
+        if name is None:
+            continue
+        dname, _ = _decode(name.encode("latin-1"))
+        loc = f"body:multipart:{dname}"
+        keys.append(Field(loc, dname, dname))
+        if filename is not None:
+            dfile, ok = _decode(filename.encode("latin-1"))
+            files.append(Field(f"{loc}:filename", dfile, dname, utf8=ok))
+            # File contents are data, not parameters: only text parts are inspected as values.
+            if not ctype.startswith("text/") or ctype.startswith("text/csv"):
+                continue
+        value, ok = _decode(content)
+        fields.append(Field(loc, value, dname, utf8=ok))
+    return fields, keys, files
+
+
+def parse_body(raw: bytes, content_type: str | None, truncated: bool = False) -> ParsedBody:
+    """Parse ``raw`` (already capped) by ``content_type``. Never raises."""
+    if not raw:
+        return ParsedBody(truncated=truncated)
+    text, utf8 = _decode(raw)
+    pb = ParsedBody(kind="text", text=text, size=len(raw), utf8=utf8, truncated=truncated)
+    mt, params = _media_type(content_type or "")
+    try:
+        if mt == "application/x-www-form-urlencoded":
+            pb.kind = "form"
+            pb.fields, pb.keys = _form_fields(text, "body:form")
+        elif mt == "application/json" or mt.endswith("+json") or mt == "text/json":
+            parsed = _parse_json(text)
+            if parsed is None:
+                pb.error = "invalid json"
+            else:
+                pb.kind = "json"
+                pb.fields, pb.keys = parsed
+        elif mt.startswith("multipart/"):
+            mp = _parse_multipart(raw, params.get("boundary", ""))
+            if mp is None:
+                pb.error = "invalid multipart"
+            else:
+                pb.kind = "multipart"
+                pb.fields, pb.keys, pb.files = mp
+        elif mt in ("application/xml", "text/xml") or mt.endswith("+xml"):
+            pb.kind = "xml"
+        elif mt.startswith(("image/", "audio/", "video/", "font/")) or mt in (
+            "application/octet-stream",
+            "application/pdf",
+            "application/zip",
+            "application/gzip",
+            "application/protobuf",
+            "application/x-protobuf",
+            "application/grpc",
+        ):
+            pb.kind = "binary"
+        else:
+            _sniff(pb)
+    except Exception as exc:  # pragma: no cover - parsers above are total; belt and braces
+        pb.kind, pb.fields, pb.keys, pb.files = "text", [], [], []
+        pb.error = type(exc).__name__
+    return pb
+
+
+def _sniff(pb: ParsedBody) -> None:
+    """No or unknown Content-Type: JSON if it parses, form fields if it looks urlencoded."""
+    stripped = pb.text.lstrip()
+    if stripped[:1] in ("{", "["):
+        parsed = _parse_json(stripped)
+        if parsed is not None:
+            pb.kind = "json"
+            pb.fields, pb.keys = parsed
+            return
+    if stripped.startswith("<") and (stripped.startswith("<?xml") or "<!DOCTYPE" in stripped[:512]):
+        pb.kind = "xml"
+        return
+    if looks_urlencoded(pb.text):
+        pb.fields, pb.keys = _form_fields(pb.text, "body:form")
+
+
+__all__ = ["MAX_FIELDS", "MAX_JSON_DEPTH", "Field", "ParsedBody", "looks_urlencoded", "parse_body"]

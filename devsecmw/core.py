@@ -1,0 +1,228 @@
+"""The request path shared by every adapter.
+
+:class:`Runtime` is built once per middleware (configuration, detector,
+telemetry). :class:`Inspection` follows one request through its life:
+head inspected before the app runs, body inspected as the app reads it,
+response observed as it leaves, verdict and telemetry when the last byte has
+gone. Adapters translate their protocol into these calls and nothing more.
+
+Every public method of :class:`Inspection` fails open: an internal error is
+reported (logged once, counted) and the request goes on as if devsecmw were
+absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from . import _safety
+from .config import Config
+from .engine import Budget, Detector, Engine
+from .request import HttpRequest
+from .response import correlate, status_signals
+from .scoring import decide
+from .signals import Signal, Verdict
+from .telemetry import SpanHandle, Telemetry
+
+_perf = time.perf_counter
+
+
+class Runtime:
+    """Everything one middleware instance shares across requests. Stateless per request."""
+
+    def __init__(
+        self,
+        config: Config,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        self.config = config
+        # Rule files are loaded and validated here: bad rules fail at start-up, not per request.
+        self.detector: Detector = detector if detector is not None else Engine(config)
+        self.telemetry = Telemetry(tracer_provider, meter_provider, config.max_events)
+        self._ignore_exact = {p for p in config.ignore_paths if not p.endswith("*")}
+        self._ignore_prefix = tuple(p[:-1] for p in config.ignore_paths if p.endswith("*"))
+
+    @classmethod
+    def from_options(
+        cls,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        detector: Detector | None = None,
+        config: Config | None = None,
+        **options: Any,
+    ) -> Runtime:
+        if config is not None and options:
+            raise TypeError("devsecmw: pass either config= or keyword options, not both")
+        return cls(config or Config.from_options(options), tracer_provider, meter_provider, detector)
+
+    def report(self, stage: str, exc: BaseException) -> None:
+        _safety.report(stage, exc, self.telemetry.count_error)
+
+    def ignored(self, path: str) -> bool:
+        return path in self._ignore_exact or (bool(self._ignore_prefix) and path.startswith(self._ignore_prefix))
+
+    def begin(self, request: HttpRequest) -> Inspection | None:
+        """Start inspecting ``request``: span, head inspection. ``None`` when devsecmw stands aside."""
+        try:
+            if self.ignored(request.path):
+                return None
+            insp = Inspection(self, request)
+        except Exception as exc:
+            self.report("begin", exc)
+            return None
+        insp.inspect_head()
+        return insp
+
+
+class Inspection:
+    """One request's journey through devsecmw."""
+
+    __slots__ = (
+        "_body_inspected",
+        "_spent",
+        "exception",
+        "finished",
+        "handle",
+        "incomplete",
+        "request",
+        "response_headers",
+        "runtime",
+        "signals",
+        "status",
+    )
+
+    def __init__(self, runtime: Runtime, request: HttpRequest) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.signals: list[Signal] = []
+        self.status: int | None = None
+        self.response_headers: Sequence[tuple[Any, Any]] = ()
+        self.exception: BaseException | None = None
+        self.finished = False
+        self.incomplete = False
+        self._body_inspected = False
+        self._spent = 0.0
+        self.handle: SpanHandle = runtime.telemetry.start(request)
+
+    # ------------------------------------------------------------------ context
+    def activate(self) -> None:
+        try:
+            self.handle.activate()
+        except Exception as exc:
+            self.runtime.report("context", exc)
+
+    def deactivate(self) -> None:
+        try:
+            self.handle.deactivate()
+        except Exception as exc:
+            self.runtime.report("context", exc)
+
+    # ------------------------------------------------------------------ request
+    def _detect(self, phase: str) -> None:
+        t0 = _perf()
+        remaining = self.runtime.config.time_budget - self._spent
+        if remaining <= 0:
+            self.incomplete = True
+            self.runtime.telemetry.count_error(phase, "time_budget")
+            return
+        budget = Budget(deadline=t0 + remaining)
+        try:
+            self.signals.extend(self.runtime.detector.inspect(self.request, phase, budget))
+            if budget.exhausted:
+                self.incomplete = True
+                self.runtime.telemetry.count_error(phase, "time_budget")
+        finally:
+            self._spent += _perf() - t0
+
+    def inspect_head(self) -> None:
+        try:
+            self._detect("head")
+        except Exception as exc:
+            self.runtime.report("inspect_head", exc)
+
+    def body_chunk(self, chunk: bytes, more: bool) -> None:
+        """The app read ``chunk`` of the request body; ``more`` is False on the last one."""
+        try:
+            req = self.request
+            if chunk and len(req.body) < self.runtime.config.body_limit:
+                req.add_body(chunk, self.runtime.config.body_limit)
+            else:
+                req.body_seen += len(chunk)
+            if not more:
+                req.body_complete = True
+                self.inspect_body()
+        except Exception as exc:
+            self.runtime.report("body", exc)
+
+    def inspect_body(self) -> None:
+        """Inspect what the app has read of the body (once)."""
+        if self._body_inspected or self.finished:
+            return
+        try:
+            if self.request.body:
+                self._body_inspected = True
+                self._detect("body")
+        except Exception as exc:
+            self.runtime.report("inspect_body", exc)
+
+    # ------------------------------------------------------------------ response
+    def response_start(self, status: int, headers: Sequence[tuple[Any, Any]] = ()) -> None:
+        try:
+            self.status = status
+            self.response_headers = headers
+        except Exception as exc:  # pragma: no cover - plain assignments
+            self.runtime.report("response_start", exc)
+
+    def response_chunk(self, chunk: bytes) -> None:
+        """A chunk of response body is leaving. Observed, never held."""
+        # Response-body analysis (leaks) hooks in here; the chunk is never modified.
+        return None
+
+    # ------------------------------------------------------------------ end
+    def finish(self, exception: BaseException | None = None) -> None:
+        """The last byte has gone (or the app failed): decide, emit, end the span. Once."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if isinstance(exception, Exception):
+                self.exception = exception
+            if not self._body_inspected and self.request.body:
+                self._body_inspected = True
+                self._detect("body")
+            t0 = _perf()
+            verdict = self._decide()
+            self._spent += _perf() - t0
+            self.runtime.telemetry.finish(
+                self.handle, self.request, verdict, self.status, self.exception, self._spent,
+                incomplete=self.incomplete,
+            )
+        except Exception as exc:
+            self.runtime.report("finish", exc)
+            try:
+                if self.handle.owned:
+                    self.handle.span.end()
+            except Exception:  # pragma: no cover - span end failing after a report
+                pass
+
+    def _decide(self) -> Verdict:
+        config = self.runtime.config
+        signals = self.signals
+        if config.exclusions:
+            where = self.request.route or self.request.path
+            signals = [
+                s for s in signals
+                if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
+            ]
+        signals = signals + status_signals(self.status, self.exception)
+        signals += correlate(signals)
+        return decide(signals, config, blocking_possible=False)
+
+
+__all__ = ["Inspection", "Runtime"]

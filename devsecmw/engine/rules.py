@@ -1,0 +1,280 @@
+"""Rules are data: JSON files validated at start-up.
+
+A rule file is ``{"ruleset": name, "version": v, "rules": [...]}``; a rule is::
+
+    {
+      "id": "930100",                      # unique, stable; becomes security_rule.uuid
+      "name": "Path traversal: ../ sequence",
+      "type": "traversal",                 # a signal type of SPEC.md
+      "category": "attack-lfi",            # free text; becomes security_rule.category
+      "severity": "critical",              # critical | error | warning | notice | info
+      "paranoia": 1,                       # 1..4: enabled at this paranoia level and above
+      "targets": ["args", "path"],         # see TARGETS; "header:<name>" for one header
+      "exclude": ["header:referer"],       # optional: target keys this rule never looks at
+      "transforms": ["url_decode_uni"],    # see transforms.TRANSFORMS, applied in order
+      "operator": "rx",                    # see operators.OPERATORS
+      "value": "(?:^|[\\\\/])\\.\\.[\\\\/]", # the operator's parameter
+      "tags": {"cwe": "22"},
+      "examples": {"match": ["../../etc/passwd"], "nomatch": ["a..b"]}
+    }
+
+Errors name the file, the rule and the problem, and list the allowed choices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..signals import SIGNAL_TYPES, Severity
+from . import operators as ops
+from . import transforms as tf
+
+#: Target keys a rule may name. ``args`` is query + body; ``headers`` every header but Cookie.
+TARGETS: frozenset[str] = frozenset(
+    {
+        "method",
+        "uri",
+        "path",
+        "query",
+        "query.names",
+        "body",
+        "body.names",
+        "body.raw",
+        "body.files",
+        "args",
+        "args.names",
+        "cookies",
+        "cookies.names",
+        "headers",
+        "headers.names",
+    }
+)
+ALIASES = {
+    "args": ("query", "body"),
+    "args.names": ("query.names", "body.names"),
+}
+HEAD_KEYS = frozenset({"method", "uri", "path", "query", "query.names", "cookies", "cookies.names",
+                       "headers", "headers.names"})
+BODY_KEYS = frozenset({"body", "body.names", "body.raw", "body.files"})
+
+RULE_KEYS = frozenset(
+    {"id", "name", "type", "category", "severity", "paranoia", "targets", "exclude", "transforms",
+     "operator", "value", "tags", "examples", "description"}
+)
+DEFAULT_RULESET = "devsecmw-core"
+
+
+class RuleError(ValueError):
+    """A rule file is invalid. The message names the file, the rule and the problem."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rule:
+    id: str
+    name: str
+    type: str
+    severity: Severity
+    paranoia: int
+    #: Concrete target keys (aliases expanded); ``header:<name>`` keys allowed.
+    targets: frozenset[str]
+    exclude: frozenset[str]
+    transforms: tuple[str, ...]
+    operator_name: str
+    value: Any
+    operator: ops.Operator
+    category: str = ""
+    ruleset: str = DEFAULT_RULESET
+    tags: dict[str, Any] = field(default_factory=dict)
+    examples_match: tuple[str, ...] = ()
+    examples_nomatch: tuple[str, ...] = ()
+    source: str = ""
+
+    def applies_to(self, key: str) -> bool:
+        if key in self.exclude:
+            return False
+        if key in self.targets:
+            return True
+        return key.startswith("header:") and "headers" in self.targets
+
+    @property
+    def phases(self) -> frozenset[str]:
+        keys = {k if not k.startswith("header:") else "headers" for k in self.targets}
+        out = set()
+        if keys & HEAD_KEYS:
+            out.add("head")
+        if keys & BODY_KEYS:
+            out.add("body")
+        return frozenset(out)
+
+    def matches_value(self, value: str) -> tuple[int, int] | None:
+        """Run this rule alone on one raw value (transforms + operator): for tests and tooling."""
+        view = tf.apply_chain(value, self.transforms)
+
+        class _Item:
+            utf8 = True
+
+        return self.operator.evaluate(view, _Item())
+
+
+def _fail(source: str, rule_id: object, problem: str) -> RuleError:
+    where = f"{source}: rule {rule_id!r}" if rule_id is not None else source
+    return RuleError(f"{where}: {problem}")
+
+
+def _expand_targets(source: str, rid: object, names: object, what: str) -> frozenset[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail(source, rid, f"{what} must be a list of strings")
+    out: set[str] = set()
+    for n in names:
+        if n.startswith("header:") and len(n) > 7:
+            out.add("header:" + n[7:].lower())
+        elif n in ALIASES:
+            out.update(ALIASES[n])
+        elif n in TARGETS:
+            out.add(n)
+        else:
+            allowed = ", ".join(sorted(TARGETS)) + ", header:<name>"
+            raise _fail(source, rid, f"invalid target {n!r} (must be one of {allowed})")
+    return frozenset(out)
+
+
+def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET) -> Rule:
+    rid = raw.get("id") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise _fail(source, None, "each rule must be a JSON object")
+    unknown = sorted(set(raw) - RULE_KEYS)
+    if unknown:
+        raise _fail(source, rid, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(RULE_KEYS))})")
+    for key in ("id", "name", "type", "operator"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise _fail(source, rid, f"missing or empty {key!r}")
+    if raw["type"] not in SIGNAL_TYPES:
+        raise _fail(source, rid, f"invalid type {raw['type']!r} (must be one of {', '.join(sorted(SIGNAL_TYPES))})")
+    try:
+        severity = Severity.parse(raw.get("severity", "critical"))
+    except ValueError as exc:
+        raise _fail(source, rid, str(exc)) from None
+    paranoia = raw.get("paranoia", 1)
+    if paranoia not in (1, 2, 3, 4):
+        raise _fail(source, rid, f"invalid paranoia {paranoia!r} (must be 1, 2, 3 or 4)")
+    targets = _expand_targets(source, rid, raw.get("targets"), "targets")
+    if not targets:
+        raise _fail(source, rid, "targets must not be empty")
+    exclude = _expand_targets(source, rid, raw.get("exclude", []), "exclude")
+    transforms = raw.get("transforms", [])
+    if not isinstance(transforms, list):
+        raise _fail(source, rid, "transforms must be a list of names")
+    for t in transforms:
+        try:
+            tf.get(t)
+        except ValueError as exc:
+            raise _fail(source, rid, str(exc)) from None
+    try:
+        operator = ops.build(raw["operator"], raw.get("value"))
+    except (ValueError, TypeError, ImportError, AttributeError) as exc:
+        raise _fail(source, rid, f"operator {raw['operator']!r}: {exc}") from None
+    examples = raw.get("examples", {})
+    if not isinstance(examples, dict) or set(examples) - {"match", "nomatch"}:
+        raise _fail(source, rid, "examples must be an object with 'match' and 'nomatch' lists")
+    tags = raw.get("tags", {})
+    if not isinstance(tags, dict):
+        raise _fail(source, rid, "tags must be an object")
+    return Rule(
+        id=raw["id"],
+        name=raw["name"],
+        type=raw["type"],
+        severity=severity,
+        paranoia=paranoia,
+        targets=targets,
+        exclude=exclude,
+        transforms=tuple(transforms),
+        operator_name=raw["operator"],
+        value=raw.get("value"),
+        operator=operator,
+        category=str(raw.get("category") or raw["type"]),
+        ruleset=ruleset,
+        tags=tags,
+        examples_match=tuple(examples.get("match", ())),
+        examples_nomatch=tuple(examples.get("nomatch", ())),
+        source=source,
+    )
+
+
+def parse_ruleset(doc: Any, source: str) -> list[Rule]:
+    if isinstance(doc, list):
+        doc = {"rules": doc}
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise _fail(source, None, "a rule file must be an object with a 'rules' list")
+    ruleset = str(doc.get("ruleset") or DEFAULT_RULESET)
+    return [parse_rule(r, source, ruleset) for r in doc["rules"]]
+
+
+def load_file(path: str | Path) -> list[Rule]:
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RuleError(f"{p}: cannot read rule file: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise RuleError(f"{p}: not valid JSON: {exc}") from None
+    return parse_ruleset(doc, str(p))
+
+
+def packaged_files() -> list[tuple[str, str]]:
+    """``(name, text)`` of the rule files shipped inside the package, in name order."""
+    base = resources.files("devsecmw.engine") / "rules"
+    out = []
+    for entry in sorted(base.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            out.append((entry.name, entry.read_text(encoding="utf-8")))
+    return out
+
+
+def load_packaged() -> list[Rule]:
+    rules: list[Rule] = []
+    for name, text in packaged_files():
+        source = f"devsecmw/engine/rules/{name}"
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise RuleError(f"{source}: not valid JSON: {exc}") from None
+        rules.extend(parse_ruleset(doc, source))
+    return rules
+
+
+def load_all(extra_files: Sequence[str] = (), disabled: Iterable[str] = ()) -> list[Rule]:
+    """Packaged rules, then user files; ids must be unique; ``disabled`` ids are dropped."""
+    rules = load_packaged()
+    for f in extra_files:
+        rules.extend(load_file(f))
+    seen: dict[str, str] = {}
+    for r in rules:
+        if r.id in seen:
+            raise RuleError(f"{r.source}: rule {r.id!r}: duplicate id (also in {seen[r.id]})")
+        seen[r.id] = r.source
+    disabled = set(disabled)
+    unknown = disabled - set(seen)
+    if unknown:
+        raise RuleError(f"disabled_rules: unknown rule id {sorted(unknown)[0]!r}")
+    return [r for r in rules if r.id not in disabled]
+
+
+__all__ = [
+    "ALIASES",
+    "BODY_KEYS",
+    "HEAD_KEYS",
+    "TARGETS",
+    "Rule",
+    "RuleError",
+    "load_all",
+    "load_file",
+    "load_packaged",
+    "packaged_files",
+    "parse_rule",
+    "parse_ruleset",
+]

@@ -1,0 +1,252 @@
+"""The framework-free request model.
+
+Adapters build one :class:`HttpRequest` at the boundary from an ASGI scope or a
+WSGI environ; the detection engine only ever sees this object. Header names are
+lower-cased, values kept as latin-1 text of the wire bytes (so no byte is lost
+and none is invented); the raw request target is kept exactly as received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from .body import Field, ParsedBody, parse_body
+
+
+def decode_bytes(raw: bytes) -> tuple[str, bool]:
+    """UTF-8 text of ``raw``; invalid UTF-8 falls back to latin-1 so every byte stays visible.
+
+    Returns ``(text, valid_utf8)``.
+    """
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), False
+
+
+def percent_decode(value: str, plus: bool = False) -> tuple[str, bool]:
+    """Percent-decode once (``+`` to space for form encoding); returns ``(text, valid_utf8)``."""
+    if plus and "+" in value:
+        value = value.replace("+", " ")
+    if "%" not in value:
+        return value, True
+    return decode_bytes(unquote_to_bytes(value))
+
+
+def parse_qsl(qs: str, location: str = "query") -> list[Field]:
+    """Split a query or urlencoded body into fields, repeated keys kept, blanks kept.
+
+    Never raises; a malformed escape is left as it is (the way servers read it).
+    """
+    fields: list[Field] = []
+    if not qs:
+        return fields
+    for part in qs.split("&"):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        dname, ok1 = percent_decode(name, plus=True)
+        dvalue, ok2 = percent_decode(value, plus=True)
+        fields.append(Field(f"{location}:{dname}", dvalue, dname, raw=part, utf8=ok1 and ok2))
+    return fields
+
+
+def parse_cookies(header_values: list[str]) -> list[Field]:
+    fields: list[Field] = []
+    for header in header_values:
+        for part in header.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            name = name.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            fields.append(Field(f"cookie:{name}", value, name, raw=part))
+    return fields
+
+
+@dataclass(slots=True, eq=False)
+class HttpRequest:
+    """One HTTP request as devsecmw inspects it. Mutable only while the body streams in."""
+
+    method: str
+    #: The request target exactly as received: path, ``?``, query, percent-encoding kept.
+    target: str
+    #: The decoded path (what routing sees).
+    path: str
+    query_string: str = ""
+    #: ``(name, value)`` in wire order; names lower-cased, values latin-1 text of the bytes.
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    scheme: str = "http"
+    http_version: str = "1.1"
+    client_address: str | None = None
+    client_port: int | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+    #: The route template (``/items/{id}``) once the framework has routed the request.
+    route: str | None = None
+    #: Request body bytes captured so far, at most the inspection cap.
+    body: bytearray = field(default_factory=bytearray)
+    #: Total body bytes seen (may exceed ``len(body)`` when the cap was hit).
+    body_seen: int = 0
+    #: The app read the body to its end.
+    body_complete: bool = False
+    #: Protocol scope: ``"http"`` or ``"websocket"``.
+    kind: str = "http"
+    _query: list[Field] | None = None
+    _cookies: list[Field] | None = None
+    _body: ParsedBody | None = None
+    _header_map: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ headers
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The header value (repeated headers joined with ``, ``), by lower-case name."""
+        hm = self._header_map
+        if hm is None:
+            hm = {}
+            for k, v in self.headers:
+                hm[k] = f"{hm[k]}, {v}" if k in hm else v
+            self._header_map = hm
+        return hm.get(name, default)
+
+    def header_values(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name]
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").strip()
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.header("user-agent")
+
+    # ------------------------------------------------------------------ parsed parts
+    @property
+    def query(self) -> list[Field]:
+        if self._query is None:
+            self._query = parse_qsl(self.query_string)
+        return self._query
+
+    @property
+    def cookies(self) -> list[Field]:
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.header_values("cookie"))
+        return self._cookies
+
+    @property
+    def body_truncated(self) -> bool:
+        return self.body_seen > len(self.body)
+
+    @property
+    def parsed_body(self) -> ParsedBody:
+        """The captured body parsed by content type (re-parsed if more arrived since)."""
+        pb = self._body
+        if pb is None or pb.size != len(self.body):
+            pb = parse_body(bytes(self.body), self.content_type, truncated=not self.body_complete
+                            or self.body_truncated)
+            self._body = pb
+        return pb
+
+    def add_body(self, chunk: bytes, limit: int) -> None:
+        """Record a body chunk the app has read, keeping at most ``limit`` bytes."""
+        self.body_seen += len(chunk)
+        room = limit - len(self.body)
+        if room > 0 and chunk:
+            self.body += chunk[:room]
+
+
+# ---------------------------------------------------------------------- builders
+def _latin1(b: bytes | str) -> str:
+    return b if isinstance(b, str) else b.decode("latin-1")
+
+
+def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
+    """Build the request model from an ASGI ``http`` or ``websocket`` scope."""
+    raw_path = scope.get("raw_path")
+    path: str = scope.get("path") or "/"
+    if raw_path:
+        raw_target = _latin1(raw_path)
+    else:
+        # Servers may omit raw_path; re-encode the decoded path the way a client would have.
+        raw_target = quote(path.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~%")
+    qs = _latin1(scope.get("query_string") or b"")
+    target = f"{raw_target}?{qs}" if qs else raw_target
+    headers = [(_latin1(k).lower(), _latin1(v)) for k, v in scope.get("headers") or ()]
+    client = scope.get("client") or None
+    server = scope.get("server") or None
+    kind = scope.get("type", "http")
+    method = scope.get("method") or ("GET" if kind == "websocket" else "")
+    return HttpRequest(
+        method=method,
+        target=target,
+        path=path,
+        query_string=qs,
+        headers=headers,
+        scheme=scope.get("scheme") or ("ws" if kind == "websocket" else "http"),
+        http_version=str(scope.get("http_version") or "1.1"),
+        client_address=str(client[0]) if client else None,
+        client_port=int(client[1]) if client and len(client) > 1 and client[1] is not None else None,
+        server_address=str(server[0]) if server else None,
+        server_port=int(server[1]) if server and len(server) > 1 and server[1] is not None else None,
+        kind=kind,
+    )
+
+
+def _wsgi_target(environ: dict[str, Any]) -> str:
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        raw = str(raw)
+        if raw.startswith(("http://", "https://")):  # absolute-form; keep only what routing sees
+            rest = raw.split("//", 1)[1]
+            raw = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+        return raw
+    # PEP 3333 gives PATH_INFO as latin-1 text of the decoded bytes; re-encode it.
+    path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+    quoted = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
+    qs = environ.get("QUERY_STRING") or ""
+    return f"{quoted}?{qs}" if qs else quoted or "/"
+
+
+def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
+    """Build the request model from a PEP 3333 environ."""
+    headers: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").lower(), str(value)))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value not in (None, ""):
+            headers.append((key.replace("_", "-").lower(), str(value)))
+    path_info = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+    path_bytes = path_info.encode("latin-1", "replace")
+    path, _ = decode_bytes(path_bytes)
+    port = environ.get("REMOTE_PORT")
+    sport = environ.get("SERVER_PORT")
+    proto = str(environ.get("SERVER_PROTOCOL") or "HTTP/1.1")
+    return HttpRequest(
+        method=str(environ.get("REQUEST_METHOD") or "GET"),
+        target=_wsgi_target(environ),
+        path=path or "/",
+        query_string=str(environ.get("QUERY_STRING") or ""),
+        headers=headers,
+        scheme=str(environ.get("wsgi.url_scheme") or "http"),
+        http_version=proto.split("/", 1)[1] if "/" in proto else proto,
+        client_address=environ.get("REMOTE_ADDR") or None,
+        client_port=int(port) if port and str(port).isdigit() else None,
+        server_address=environ.get("SERVER_NAME") or None,
+        server_port=int(sport) if sport and str(sport).isdigit() else None,
+    )
+
+
+__all__ = [
+    "Field",
+    "HttpRequest",
+    "decode_bytes",
+    "from_asgi_scope",
+    "from_wsgi_environ",
+    "parse_cookies",
+    "parse_qsl",
+    "percent_decode",
+]

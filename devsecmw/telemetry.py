@@ -1,0 +1,315 @@
+"""All emission to OpenTelemetry happens here: spans, span events, metrics.
+
+- When a recording span is already current (an OpenTelemetry instrumentation
+  runs outside), devsecmw enriches it; otherwise it starts its own SERVER span
+  following the stable HTTP semantic conventions.
+- One ``devsecmw.signal`` event per distinct signal (at most ``max_events``;
+  the rest are counted in ``devsecmw.signals.dropped``).
+- Metrics carry bounded attributes only: signal type, classification, route
+  template, method, status. Never a client address, a raw path or a value.
+
+Signals pass through :meth:`Telemetry.record_signal` only, so they can move to
+log-based events when OpenTelemetry retires span events without touching
+anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.propagate import extract
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import __version__
+from .redact import scrub_query
+from .request import HttpRequest
+from .signals import Signal, Verdict
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
+)
+#: Histogram buckets for inspection time, in seconds (10 µs to 100 ms).
+DURATION_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+)
+MAX_LOCATION = 128
+
+# Attribute names of SPEC.md.
+EVENT_NAME = "devsecmw.signal"
+ATTR_TYPE = "devsecmw.signal.type"
+ATTR_LOCATION = "devsecmw.signal.location"
+ATTR_EVIDENCE = "devsecmw.signal.evidence"
+ATTR_SEVERITY = "devsecmw.signal.severity"
+ATTR_RULE_ID = "security_rule.uuid"
+ATTR_RULE_NAME = "security_rule.name"
+ATTR_RULE_CATEGORY = "security_rule.category"
+ATTR_RULESET = "security_rule.ruleset.name"
+ATTR_CLASSIFICATION = "devsecmw.classification"
+ATTR_TYPES = "devsecmw.signal.types"
+ATTR_SCORE = "devsecmw.score"
+ATTR_BLOCKED = "devsecmw.blocked"
+ATTR_WOULD_BLOCK = "devsecmw.would_block"
+ATTR_DROPPED = "devsecmw.signals.dropped"
+ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
+
+
+class _HeaderGetter(Getter[Sequence[tuple[str, str]]]):
+    def get(self, carrier: Sequence[tuple[str, str]], key: str) -> list[str] | None:
+        key = key.lower()
+        values = [v for k, v in carrier if k == key]
+        return values or None
+
+    def keys(self, carrier: Sequence[tuple[str, str]]) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+_getter = _HeaderGetter()
+
+
+def normalize_method(method: str) -> str:
+    upper = method.upper()
+    return upper if upper in KNOWN_METHODS else "_OTHER"
+
+
+@dataclass(slots=True)
+class SpanHandle:
+    """The span devsecmw writes to for one request, and whether devsecmw owns (ends) it."""
+
+    span: trace.Span
+    owned: bool
+    _token: object | None = None
+
+    def activate(self) -> None:
+        """Make an owned span current for the app (child spans, logs); symmetric with deactivate."""
+        if self.owned and self._token is None:
+            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def deactivate(self) -> None:
+        if self._token is not None:
+            token, self._token = self._token, None
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _attr(span: trace.Span, *names: str) -> Any:
+    attrs = getattr(span, "attributes", None)
+    if not attrs:
+        return None
+    for n in names:
+        v = attrs.get(n)
+        if v is not None:
+            return v
+    return None
+
+
+class Telemetry:
+    """Tracer and instruments, created once per middleware instance."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        max_events: int = 32,
+    ) -> None:
+        self.tracer = trace.get_tracer("devsecmw", __version__, tracer_provider, schema_url=SCHEMA_URL)
+        meter = metrics.get_meter("devsecmw", __version__, meter_provider, schema_url=SCHEMA_URL)
+        self.max_events = max_events
+        self.signals = meter.create_counter(
+            "devsecmw.signals", unit="{signal}", description="Security signals, by type."
+        )
+        self.requests = meter.create_counter(
+            "devsecmw.requests", unit="{request}", description="Requests inspected, by classification."
+        )
+        self.duration = meter.create_histogram(
+            "devsecmw.inspection.duration",
+            unit="s",
+            description="Time devsecmw spent inspecting one request.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self.errors = meter.create_counter(
+            "devsecmw.errors",
+            unit="{error}",
+            description="devsecmw internal errors (each failed open: the request went on).",
+        )
+
+    # ------------------------------------------------------------------ spans
+    def start(self, request: HttpRequest) -> SpanHandle:
+        current = trace.get_current_span()
+        if current.get_span_context().is_valid:
+            # An instrumentation outside already owns the server span (recording or sampled out).
+            return SpanHandle(current, owned=False)
+        method = normalize_method(request.method)
+        attrs: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+        }
+        if method == "_OTHER":
+            attrs["http.request.method_original"] = request.method[:32]
+        if request.query_string:
+            attrs["url.query"] = scrub_query(request.query_string)
+        if request.client_address:
+            attrs["client.address"] = request.client_address
+        if request.client_port is not None:
+            attrs["client.port"] = request.client_port
+        if request.server_address:
+            attrs["server.address"] = request.server_address
+        if request.server_port is not None:
+            attrs["server.port"] = request.server_port
+        ua = request.header("user-agent")
+        if ua:
+            attrs["user_agent.original"] = ua[:512]
+        if request.http_version:
+            attrs["network.protocol.version"] = request.http_version
+        span = self.tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=extract(request.headers, getter=_getter),
+            kind=SpanKind.SERVER,
+            attributes=attrs,
+        )
+        return SpanHandle(span, owned=True)
+
+    def record_signal(self, span: trace.Span, signal: Signal) -> None:
+        attrs: dict[str, Any] = {
+            ATTR_TYPE: signal.type,
+            ATTR_LOCATION: signal.location[:MAX_LOCATION],
+            ATTR_EVIDENCE: signal.evidence,
+            ATTR_SEVERITY: int(signal.severity),
+        }
+        if signal.rule_id:
+            attrs[ATTR_RULE_ID] = signal.rule_id
+            attrs[ATTR_RULE_NAME] = signal.rule_name or ""
+            attrs[ATTR_RULE_CATEGORY] = signal.category or signal.type
+            attrs[ATTR_RULESET] = signal.ruleset or ""
+        span.add_event(EVENT_NAME, attributes=attrs)
+
+    def finish(
+        self,
+        handle: SpanHandle,
+        request: HttpRequest,
+        verdict: Verdict,
+        status: int | None,
+        exception: BaseException | None,
+        duration: float,
+        incomplete: bool = False,
+    ) -> None:
+        span = handle.span
+        route = request.route
+        if not handle.owned:
+            route = route or _attr(span, "http.route")
+            if status is None:
+                raw = _attr(span, "http.response.status_code", "http.status_code")
+                status = int(raw) if isinstance(raw, int) else None
+        # ---- events and summary attributes
+        if span.is_recording():
+            emitted = 0
+            seen: set[tuple[str, str, str | None]] = set()
+            dropped = 0
+            for s in verdict.signals:
+                if s.key in seen:
+                    continue
+                seen.add(s.key)
+                if emitted >= self.max_events:
+                    dropped += 1
+                    continue
+                self.record_signal(span, s)
+                emitted += 1
+            summary: dict[str, Any] = {
+                ATTR_CLASSIFICATION: verdict.classification,
+                ATTR_TYPES: verdict.types,
+                ATTR_SCORE: verdict.score,
+                ATTR_BLOCKED: verdict.blocked,
+            }
+            if verdict.would_block:
+                summary[ATTR_WOULD_BLOCK] = True
+            if dropped:
+                summary[ATTR_DROPPED] = dropped
+            if incomplete:
+                summary[ATTR_INCOMPLETE] = True
+            span.set_attributes(summary)
+            if handle.owned:
+                self._finish_owned(span, request, route, status, exception)
+        if handle.owned:
+            span.end()
+        # ---- metrics
+        self._metrics(request, verdict, route, status, duration)
+
+    def _finish_owned(
+        self,
+        span: trace.Span,
+        request: HttpRequest,
+        route: str | None,
+        status: int | None,
+        exception: BaseException | None,
+    ) -> None:
+        method = normalize_method(request.method)
+        name = "HTTP" if method == "_OTHER" else method
+        if route:
+            span.set_attribute("http.route", route)
+            name = f"{name} {route}"
+        span.update_name(name)
+        if exception is not None:
+            span.record_exception(exception)
+            span.set_attribute("error.type", type(exception).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}"))
+            if status is None:
+                status = 500
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                if exception is None:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+
+    def _metrics(
+        self, request: HttpRequest, verdict: Verdict, route: str | None, status: int | None,
+        duration: float,
+    ) -> None:
+        base: dict[str, Any] = {"http.request.method": normalize_method(request.method)}
+        if route:
+            base["http.route"] = route
+        timing = dict(base)
+        timing[ATTR_CLASSIFICATION] = verdict.classification
+        self.duration.record(duration, timing)
+        if status is not None:
+            base["http.response.status_code"] = status
+        base[ATTR_CLASSIFICATION] = verdict.classification
+        self.requests.add(1, base)
+        if verdict.signals:
+            counts: dict[str, int] = {}
+            seen: set[tuple[str, str, str | None]] = set()
+            for s in verdict.signals:
+                if s.key not in seen:
+                    seen.add(s.key)
+                    counts[s.type] = counts.get(s.type, 0) + 1
+            for t, n in counts.items():
+                attrs = dict(base)
+                attrs[ATTR_TYPE] = t
+                self.signals.add(n, attrs)
+
+    def count_error(self, stage: str, error_type: str) -> None:
+        self.errors.add(1, {"devsecmw.stage": stage, "error.type": error_type})
+
+
+def event_attributes(span_events: Iterable[Any]) -> list[Mapping[str, Any]]:
+    """The attributes of ``devsecmw.signal`` events of a finished SDK span (for tests and tools)."""
+    return [e.attributes for e in span_events if e.name == EVENT_NAME]
+
+
+__all__ = [
+    "ATTR_BLOCKED",
+    "ATTR_CLASSIFICATION",
+    "ATTR_SCORE",
+    "ATTR_TYPES",
+    "EVENT_NAME",
+    "SpanHandle",
+    "Telemetry",
+    "event_attributes",
+    "normalize_method",
+]
