@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import TracebackType
-from typing import Any, Union
+from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -14,7 +14,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-OptExcInfo = Union[ExcInfo, tuple[None, None, None]]
+OptExcInfo = ExcInfo | tuple[None, None, None]
 WriteCallable = Callable[[bytes], object]
 StartResponse = Callable[..., WriteCallable]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]

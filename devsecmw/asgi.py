@@ -98,10 +98,10 @@ class SecurityMiddleware:
                 insp.response_chunk(message.get("body", b""))
             await send(message)
             if (
-                (mtype == final_type[0] and not message.get("more_body", False)
-                 and not message.get("more_trailers", False))
-                or mtype == "http.response.pathsend"
-            ):
+                mtype == final_type[0]
+                and not message.get("more_body", False)
+                and not message.get("more_trailers", False)
+            ) or mtype == "http.response.pathsend":
                 insp.finish()
 
         insp.activate()

@@ -90,8 +90,13 @@ class Config:
             raise ConfigError(
                 f"devsecmw: invalid paranoia_level {self.paranoia_level!r} (must be 1, 2, 3 or 4)"
             )
-        for name, low in (("body_limit", 0), ("response_limit", 0), ("max_events", 1),
-                          ("attack_threshold", 1), ("block_threshold", 1)):
+        for name, low in (
+            ("body_limit", 0),
+            ("response_limit", 0),
+            ("max_events", 1),
+            ("attack_threshold", 1),
+            ("block_threshold", 1),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"devsecmw: invalid {name} {value!r} (must be an integer >= {low})")

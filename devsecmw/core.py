@@ -65,7 +65,9 @@ class Runtime:
         _safety.report(stage, exc, self.telemetry.count_error)
 
     def ignored(self, path: str) -> bool:
-        return path in self._ignore_exact or (bool(self._ignore_prefix) and path.startswith(self._ignore_prefix))
+        return path in self._ignore_exact or (
+            bool(self._ignore_prefix) and path.startswith(self._ignore_prefix)
+        )
 
     def begin(self, request: HttpRequest) -> Inspection | None:
         """Start inspecting ``request``: span, head inspection. ``None`` when devsecmw stands aside."""
@@ -200,7 +202,12 @@ class Inspection:
             verdict = self._decide()
             self._spent += _perf() - t0
             self.runtime.telemetry.finish(
-                self.handle, self.request, verdict, self.status, self.exception, self._spent,
+                self.handle,
+                self.request,
+                verdict,
+                self.status,
+                self.exception,
+                self._spent,
                 incomplete=self.incomplete,
             )
         except Exception as exc:
@@ -217,7 +224,8 @@ class Inspection:
         if config.exclusions:
             where = self.request.route or self.request.path
             signals = [
-                s for s in signals
+                s
+                for s in signals
                 if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
             ]
         signals = signals + status_signals(self.status, self.exception)

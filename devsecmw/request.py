@@ -46,7 +46,7 @@ def parse_qsl(qs: str, location: str = "query") -> list[Field]:
     for part in qs.split("&"):
         if not part:
             continue
-        name, eq, value = part.partition("=")
+        name, _eq, value = part.partition("=")
         dname, ok1 = percent_decode(name, plus=True)
         dvalue, ok2 = percent_decode(value, plus=True)
         fields.append(Field(f"{location}:{dname}", dvalue, dname, raw=part, utf8=ok1 and ok2))
@@ -146,8 +146,9 @@ class HttpRequest:
         """The captured body parsed by content type (re-parsed if more arrived since)."""
         pb = self._body
         if pb is None or pb.size != len(self.body):
-            pb = parse_body(bytes(self.body), self.content_type, truncated=not self.body_complete
-                            or self.body_truncated)
+            pb = parse_body(
+                bytes(self.body), self.content_type, truncated=not self.body_complete or self.body_truncated
+            )
             self._body = pb
         return pb
 

@@ -37,7 +37,19 @@ KNOWN_METHODS = frozenset(
 )
 #: Histogram buckets for inspection time, in seconds (10 µs to 100 ms).
 DURATION_BUCKETS = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
 )
 MAX_LOCATION = 128
 
@@ -262,13 +274,16 @@ class Telemetry:
                 status = 500
         if status is not None:
             span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                if exception is None:
-                    span.set_attribute("error.type", str(status))
-                    span.set_status(Status(StatusCode.ERROR))
+            if status >= 500 and exception is None:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
 
     def _metrics(
-        self, request: HttpRequest, verdict: Verdict, route: str | None, status: int | None,
+        self,
+        request: HttpRequest,
+        verdict: Verdict,
+        route: str | None,
+        status: int | None,
         duration: float,
     ) -> None:
         base: dict[str, Any] = {"http.request.method": normalize_method(request.method)}

@@ -68,9 +68,7 @@ def _build_views(rules: Sequence[Rule], phase: str) -> list[_View]:
         for r in rs:
             keys.update(r.targets)
         matcher = compile_set([r.operator.prefilter for r in pre if r.operator.prefilter]) if pre else None
-        views.append(
-            _View(chain, pre, always, matcher, frozenset(keys), any_header="headers" in keys)
-        )
+        views.append(_View(chain, pre, always, matcher, frozenset(keys), any_header="headers" in keys))
     return views
 
 
@@ -96,9 +94,7 @@ class Engine:
             self._run_view(view, items, signals, budget)
         return signals
 
-    def _run_view(
-        self, view: _View, items: list[Item], out: list[Signal], budget: Budget | None
-    ) -> None:
+    def _run_view(self, view: _View, items: list[Item], out: list[Signal], budget: Budget | None) -> None:
         chain = view.chain
         texts: list[tuple[Item, str]] = []
         for it in items:
@@ -126,8 +122,9 @@ class Engine:
                     Signal(
                         type=rule.type,
                         location=it.location,
-                        evidence=redact.evidence(it.location, text, span[0], span[1],
-                                                 self._extra_secret_names),
+                        evidence=redact.evidence(
+                            it.location, text, span[0], span[1], self._extra_secret_names
+                        ),
                         severity=rule.severity,
                         rule_id=rule.id,
                         rule_name=rule.name,

@@ -94,7 +94,7 @@ def compile_pattern(pattern: str) -> Pattern:
     if HAVE_RE2:
         try:
             return _Re2Pattern(pattern)
-        except _re2.error as exc:  # type: ignore[union-attr]
+        except _re2.error as exc:
             raise ValueError(f"invalid pattern {pattern!r}: {exc}") from None
     try:
         return _RePattern(pattern)

@@ -69,7 +69,7 @@ class PhraseMatch(Regex):
 class InvalidUtf8:
     """The value's bytes were not valid UTF-8 (emits the ``not_utf8`` anomaly)."""
 
-    prefilter = None
+    prefilter: str | None = None
 
     def __init__(self, _param: Any = None) -> None:
         pass
@@ -111,7 +111,7 @@ OPERATORS: dict[str, Callable[[Any], Operator]] = {
     "pm": lambda p: PhraseMatch(p, words=False),
     "pm_words": lambda p: PhraseMatch(p, words=True),
     "contains": lambda p: Regex(re.escape(p)),
-    "invalid_utf8": InvalidUtf8,
+    "invalid_utf8": lambda p: InvalidUtf8(p),
     "detect_sqli": _lazy("sqli"),
     "detect_xss": _lazy("xss"),
     "detect_ssrf": _lazy("ssrf"),

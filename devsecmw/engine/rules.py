@@ -58,13 +58,28 @@ ALIASES = {
     "args": ("query", "body"),
     "args.names": ("query.names", "body.names"),
 }
-HEAD_KEYS = frozenset({"method", "uri", "path", "query", "query.names", "cookies", "cookies.names",
-                       "headers", "headers.names"})
+HEAD_KEYS = frozenset(
+    {"method", "uri", "path", "query", "query.names", "cookies", "cookies.names", "headers", "headers.names"}
+)
 BODY_KEYS = frozenset({"body", "body.names", "body.raw", "body.files"})
 
 RULE_KEYS = frozenset(
-    {"id", "name", "type", "category", "severity", "paranoia", "targets", "exclude", "transforms",
-     "operator", "value", "tags", "examples", "description"}
+    {
+        "id",
+        "name",
+        "type",
+        "category",
+        "severity",
+        "paranoia",
+        "targets",
+        "exclude",
+        "transforms",
+        "operator",
+        "value",
+        "tags",
+        "examples",
+        "description",
+    }
 )
 DEFAULT_RULESET = "devsecmw-core"
 
@@ -154,7 +169,9 @@ def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET)
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise _fail(source, rid, f"missing or empty {key!r}")
     if raw["type"] not in SIGNAL_TYPES:
-        raise _fail(source, rid, f"invalid type {raw['type']!r} (must be one of {', '.join(sorted(SIGNAL_TYPES))})")
+        raise _fail(
+            source, rid, f"invalid type {raw['type']!r} (must be one of {', '.join(sorted(SIGNAL_TYPES))})"
+        )
     try:
         severity = Severity.parse(raw.get("severity", "critical"))
     except ValueError as exc:
