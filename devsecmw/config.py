@@ -8,6 +8,7 @@ allowed values, instead of silently running with a default in production.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -137,6 +138,10 @@ def _coerce(name: str, f: dataclasses.Field[Any], value: Any) -> Any:
     default = f.default if f.default is not dataclasses.MISSING else None
     try:
         if name == "exclusions":
+            if isinstance(value, str):  # from the environment: a JSON list of objects
+                value = json.loads(value)
+            if isinstance(value, Mapping):
+                value = [value]
             return tuple(_exclusion(v) for v in value)
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -154,6 +159,8 @@ def _coerce(name: str, f: dataclasses.Field[Any], value: Any) -> Any:
             raise TypeError
         if isinstance(default, str):
             return str(value).strip().lower() if name == "mode" else str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"devsecmw: invalid {name} {value!r}") from None
     return value

@@ -145,8 +145,8 @@ def scrub_query(query: str, extra_names: Iterable[str] = ()) -> str:
         if eq and is_secret_name(name, extra_names):
             parts.append(name + "=REDACTED")
         else:
-            parts.append(part)
-    return mask_inline("&".join(parts))
+            parts.append(mask_inline(part))
+    return "&".join(parts)
 
 
 __all__ = [

@@ -1,0 +1,62 @@
+"""Decision apart from detection: the score is the visible sum of the signals."""
+
+from __future__ import annotations
+
+from devsecmw import Config, Severity, Signal
+from devsecmw.response import correlate, status_signals
+from devsecmw.scoring import decide, score
+
+
+def sig(t: str, sev: Severity = Severity.CRITICAL, rule: str | None = "1", loc: str = "query:q") -> Signal:
+    return Signal(t, loc, "", sev, rule_id=rule)
+
+
+def test_score_is_sum_of_distinct_rules() -> None:
+    signals = [
+        sig("sqli", rule="942100"),
+        sig("sqli", rule="942100", loc="query:x"),
+        sig("xss", rule="941100"),
+    ]
+    assert score(signals) == 10
+
+
+def test_classification() -> None:
+    c = Config()
+    assert decide([], c).classification == "benign"
+    assert decide([sig("http_404", Severity.INFO, None)], c).classification == "anomaly"
+    assert decide([sig("not_utf8", Severity.NOTICE)], c).classification == "anomaly"
+    assert decide([sig("sqli")], c).classification == "attack"
+    # An attack signal below the threshold is an anomaly, as in CRS scoring.
+    assert decide([sig("protocol", Severity.WARNING)], c).classification == "anomaly"
+
+
+def test_anomalies_alone_never_block() -> None:
+    c = Config(mode="block")
+    v = decide([sig("private_file", Severity.CRITICAL), sig("null_byte", Severity.CRITICAL, "2")], c)
+    assert not v.blocked and not v.would_block
+
+
+def test_monitor_mode_says_what_blocking_would_do() -> None:
+    v = decide([sig("sqli")], Config())
+    assert v.would_block and not v.blocked
+    v = decide([sig("sqli")], Config(mode="block"))
+    assert v.blocked
+
+
+def test_status_signals() -> None:
+    assert [s.type for s in status_signals(500)] == ["http_5xx"]
+    assert [s.type for s in status_signals(503)] == ["http_5xx"]
+    assert [s.type for s in status_signals(404)] == ["http_404"]
+    assert [s.type for s in status_signals(401)] == ["auth_failure"]
+    assert [s.type for s in status_signals(403)] == ["auth_failure"]
+    assert [s.type for s in status_signals(429)] == ["rate_limited"]
+    assert status_signals(200) == [] and status_signals(None) == []
+    assert [s.type for s in status_signals(None, ValueError("x"))] == ["http_5xx"]
+    assert [s.type for s in status_signals(200, ValueError("x"))] == ["http_5xx"]
+
+
+def test_attack_5xx_needs_both() -> None:
+    assert correlate([sig("sqli"), *status_signals(500)])[0].type == "attack_5xx"
+    assert correlate(status_signals(500)) == []
+    assert correlate([sig("sqli"), *status_signals(404)]) == []
+    assert correlate([sig("null_byte"), *status_signals(500)]) == []
