@@ -30,7 +30,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_signal_vocabulary_matches_spec() -> None:
-    assert devsecmw.ATTACK_TYPES == {
+    assert {
         "sqli",
         "xss",
         "cmdi",
@@ -49,8 +49,8 @@ def test_signal_vocabulary_matches_spec() -> None:
         "protocol",
         "session_fixation",
         "backdoor",
-    }
-    assert devsecmw.ANOMALY_TYPES == {
+    } == devsecmw.ATTACK_TYPES
+    assert {
         "http_5xx",
         "http_404",
         "auth_failure",
@@ -62,4 +62,4 @@ def test_signal_vocabulary_matches_spec() -> None:
         "double_encoding",
         "private_file",
         "client_flagged",
-    }
+    } == devsecmw.ANOMALY_TYPES
