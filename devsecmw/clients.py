@@ -1,0 +1,253 @@
+"""Per-client intelligence: who the client is, and what it has been doing lately.
+
+- :func:`resolve_client` gives the client address from the connection, and
+  from ``X-Forwarded-For``, ``Forwarded`` (RFC 7239) or ``X-Real-IP`` only when
+  the connection comes from a configured trusted proxy (networks, or a hop
+  count), so a spoofed header can neither frame nor hide a client.
+- :class:`ClientTable` counts, per client, attack requests, 404s, auth
+  failures and 5xx over a sliding window, flags a client that crosses a
+  threshold and keeps it flagged for a while. It is bounded (least recently
+  seen clients are evicted past ``max_clients``), O(1) per request, and safe
+  under threads and asyncio. State is per process by design: the fleet-wide
+  view is the metrics in the APM.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .request import HttpRequest
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Counters per client, in state order.
+COUNTERS = ("attack", "http_404", "auth_failure", "http_5xx")
+_ATTACK, _NOT_FOUND, _AUTH, _ERROR = range(4)
+
+
+def parse_networks(values: Iterable[str], option: str) -> tuple[Network, ...]:
+    """CIDRs or single addresses; a bad entry is a configuration error naming the option."""
+    from .config import ConfigError
+
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"devsecmw: invalid {option} entry {v!r} (must be an IP address or CIDR network)"
+            ) from None
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    v = value.strip().strip('"')
+    if v.startswith("["):  # [v6]:port
+        v = v[1 : v.find("]")] if "]" in v else v[1:]
+    elif v.count(":") == 1:  # v4:port
+        v = v.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(v)
+    except ValueError:
+        return None
+
+
+def _in(addr: str, networks: Sequence[Network]) -> bool:
+    ip = _ip(addr)
+    if ip is None:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
+def _forwarded_chain(request: HttpRequest) -> list[str]:
+    """Proxy chain, client first: from ``Forwarded`` if present, else ``X-Forwarded-For``."""
+    fwd = request.header_values("forwarded")
+    if fwd:
+        chain = []
+        for header in fwd:
+            for element in header.split(","):
+                for pair in element.split(";"):
+                    k, _, v = pair.strip().partition("=")
+                    if k.strip().lower() == "for":
+                        chain.append(v.strip().strip('"'))
+        return chain
+    chain = []
+    for header in request.header_values("x-forwarded-for"):
+        chain.extend(p.strip() for p in header.split(",") if p.strip())
+    return chain
+
+
+def _canonical(value: str) -> str | None:
+    ip = _ip(value)
+    if ip is None:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def resolve_client(request: HttpRequest, trusted: Sequence[Network] = (), hops: int = 0) -> str | None:
+    """The client address, trusting forwarding headers only from trusted proxies.
+
+    With ``trusted`` networks: when the peer is a trusted proxy, walk the chain from
+    the right, skipping trusted proxies; the first untrusted address is the client.
+    With ``hops`` (N proxies in front of every request): the N-th address from the right.
+    Otherwise the connection's peer address, whatever the headers say.
+    """
+    peer = request.client_address
+    if not trusted and hops <= 0:
+        return peer
+    if trusted and (peer is None or not _in(peer, trusted)):
+        return peer
+    chain = _forwarded_chain(request)
+    if not chain:
+        real = request.header("x-real-ip")
+        if real and (trusted or hops > 0):
+            return _canonical(real) or peer
+        return peer
+    if hops > 0 and not trusted:
+        candidate = chain[-hops] if len(chain) >= hops else chain[0]
+        return _canonical(candidate) or peer
+    for addr in reversed(chain):
+        if not _in(addr, trusted):
+            return _canonical(addr) or peer
+    return _canonical(chain[0]) or peer
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Counts over one window that flag a client (0 switches a counter off)."""
+
+    attack: int = 10
+    http_404: int = 50
+    auth_failure: int = 20
+    http_5xx: int = 20
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.attack, self.http_404, self.auth_failure, self.http_5xx)
+
+
+class ClientTable:
+    """Bounded per-client sliding-window counters.
+
+    The window is a sliding-window counter (the previous and the current fixed
+    window, the previous one weighted by how much of it still overlaps): two
+    integers per counter, exact enough for thresholds, constant memory.
+    State per client is one list ``[window, cur x4, prev x4, flagged_until, reason]``.
+    """
+
+    def __init__(
+        self,
+        max_clients: int = 100_000,
+        window: float = 60.0,
+        flag_ttl: float = 300.0,
+        thresholds: Thresholds | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be >= 1")
+        if window <= 0 or flag_ttl < 0:
+            raise ValueError("window must be > 0 and flag_ttl >= 0")
+        self.max_clients = max_clients
+        self.window = float(window)
+        self.flag_ttl = float(flag_ttl)
+        self.thresholds = thresholds or Thresholds()
+        self._limits = self.thresholds.as_tuple()
+        self._reasons = tuple(
+            f"{name} >= {limit} in {self.window:g}s"
+            for name, limit in zip(COUNTERS, self._limits, strict=True)
+        )
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table: OrderedDict[str, list[object]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, client: str) -> bool:
+        return client in self._table
+
+    def flagged(self, client: str | None) -> str | None:
+        """The reason ``client`` is flagged now, or ``None``."""
+        if client is None:
+            return None
+        now = self._clock()
+        with self._lock:
+            state = self._table.get(client)
+            if state is None:
+                return None
+            until = state[9]
+            if until and now < until:  # type: ignore[operator]
+                return state[10]  # type: ignore[return-value]
+            return None
+
+    def observe(self, client: str | None, attack: bool, status: int | None) -> str | None:
+        """Count one finished request; returns the reason when this request flags the client."""
+        if client is None:
+            return None
+        idx = []
+        if attack:
+            idx.append(_ATTACK)
+        if status is not None:
+            if status == 404:
+                idx.append(_NOT_FOUND)
+            elif status in (401, 403):
+                idx.append(_AUTH)
+            elif status >= 500:
+                idx.append(_ERROR)
+        now = self._clock()
+        win = int(now // self.window)
+        with self._lock:
+            table = self._table
+            state = table.get(client)
+            if state is None:
+                if not idx:
+                    return None  # clean clients cost no memory
+                state = [win, 0, 0, 0, 0, 0, 0, 0, 0, 0, None]
+                table[client] = state
+                if len(table) > self.max_clients:
+                    table.popitem(last=False)
+            else:
+                table.move_to_end(client)
+                self._roll(state, win)
+            if not idx:
+                return None
+            until = state[9]
+            already = bool(until and now < until)  # type: ignore[operator]
+            weight = 1.0 - (now - win * self.window) / self.window
+            for i in idx:
+                state[1 + i] = state[1 + i] + 1  # type: ignore[operator]
+                limit = self._limits[i]
+                if not limit:
+                    continue
+                estimate = state[5 + i] * weight + state[1 + i]  # type: ignore[operator]
+                if estimate >= limit:
+                    state[9] = now + self.flag_ttl
+                    state[10] = self._reasons[i]
+                    if not already:
+                        return self._reasons[i]
+            return None
+
+    @staticmethod
+    def _roll(state: list[object], win: int) -> None:
+        last = state[0]
+        if last == win:
+            return
+        if last == win - 1:
+            state[5:9] = state[1:5]
+        else:
+            state[5:9] = (0, 0, 0, 0)
+        state[1:5] = (0, 0, 0, 0)
+        state[0] = win
+
+
+__all__ = ["COUNTERS", "ClientTable", "Thresholds", "parse_networks", "resolve_client"]

@@ -1,0 +1,161 @@
+"""Client identity behind proxies, and the bounded per-client sliding windows."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from devsecmw.clients import ClientTable, Thresholds, parse_networks, resolve_client
+from devsecmw.config import ConfigError
+from devsecmw.request import HttpRequest
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def req(peer: str | None, *headers: tuple[str, str]) -> HttpRequest:
+    return HttpRequest("GET", "/", "/", headers=list(headers), client_address=peer)
+
+
+# ---------------------------------------------------------------- identity
+def test_forwarded_for_from_untrusted_peer_is_ignored() -> None:
+    trusted = parse_networks(["10.0.0.0/8"], "trusted_proxies")
+    r = req("203.0.113.9", ("x-forwarded-for", "1.2.3.4"))
+    assert resolve_client(r, trusted) == "203.0.113.9"
+    # Without any trusted proxy configured the header is never believed either.
+    assert resolve_client(r) == "203.0.113.9"
+
+
+def test_forwarded_for_from_trusted_proxy_is_used_skipping_trusted_hops() -> None:
+    trusted = parse_networks(["10.0.0.0/8", "192.168.1.1"], "trusted_proxies")
+    r = req("10.0.0.2", ("x-forwarded-for", "6.6.6.6, 198.51.100.7, 192.168.1.1"))
+    # The spoofable leftmost entry is not taken: the first untrusted from the right is.
+    assert resolve_client(r, trusted) == "198.51.100.7"
+
+
+def test_rfc7239_forwarded_header() -> None:
+    trusted = parse_networks(["10.0.0.0/8"], "trusted_proxies")
+    r = req(
+        "10.1.1.1", ("forwarded", 'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"')
+    )
+    assert resolve_client(r, trusted) == "2001:db8:cafe::17"
+
+
+def test_x_real_ip_only_from_trusted_proxy() -> None:
+    trusted = parse_networks(["127.0.0.1"], "trusted_proxies")
+    assert resolve_client(req("127.0.0.1", ("x-real-ip", "198.51.100.1")), trusted) == "198.51.100.1"
+    assert resolve_client(req("8.8.8.8", ("x-real-ip", "198.51.100.1")), trusted) == "8.8.8.8"
+
+
+def test_hop_count() -> None:
+    r = req("10.0.0.2", ("x-forwarded-for", "6.6.6.6, 198.51.100.7"))
+    assert resolve_client(r, hops=1) == "198.51.100.7"
+    assert resolve_client(r, hops=2) == "6.6.6.6"
+    assert resolve_client(r, hops=5) == "6.6.6.6"
+
+
+def test_garbage_forwarded_values_fall_back_to_peer() -> None:
+    trusted = parse_networks(["10.0.0.0/8"], "trusted_proxies")
+    assert resolve_client(req("10.0.0.2", ("x-forwarded-for", "not-an-ip")), trusted) == "10.0.0.2"
+
+
+def test_bad_network_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"invalid trusted_proxies entry 'ten\.0\.0\.0/8'"):
+        parse_networks(["ten.0.0.0/8"], "trusted_proxies")
+
+
+# ---------------------------------------------------------------- windows
+def test_attack_threshold_flags_and_expires() -> None:
+    clock = Clock()
+    table = ClientTable(window=60, flag_ttl=300, thresholds=Thresholds(attack=3), clock=clock)
+    assert table.observe("a", attack=True, status=200) is None
+    assert table.observe("a", attack=True, status=200) is None
+    reason = table.observe("a", attack=True, status=200)
+    assert reason == "attack >= 3 in 60s"
+    assert table.flagged("a") == reason
+    assert table.flagged("b") is None
+    # Further attacks while flagged do not re-announce the flag.
+    assert table.observe("a", attack=True, status=200) is None
+    clock.t += 299
+    assert table.flagged("a") == reason
+    clock.t += 2
+    assert table.flagged("a") is None
+
+
+def test_window_slides() -> None:
+    clock = Clock(600.0)  # start of a window
+    table = ClientTable(window=60, thresholds=Thresholds(http_404=10), clock=clock)
+    for _ in range(9):
+        table.observe("s", attack=False, status=404)
+    clock.t += 120  # two windows later: the old counts no longer weigh
+    assert table.observe("s", attack=False, status=404) is None
+    assert table.flagged("s") is None
+    for _ in range(8):
+        table.observe("s", attack=False, status=404)
+    clock.t += 60  # next window: previous 9 weigh fully at its start
+    assert table.observe("s", attack=False, status=404) == "http_404 >= 10 in 60s"
+
+
+@pytest.mark.parametrize(
+    ("status", "counter"), [(401, "auth_failure"), (403, "auth_failure"), (502, "http_5xx")]
+)
+def test_status_counters(status: int, counter: str) -> None:
+    table = ClientTable(thresholds=Thresholds(auth_failure=2, http_5xx=2), clock=Clock())
+    table.observe("c", attack=False, status=status)
+    assert table.observe("c", attack=False, status=status) == f"{counter} >= 2 in 60s"
+
+
+def test_zero_threshold_disables_a_counter() -> None:
+    table = ClientTable(thresholds=Thresholds(attack=0), clock=Clock())
+    for _ in range(100):
+        assert table.observe("x", attack=True, status=200) is None
+
+
+def test_clean_clients_take_no_memory() -> None:
+    table = ClientTable(clock=Clock())
+    for i in range(100):
+        table.observe(f"10.0.0.{i}", attack=False, status=200)
+    assert len(table) == 0
+
+
+def test_table_is_bounded_and_evicts_least_recently_seen() -> None:
+    table = ClientTable(max_clients=1000, clock=Clock())
+    table.observe("first", attack=True, status=200)
+    table.observe("keep", attack=True, status=200)
+    for i in range(999):
+        table.observe(f"c{i}", attack=True, status=200)
+        if i == 500:
+            table.observe("keep", attack=True, status=200)  # seen again: moves to the back
+    assert len(table) == 1000
+    assert "first" not in table
+    assert "keep" in table
+
+
+def test_fill_to_maximum() -> None:
+    table = ClientTable(max_clients=100_000, clock=Clock())
+    for i in range(120_000):
+        table.observe(f"198.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", attack=True, status=404)
+    assert len(table) == 100_000
+
+
+def test_threads_count_exactly() -> None:
+    table = ClientTable(thresholds=Thresholds(attack=10_000_000), clock=Clock())
+    n_threads, per_thread = 8, 2000
+
+    def work() -> None:
+        for _ in range(per_thread):
+            table.observe("shared", attack=True, status=200)
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    state = table._table["shared"]
+    assert state[1] == n_threads * per_thread
