@@ -13,6 +13,7 @@ absent.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,10 +23,11 @@ from opentelemetry import metrics, trace
 from . import _safety
 from .config import Config
 from .engine import Budget, Detector, Engine
+from .leaks import LeakScanner, Sniffer
 from .request import HttpRequest
 from .response import correlate, status_signals
 from .scoring import decide
-from .signals import Signal, Verdict
+from .signals import Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
 _perf = time.perf_counter
@@ -45,6 +47,7 @@ class Runtime:
         # Rule files are loaded and validated here: bad rules fail at start-up, not per request.
         self.detector: Detector = detector if detector is not None else Engine(config)
         self.telemetry = Telemetry(tracer_provider, meter_provider, config.max_events)
+        self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
         self._ignore_exact = {p for p in config.ignore_paths if not p.endswith("*")}
         self._ignore_prefix = tuple(p[:-1] for p in config.ignore_paths if p.endswith("*"))
 
@@ -87,6 +90,7 @@ class Inspection:
 
     __slots__ = (
         "_body_inspected",
+        "_sniffer",
         "_spent",
         "exception",
         "finished",
@@ -109,6 +113,7 @@ class Inspection:
         self.finished = False
         self.incomplete = False
         self._body_inspected = False
+        self._sniffer: Sniffer | None = None
         self._spent = 0.0
         self.handle: SpanHandle = runtime.telemetry.start(request)
 
@@ -178,13 +183,23 @@ class Inspection:
         try:
             self.status = status
             self.response_headers = headers
-        except Exception as exc:  # pragma: no cover - plain assignments
+            if self.runtime.leaks is not None:
+                self._sniffer = Sniffer.for_response(headers, self.runtime.config.response_limit)
+        except Exception as exc:
             self.runtime.report("response_start", exc)
 
     def response_chunk(self, chunk: bytes) -> None:
-        """A chunk of response body is leaving. Observed, never held."""
-        # Response-body analysis (leaks) hooks in here; the chunk is never modified.
-        return None
+        """A chunk of response body is leaving: a bounded copy is sniffed; the chunk is never held."""
+        sniffer = self._sniffer
+        if sniffer is None or not chunk:
+            return
+        try:
+            t0 = _perf()
+            sniffer.feed(chunk)
+            self._spent += _perf() - t0
+        except Exception as exc:
+            self._sniffer = None
+            self.runtime.report("response_chunk", exc)
 
     # ------------------------------------------------------------------ end
     def finish(self, exception: BaseException | None = None) -> None:
@@ -229,8 +244,19 @@ class Inspection:
                 if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
             ]
         signals = signals + status_signals(self.status, self.exception)
+        leaked = self._leaks()
+        if leaked and any(s.is_attack for s in signals):
+            # An attack answered with a database error or a stack trace: the exploit worked.
+            leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
+        signals += leaked
         signals += correlate(signals)
         return decide(signals, config, blocking_possible=False)
+
+    def _leaks(self) -> list[Signal]:
+        sniffer, self._sniffer = self._sniffer, None
+        if sniffer is None or self.runtime.leaks is None:
+            return []
+        return self.runtime.leaks.scan(sniffer.text())
 
 
 __all__ = ["Inspection", "Runtime"]

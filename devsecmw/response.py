@@ -42,4 +42,9 @@ def correlate(signals: list[Signal]) -> list[Signal]:
     return [Signal("attack_5xx", "response:status", ",".join(types)[:64], Severity.ERROR)]
 
 
+def leak_after_attack(signals: list[Signal]) -> bool:
+    """The strongest evidence of a working exploit: an attack answered with a leak."""
+    return any(s.type == "response_leak" for s in signals) and any(s.is_attack for s in signals)
+
+
 __all__ = ["correlate", "status_signals"]

@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import __version__
 from .redact import scrub_query
 from .request import HttpRequest
+from .response import leak_after_attack
 from .signals import Signal, Verdict
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
@@ -68,6 +69,7 @@ ATTR_TYPES = "devsecmw.signal.types"
 ATTR_SCORE = "devsecmw.score"
 ATTR_BLOCKED = "devsecmw.blocked"
 ATTR_WOULD_BLOCK = "devsecmw.would_block"
+ATTR_LEAK_AFTER_ATTACK = "devsecmw.leak_after_attack"
 ATTR_DROPPED = "devsecmw.signals.dropped"
 ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
 
@@ -238,6 +240,8 @@ class Telemetry:
                 ATTR_SCORE: verdict.score,
                 ATTR_BLOCKED: verdict.blocked,
             }
+            if leak_after_attack(verdict.signals):
+                summary[ATTR_LEAK_AFTER_ATTACK] = True
             if verdict.would_block:
                 summary[ATTR_WOULD_BLOCK] = True
             if dropped:

@@ -1,0 +1,190 @@
+"""Response leak detection: the first bytes of textual responses, sniffed as they pass.
+
+The application's bytes are never held or changed: a bounded copy (the
+``response_limit``, 32 KiB by default) of ``text/*``, JSON and XML responses is
+kept as chunks leave, gzip/deflate inflated incrementally within the same
+bound (other encodings skipped), and scanned once when the response ends
+against the leak rules in ``engine/rules/response/*.json``: SQL error
+messages, stack traces and debug pages, directory listings, secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from . import redact
+from .engine.matcher import MultiMatcher, Pattern, compile_pattern, compile_set
+from .engine.rules import RuleError
+from .signals import Severity, Signal
+
+TEXTUAL = ("text/", "application/json", "application/xml", "application/xhtml", "application/problem")
+RULE_KEYS = frozenset({"id", "name", "category", "pattern", "secret", "examples", "severity"})
+
+
+@dataclass(frozen=True, slots=True)
+class LeakRule:
+    id: str
+    name: str
+    category: str
+    pattern: str
+    compiled: Pattern
+    secret: bool
+    severity: Severity
+    ruleset: str
+    examples_match: tuple[str, ...] = ()
+    examples_nomatch: tuple[str, ...] = ()
+
+
+def _parse(doc: Any, source: str) -> list[LeakRule]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise RuleError(f"{source}: a rule file must be an object with a 'rules' list")
+    ruleset = str(doc.get("ruleset") or "devsecmw-response")
+    out = []
+    for raw in doc["rules"]:
+        rid = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(raw, dict):
+            raise RuleError(f"{source}: each rule must be a JSON object")
+        unknown = sorted(set(raw) - RULE_KEYS)
+        if unknown:
+            raise RuleError(f"{source}: rule {rid!r}: unknown key {unknown[0]!r}")
+        for key in ("id", "name", "pattern"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise RuleError(f"{source}: rule {rid!r}: missing or empty {key!r}")
+        try:
+            compiled = compile_pattern(raw["pattern"])
+            severity = Severity.parse(raw.get("severity", "error"))
+        except ValueError as exc:
+            raise RuleError(f"{source}: rule {rid!r}: {exc}") from None
+        ex = raw.get("examples", {})
+        out.append(
+            LeakRule(
+                id=raw["id"],
+                name=raw["name"],
+                category=str(raw.get("category") or "leak"),
+                pattern=raw["pattern"],
+                compiled=compiled,
+                secret=bool(raw.get("secret", False)),
+                severity=severity,
+                ruleset=ruleset,
+                examples_match=tuple(ex.get("match", ())),
+                examples_nomatch=tuple(ex.get("nomatch", ())),
+            )
+        )
+    return out
+
+
+def load_leak_rules() -> list[LeakRule]:
+    base = resources.files("devsecmw.engine") / "rules" / "response"
+    rules: list[LeakRule] = []
+    for entry in sorted(base.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            source = f"devsecmw/engine/rules/response/{entry.name}"
+            try:
+                doc = json.loads(entry.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise RuleError(f"{source}: not valid JSON: {exc}") from None
+            rules.extend(_parse(doc, source))
+    return rules
+
+
+class LeakScanner:
+    """All leak rules compiled into one multi-pattern matcher (built once per middleware)."""
+
+    def __init__(self, rules: Sequence[LeakRule] | None = None) -> None:
+        self.rules = list(rules if rules is not None else load_leak_rules())
+        self._set: MultiMatcher | None = compile_set([r.pattern for r in self.rules]) if self.rules else None
+
+    def scan(self, text: str) -> list[Signal]:
+        if self._set is None or not text:
+            return []
+        out = []
+        for i in self._set.match(text):
+            rule = self.rules[i]
+            span = rule.compiled.search(text)
+            if span is None:
+                continue
+            evidence = redact.REDACTED if rule.secret else redact.evidence("response:body", text, *span)
+            out.append(
+                Signal(
+                    "response_leak",
+                    "response:body",
+                    evidence,
+                    rule.severity,
+                    rule_id=rule.id,
+                    rule_name=rule.name,
+                    category=rule.category,
+                    ruleset=rule.ruleset,
+                )
+            )
+        return out
+
+
+@lru_cache(maxsize=256)
+def _sniffable(content_type: str, content_encoding: str) -> tuple[bool, int | None]:
+    """Whether to sniff, and the zlib ``wbits`` to inflate with (``None``: identity)."""
+    ct = content_type.split(";", 1)[0].strip().lower()
+    if not ct.startswith(TEXTUAL) and not ct.endswith(("+json", "+xml")):
+        return False, None
+    enc = content_encoding.strip().lower()
+    if enc in ("", "identity"):
+        return True, None
+    if enc in ("gzip", "x-gzip"):
+        return True, 16 + zlib.MAX_WBITS
+    if enc == "deflate":
+        return True, zlib.MAX_WBITS + 32  # zlib or raw-with-header autodetect
+    return False, None  # br, zstd...: skipped rather than decoded with another library
+
+
+class Sniffer:
+    """A bounded copy of one response's first bytes. Feeding never raises into the caller's path."""
+
+    __slots__ = ("_buf", "_inflate", "_limit")
+
+    def __init__(self, limit: int, wbits: int | None) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+        self._inflate = zlib.decompressobj(wbits) if wbits is not None else None
+
+    @classmethod
+    def for_response(cls, headers: Sequence[tuple[Any, Any]], limit: int) -> Sniffer | None:
+        if limit <= 0:
+            return None
+        ctype = cenc = ""
+        for k, v in headers:
+            name = (k.decode("latin-1") if isinstance(k, bytes) else str(k)).lower()
+            if name == "content-type":
+                ctype = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+            elif name == "content-encoding":
+                cenc = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+        ok, wbits = _sniffable(ctype, cenc)
+        return cls(limit, wbits) if ok else None
+
+    @property
+    def full(self) -> bool:
+        return len(self._buf) >= self._limit
+
+    def feed(self, chunk: bytes) -> None:
+        room = self._limit - len(self._buf)
+        if room <= 0 or not chunk:
+            return
+        if self._inflate is None:
+            self._buf += chunk[:room]
+            return
+        try:
+            # max_length bounds what a decompression bomb can make us allocate.
+            self._buf += self._inflate.decompress(bytes(chunk), room)
+        except zlib.error:
+            self._inflate = None
+            self._limit = 0  # corrupt stream: stop sniffing, the client sees what the app sent
+
+    def text(self) -> str:
+        return self._buf.decode("utf-8", "replace")
+
+
+__all__ = ["LeakRule", "LeakScanner", "Sniffer", "load_leak_rules"]
