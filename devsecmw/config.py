@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .signals import ATTACK_TYPES
+
 MODES = ("monitor", "block")
 
 
@@ -83,6 +85,35 @@ class Config:
     ignore_paths: tuple[str, ...] = ()
     #: Status code of the block response.
     block_status: int = 403
+    #: Block only on these attack signal types (empty: any attack type).
+    block_types: tuple[str, ...] = ()
+    #: In block mode, also block clients while they are flagged.
+    block_flagged: bool = True
+    #: Body of the block response (``{trace_id}`` is replaced); default: small JSON or HTML by Accept.
+    block_body: str | None = None
+    #: Content type of a custom ``block_body``.
+    block_content_type: str = "text/plain; charset=utf-8"
+    #: Block mode reads the body ahead (up to ``body_limit``) waiting at most this many seconds.
+    block_read_timeout: float = 1.0
+    #: Client networks never blocked (CIDRs or addresses); still inspected and reported.
+    allow_networks: tuple[str, ...] = ()
+    #: Paths never blocked (exact, or prefix ending in ``*``); still inspected and reported.
+    allow_paths: tuple[str, ...] = ()
+    #: Proxies whose ``X-Forwarded-For`` / ``Forwarded`` / ``X-Real-IP`` are believed (CIDRs or addresses).
+    trusted_proxies: tuple[str, ...] = ()
+    #: Or: the number of proxies in front of every request (the N-th forwarded address from the right).
+    trusted_hops: int = 0
+    #: Clients tracked for per-client thresholds (least recently seen evicted beyond this).
+    max_clients: int = 100_000
+    #: Seconds of the per-client sliding window.
+    client_window: float = 60.0
+    #: Seconds a client stays flagged after crossing a threshold.
+    flag_ttl: float = 300.0
+    #: Per-client thresholds within one window (0 switches one off).
+    flag_attacks: int = 10
+    flag_404s: int = 50
+    flag_auth_failures: int = 20
+    flag_5xx: int = 20
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -97,14 +128,34 @@ class Config:
             ("max_events", 1),
             ("attack_threshold", 1),
             ("block_threshold", 1),
+            ("trusted_hops", 0),
+            ("max_clients", 1),
+            ("flag_attacks", 0),
+            ("flag_404s", 0),
+            ("flag_auth_failures", 0),
+            ("flag_5xx", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"devsecmw: invalid {name} {value!r} (must be an integer >= {low})")
-        if not isinstance(self.time_budget, (int, float)) or self.time_budget <= 0:
+        for name in ("time_budget", "client_window", "block_read_timeout", "flag_ttl"):
+            value = getattr(self, name)
+            low_ok = value >= 0 if name == "flag_ttl" else value > 0
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low_ok:
+                raise ConfigError(
+                    f"devsecmw: invalid {name} {value!r} (must be a number of seconds "
+                    f"{'>= 0' if name == 'flag_ttl' else '> 0'})"
+                )
+        unknown = sorted(set(self.block_types) - ATTACK_TYPES)
+        if unknown:
             raise ConfigError(
-                f"devsecmw: invalid time_budget {self.time_budget!r} (must be a number of seconds > 0)"
+                f"devsecmw: invalid block_types entry {unknown[0]!r} "
+                f"(must be attack types: {', '.join(sorted(ATTACK_TYPES))})"
             )
+        from .clients import parse_networks  # validates at construction: fail fast
+
+        parse_networks(self.allow_networks, "allow_networks")
+        parse_networks(self.trusted_proxies, "trusted_proxies")
         if not 400 <= self.block_status <= 599:
             raise ConfigError(
                 f"devsecmw: invalid block_status {self.block_status!r} (must be a 4xx or 5xx code)"

@@ -21,12 +21,13 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from . import _safety
+from .clients import ClientTable, Thresholds, parse_networks, resolve_client
 from .config import Config
 from .engine import Budget, Detector, Engine
 from .leaks import LeakScanner, Sniffer
 from .request import HttpRequest
 from .response import correlate, status_signals
-from .scoring import decide
+from .scoring import decide, should_block
 from .signals import Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
@@ -48,8 +49,21 @@ class Runtime:
         self.detector: Detector = detector if detector is not None else Engine(config)
         self.telemetry = Telemetry(tracer_provider, meter_provider, config.max_events)
         self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
-        self._ignore_exact = {p for p in config.ignore_paths if not p.endswith("*")}
-        self._ignore_prefix = tuple(p[:-1] for p in config.ignore_paths if p.endswith("*"))
+        self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
+        self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
+        self.trusted_proxies = parse_networks(config.trusted_proxies, "trusted_proxies")
+        self.allow_networks = parse_networks(config.allow_networks, "allow_networks")
+        self.clients = ClientTable(
+            max_clients=config.max_clients,
+            window=config.client_window,
+            flag_ttl=config.flag_ttl,
+            thresholds=Thresholds(
+                attack=config.flag_attacks,
+                http_404=config.flag_404s,
+                auth_failure=config.flag_auth_failures,
+                http_5xx=config.flag_5xx,
+            ),
+        )
 
     @classmethod
     def from_options(
@@ -72,6 +86,17 @@ class Runtime:
             bool(self._ignore_prefix) and path.startswith(self._ignore_prefix)
         )
 
+    def allowlisted(self, request: HttpRequest) -> bool:
+        """Never blocked: allowlisted paths (health checks) and client networks."""
+        path = request.path
+        if path in self._allow_exact or (self._allow_prefix and path.startswith(self._allow_prefix)):
+            return True
+        if self.allow_networks and request.client_address:
+            from .clients import _in
+
+            return _in(request.client_address, self.allow_networks)
+        return False
+
     def begin(self, request: HttpRequest) -> Inspection | None:
         """Start inspecting ``request``: span, head inspection. ``None`` when devsecmw stands aside."""
         try:
@@ -85,6 +110,10 @@ class Runtime:
         return insp
 
 
+def _path_set(paths: Sequence[str]) -> tuple[set[str], tuple[str, ...]]:
+    return {p for p in paths if not p.endswith("*")}, tuple(p[:-1] for p in paths if p.endswith("*"))
+
+
 class Inspection:
     """One request's journey through devsecmw."""
 
@@ -92,8 +121,10 @@ class Inspection:
         "_body_inspected",
         "_sniffer",
         "_spent",
+        "blocked",
         "exception",
         "finished",
+        "flagged",
         "handle",
         "incomplete",
         "request",
@@ -101,6 +132,7 @@ class Inspection:
         "runtime",
         "signals",
         "status",
+        "would_block",
     )
 
     def __init__(self, runtime: Runtime, request: HttpRequest) -> None:
@@ -115,6 +147,17 @@ class Inspection:
         self._body_inspected = False
         self._sniffer: Sniffer | None = None
         self._spent = 0.0
+        self.blocked = False
+        self.would_block = False
+        # Behind trusted proxies the client is the forwarded address; the peer stays on the request.
+        request.peer_address = request.client_address
+        if runtime.trusted_proxies or runtime.config.trusted_hops:
+            request.client_address = resolve_client(
+                request, runtime.trusted_proxies, runtime.config.trusted_hops
+            )
+        self.flagged = runtime.clients.flagged(request.client_address)
+        if self.flagged:
+            self.signals.append(Signal("client_flagged", "client", self.flagged, Severity.WARNING))
         self.handle: SpanHandle = runtime.telemetry.start(request)
 
     # ------------------------------------------------------------------ context
@@ -178,6 +221,36 @@ class Inspection:
         except Exception as exc:
             self.runtime.report("inspect_body", exc)
 
+    # ------------------------------------------------------------------ blocking
+    def check_block(self, record_only: bool = False) -> bool:
+        """Whether blocking applies to what was seen of the request so far.
+
+        Records ``would_block`` in every mode; returns True only in block mode,
+        so the adapter answers with :meth:`block_response` instead of calling the app.
+        """
+        try:
+            config = self.runtime.config
+            would = should_block(self.signals, config, bool(self.flagged)) and not self.runtime.allowlisted(
+                self.request
+            )
+            self.would_block = self.would_block or would
+            if would and config.mode == "block" and self.status is None and not record_only:
+                self.blocked = True
+                return True
+        except Exception as exc:
+            self.runtime.report("block", exc)
+        return False
+
+    def block_response(self, accept: str | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Status, headers and body of the block response (the trace id lets support find the span)."""
+        from .blocking import render
+
+        ctx = self.handle.span.get_span_context()
+        trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+        status, headers, body = render(self.runtime.config, trace_id, accept)
+        self.status = status
+        return status, headers, body
+
     # ------------------------------------------------------------------ response
     def response_start(self, status: int, headers: Sequence[tuple[Any, Any]] = ()) -> None:
         try:
@@ -213,6 +286,8 @@ class Inspection:
             if not self._body_inspected and self.request.body:
                 self._body_inspected = True
                 self._detect("body")
+            if not self.blocked:
+                self.check_block(record_only=True)  # what blocking would have done with the request
             t0 = _perf()
             verdict = self._decide()
             self._spent += _perf() - t0
@@ -250,7 +325,16 @@ class Inspection:
             leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
         signals += leaked
         signals += correlate(signals)
-        return decide(signals, config, blocking_possible=False)
+        if not self.blocked:
+            # Per-client windows count what the app answered (blocked requests never reached it).
+            attack = any(s.is_attack for s in signals)
+            reason = self.runtime.clients.observe(self.request.client_address, attack, self.status)
+            if reason and not self.flagged:
+                signals.append(Signal("client_flagged", "client", reason, Severity.WARNING))
+        verdict = decide(signals, config)
+        verdict.blocked = self.blocked
+        verdict.would_block = self.would_block
+        return verdict
 
     def _leaks(self) -> list[Signal]:
         sniffer, self._sniffer = self._sniffer, None

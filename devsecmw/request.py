@@ -83,6 +83,7 @@ class HttpRequest:
     headers: list[tuple[str, str]] = field(default_factory=list)
     scheme: str = "http"
     http_version: str = "1.1"
+    #: The client: the connection's peer, or behind trusted proxies the forwarded address.
     client_address: str | None = None
     client_port: int | None = None
     server_address: str | None = None
@@ -97,6 +98,8 @@ class HttpRequest:
     body_complete: bool = False
     #: Protocol scope: ``"http"`` or ``"websocket"``.
     kind: str = "http"
+    #: The connection's peer address (a proxy, when one is in front).
+    peer_address: str | None = None
     _query: list[Field] | None = None
     _cookies: list[Field] | None = None
     _body: ParsedBody | None = None

@@ -20,8 +20,8 @@ def score(signals: Iterable[Signal]) -> int:
     return sum(seen.values())
 
 
-def decide(signals: list[Signal], config: Config, blocking_possible: bool = True) -> Verdict:
-    """Classify and, in block mode, decide whether to block (only attack signals can block)."""
+def decide(signals: list[Signal], config: Config) -> Verdict:
+    """Classify a request from all its signals (request, response, client)."""
     total = score(signals)
     attack_score = score(s for s in signals if s.is_attack)
     if not signals:
@@ -30,14 +30,19 @@ def decide(signals: list[Signal], config: Config, blocking_possible: bool = True
         cls = Classification.ATTACK
     else:
         cls = Classification.ANOMALY
-    over = attack_score >= config.block_threshold
-    return Verdict(
-        classification=cls,
-        score=total,
-        signals=signals,
-        blocked=over and blocking_possible and config.mode == "block",
-        would_block=over,
-    )
+    return Verdict(classification=cls, score=total, signals=signals)
+
+
+def should_block(signals: list[Signal], config: Config, flagged: bool = False) -> bool:
+    """Whether the request's own signals (or its flagged client) call for a block.
+
+    Anomaly signals alone never block; ``block_types`` narrows which attacks count.
+    Mode is not considered here: monitor mode reports this as ``would_block``.
+    """
+    if flagged and config.block_flagged:
+        return True
+    attacks = [s for s in signals if s.is_attack and (not config.block_types or s.type in config.block_types)]
+    return bool(attacks) and score(attacks) >= config.block_threshold
 
 
 __all__ = ["decide", "score"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from devsecmw import Config, Severity, Signal
 from devsecmw.response import correlate, status_signals
-from devsecmw.scoring import decide, score
+from devsecmw.scoring import decide, score, should_block
 
 
 def sig(t: str, sev: Severity = Severity.CRITICAL, rule: str | None = "1", loc: str = "query:q") -> Signal:
@@ -32,15 +32,23 @@ def test_classification() -> None:
 
 def test_anomalies_alone_never_block() -> None:
     c = Config(mode="block")
-    v = decide([sig("private_file", Severity.CRITICAL), sig("null_byte", Severity.CRITICAL, "2")], c)
-    assert not v.blocked and not v.would_block
+    assert not should_block(
+        [sig("private_file", Severity.CRITICAL), sig("null_byte", Severity.CRITICAL, "2")], c
+    )
 
 
-def test_monitor_mode_says_what_blocking_would_do() -> None:
-    v = decide([sig("sqli")], Config())
-    assert v.would_block and not v.blocked
-    v = decide([sig("sqli")], Config(mode="block"))
-    assert v.blocked
+def test_block_threshold_and_types() -> None:
+    assert should_block([sig("sqli")], Config())
+    assert not should_block([sig("protocol", Severity.WARNING)], Config())
+    assert should_block([sig("protocol", Severity.WARNING)], Config(block_threshold=3))
+    only_sqli = Config(block_types=("sqli",))
+    assert not should_block([sig("xss")], only_sqli)
+    assert should_block([sig("sqli"), sig("xss", rule="2")], only_sqli)
+
+
+def test_flagged_clients_block_unless_switched_off() -> None:
+    assert should_block([], Config(), flagged=True)
+    assert not should_block([], Config(block_flagged=False), flagged=True)
 
 
 def test_status_signals() -> None:
