@@ -170,7 +170,9 @@ class Telemetry:
             attrs["url.query"] = scrub_query(request.query_string)
         if request.client_address:
             attrs["client.address"] = request.client_address
-        if request.client_port is not None:
+        if request.peer_address and request.peer_address != request.client_address:
+            attrs["network.peer.address"] = request.peer_address
+        if request.client_port is not None and request.peer_address in (None, request.client_address):
             attrs["client.port"] = request.client_port
         if request.server_address:
             attrs["server.address"] = request.server_address
@@ -248,6 +250,9 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
+            if not handle.owned and request.client_address and request.peer_address != request.client_address:
+                # Resolved through configured trusted proxies: more reliable than a naive reading.
+                summary["client.address"] = request.client_address
             span.set_attributes(summary)
             if handle.owned:
                 self._finish_owned(span, request, route, status, exception)
