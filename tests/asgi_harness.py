@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from devsecmw.asgi import SecurityMiddleware
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x nudges TestClient users from httpx to httpx2; httpx is what this project pins.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
 
 Message = dict[str, Any]
 App = Callable[..., Any]
@@ -201,4 +207,13 @@ def compare(
     return bare, wrapped
 
 
-__all__ = ["Exchange", "body_messages", "compare", "drive", "drive_wrapped", "make_scope", "recording"]
+__all__ = [
+    "Exchange",
+    "TestClient",
+    "body_messages",
+    "compare",
+    "drive",
+    "drive_wrapped",
+    "make_scope",
+    "recording",
+]
