@@ -67,7 +67,10 @@ def _build_views(rules: Sequence[Rule], phase: str) -> list[_View]:
         keys: set[str] = set()
         for r in rs:
             keys.update(r.targets)
-        matcher = compile_set([r.operator.prefilter for r in pre if r.operator.prefilter]) if pre else None
+        # Values are scanned joined by _SEP (which holds newlines): multi-line mode lets "^" and
+        # "$" match at every value's edges, a superset of the per-value match that decides.
+        prefilters = ["(?m)" + r.operator.prefilter for r in pre if r.operator.prefilter]
+        matcher = compile_set(prefilters) if pre else None
         views.append(_View(chain, pre, always, matcher, frozenset(keys), any_header="headers" in keys))
     return views
 
