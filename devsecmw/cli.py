@@ -1,0 +1,311 @@
+"""The ``devsecmw`` command.
+
+- ``devsecmw demo``: a demo shop behind devsecmw, traffic, and a summary of the telemetry.
+- ``devsecmw rules list`` / ``devsecmw rules validate FILE...``: the rule set.
+- ``devsecmw scan FILE.jsonl...``: replay recorded requests through the engine, offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote_to_bytes
+
+from . import __version__
+
+DEMO_MODULES = ("starlette", "uvicorn", "httpx", "opentelemetry.sdk")
+
+
+# --------------------------------------------------------------------------- demo
+def _wants_color(stream: TextIO, no_color: bool) -> bool:
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from .demo import run_demo
+        from .demo.server import ServerError
+
+        for name in DEMO_MODULES:
+            __import__(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        print(
+            f"devsecmw demo: {missing} is not installed; the demo needs the demo extra:\n"
+            '    python -m pip install "devsecmw[demo]"',
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return run_demo(
+            requests=args.requests,
+            seed=args.seed,
+            port=args.port,
+            color=_wants_color(sys.stdout, args.no_color),
+        )
+    except ServerError as exc:
+        hint = " (pick another --port, or 0 for any free port)" if args.port else ""
+        print(f"devsecmw demo: {exc}{hint}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------- rules
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    from .engine.rules import RuleError, load_all
+
+    try:
+        rules = load_all(args.rule_file)
+    except RuleError as exc:
+        print(f"devsecmw rules list: {exc}", file=sys.stderr)
+        return 1
+    shown = [r for r in rules if (not args.type or r.type in args.type) and r.paranoia <= args.paranoia]
+    if args.json:
+        for r in shown:
+            doc = {
+                "id": r.id,
+                "name": r.name,
+                "type": r.type,
+                "severity": r.severity.name.lower(),
+                "paranoia": r.paranoia,
+                "ruleset": r.ruleset,
+                "source": r.source,
+            }
+            print(json.dumps(doc))
+        return 0
+    width = max((len(r.id) for r in shown), default=2)
+    for r in shown:
+        sev = r.severity.name.lower()
+        print(f"{r.id.ljust(width)}  {r.type:<16} PL{r.paranoia} {sev:<8}  {r.name}")
+    print(f"{len(shown)} rules", file=sys.stderr)
+    return 0
+
+
+def _check_examples(rule: Any) -> list[str]:
+    problems = []
+    for ex in rule.examples_match:
+        if rule.matches_value(ex) is None:
+            problems.append(f"{rule.source}: rule {rule.id!r}: example does not match: {ex!r}")
+    for ex in rule.examples_nomatch:
+        if rule.matches_value(ex) is not None:
+            problems.append(f"{rule.source}: rule {rule.id!r}: 'nomatch' example matches: {ex!r}")
+    return problems
+
+
+def cmd_rules_validate(args: argparse.Namespace) -> int:
+    """Schema, operators, ids unique against the packaged rules, and every rule's examples."""
+    from .engine.rules import RuleError, load_all, load_file
+
+    failed = False
+    for path in args.files:
+        try:
+            rules = load_file(path)
+            load_all([path])  # ids must not clash with the packaged rules
+        except RuleError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        problems = [p for r in rules for p in _check_examples(r)]
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        failed = failed or bool(problems)
+        if not problems:
+            print(f"ok: {path}: {len(rules)} rules")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- scan
+def _rows(paths: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    for path in paths:
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    yield path, n, json.loads(line)
+
+
+def request_from_row(row: dict[str, Any]) -> Any:
+    """An :class:`~devsecmw.request.HttpRequest` from a corpus-format row (see the README)."""
+    from .request import from_asgi_scope
+
+    raw = str(row.get("uri") or "/").encode("latin-1", "replace")
+    if raw.startswith((b"http://", b"https://")):  # absolute-form target: keep what routing sees
+        rest = raw.split(b"//", 1)[1]
+        raw = b"/" + rest.split(b"/", 1)[1] if b"/" in rest else b"/"
+    path, _, query = raw.partition(b"?")
+    path = path or b"/"
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": str(row.get("method") or "GET"),
+        "scheme": "http",
+        "path": unquote_to_bytes(path).decode("utf-8", "replace"),
+        "raw_path": path,
+        "query_string": query,
+        "headers": [
+            (str(k).lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+            for k, v in row.get("headers") or ()
+        ],
+    }
+    request = from_asgi_scope(scope)
+    body = row.get("body") or ""
+    data = base64.b64decode(body) if row.get("body_b64") else str(body).encode("latin-1", "replace")
+    return request, data
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .engine import Engine
+    from .engine.rules import RuleError
+    from .response import correlate, status_signals
+    from .scoring import decide
+
+    try:
+        config = Config.from_options({"paranoia_level": args.paranoia, "rule_files": args.rule_file})
+        engine = Engine(config)
+    except (RuleError, ValueError) as exc:
+        print(f"devsecmw scan: {exc}", file=sys.stderr)
+        return 1
+    tally: Counter[str] = Counter()
+    try:
+        for path, n, row in _rows(args.files):
+            request, body = request_from_row(row)
+            signals = engine.inspect(request, "head")
+            if body:
+                request.add_body(body, config.body_limit)
+                request.body_complete = True
+                signals += engine.inspect(request, "body")
+            status = row.get("status") if isinstance(row.get("status"), int) else None
+            signals += status_signals(status)
+            signals += correlate(signals)
+            verdict = decide(signals, config)
+            expect = row.get("expect")
+            flagged = verdict.classification == "attack"
+            if expect in ("attack", "benign"):
+                tally[f"{expect}.rows"] += 1
+                tally[f"{expect}.flagged"] += flagged
+            mismatch = expect in ("attack", "benign") and flagged != (expect == "attack")
+            if args.mismatches and not mismatch:
+                continue
+            rid = row.get("id") or f"{Path(path).name}:{n}"
+            if args.json:
+                doc = {
+                    "id": rid,
+                    "expect": expect,
+                    "classification": verdict.classification,
+                    "score": verdict.score,
+                    "signals": [
+                        {"type": s.type, "location": s.location, "rule": s.rule_id, "evidence": s.evidence}
+                        for s in verdict.signals
+                    ],
+                }
+                print(json.dumps(doc))
+                continue
+            found = " ".join(
+                f"{s.type}({s.rule_id}@{s.location})" if s.rule_id else f"{s.type}@{s.location}"
+                for s in verdict.signals
+            )
+            mark = "  MISMATCH" if mismatch else ""
+            want = f" expected {expect}" if expect else ""
+            print(f"{rid}: {verdict.classification} score={verdict.score}{want}{mark}  {found}".rstrip())
+    except (OSError, ValueError) as exc:
+        print(f"devsecmw scan: {exc}", file=sys.stderr)
+        return 1
+    if tally and not args.json:
+        parts = []
+        if tally["attack.rows"]:
+            parts.append(f"attacks flagged {tally['attack.flagged']}/{tally['attack.rows']}")
+        if tally["benign.rows"]:
+            parts.append(f"benign flagged {tally['benign.flagged']}/{tally['benign.rows']} (false positives)")
+        print("; ".join(parts), file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _requests(text: str) -> int:
+    from .demo.traffic import MAX_REQUESTS
+
+    value = _positive(text)
+    if not 1 <= value <= MAX_REQUESTS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_REQUESTS}, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devsecmw", description="Security signals from HTTP traffic, on OpenTelemetry."
+    )
+    parser.add_argument("--version", action="version", version=f"devsecmw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a demo app behind devsecmw, send it traffic, summarise the telemetry",
+        description="Start a small Starlette shop behind devsecmw on 127.0.0.1, send it benign "
+        "traffic, attacks and failing requests, and print what devsecmw reported. Set "
+        "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) to also export over OTLP.",
+    )
+    demo.add_argument("--requests", type=_requests, default=250, metavar="N", help="requests to send")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the traffic mix (default 1)")
+    demo.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
+    demo.add_argument("--no-color", action="store_true", help="plain text output")
+    demo.set_defaults(func=cmd_demo)
+
+    rules = sub.add_parser("rules", help="list or validate detection rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    lst = rules_sub.add_parser("list", help="list the packaged rules (and extra rule files)")
+    lst.add_argument("--type", action="append", help="only rules of this signal type (repeatable)")
+    lst.add_argument("--paranoia", type=int, default=4, choices=(1, 2, 3, 4), help="up to this level")
+    lst.add_argument("--rule-file", action="append", default=[], help="an extra rule file to include")
+    lst.add_argument("--json", action="store_true", help="one JSON object per line")
+    lst.set_defaults(func=cmd_rules_list)
+    val = rules_sub.add_parser("validate", help="validate rule files (schema, ids, examples)")
+    val.add_argument("files", nargs="+", metavar="FILE")
+    val.set_defaults(func=cmd_rules_validate)
+
+    scan = sub.add_parser(
+        "scan",
+        help="replay JSONL requests through the engine (offline)",
+        description="Each line: {id, method, uri, headers: [[name, value]...], body, body_b64, "
+        "expect?, status?}. Prints one verdict a line; a tally on stderr when rows carry 'expect'.",
+    )
+    scan.add_argument("files", nargs="+", metavar="FILE.jsonl")
+    scan.add_argument("--paranoia", type=int, default=1, choices=(1, 2, 3, 4))
+    scan.add_argument("--rule-file", action="append", default=[], help="an extra rule file")
+    scan.add_argument(
+        "--mismatches", action="store_true", help="only rows whose verdict differs from 'expect'"
+    )
+    scan.add_argument("--json", action="store_true", help="one JSON object per line")
+    scan.set_defaults(func=cmd_scan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+__all__ = ["build_parser", "main", "request_from_row"]
