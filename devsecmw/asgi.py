@@ -112,9 +112,13 @@ def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
                 last = True
         except Exception as exc:
             insp.runtime.report("send", exc)
+        if last and not insp.handle.owned:
+            # The span belongs to an instrumentation outside (OpenTelemetry's ASGI middleware),
+            # which ends it as this very message passes: write the verdict onto it first.
+            insp.finish()
         await send(message)
         if last:
-            # After the await: the last byte has gone to the server, not merely been produced.
+            # Our own span ends after the await: the last byte has gone, not merely been produced.
             insp.finish()
 
     return send_wrapper
