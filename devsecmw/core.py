@@ -279,13 +279,13 @@ class Inspection:
         """The last byte has gone (or the app failed): decide, emit, end the span. Once."""
         if self.finished:
             return
+        # A body the app read only in part: inspect what it read (fails open on its own, so a
+        # detector error here cannot cost the verdict).
+        self.inspect_body()
         self.finished = True
         try:
             if isinstance(exception, Exception):
                 self.exception = exception
-            if not self._body_inspected and self.request.body:
-                self._body_inspected = True
-                self._detect("body")
             if not self.blocked:
                 self.check_block(record_only=True)  # what blocking would have done with the request
             t0 = _perf()
