@@ -2,13 +2,23 @@
 
 ``app.wsgi_app = devsecmw.wsgi.SecurityMiddleware(app.wsgi_app)`` is all a Flask
 app needs; the WSGI adapter reads the matched ``url_rule`` through
-:func:`current_route`. :func:`init_app` does the wrapping idempotently and can
-be undone.
+:func:`current_route` when the app calls ``start_response`` (Flask does so
+while its request context is still pushed). :func:`init_app` does the wrapping
+once and :func:`uninit_app` undoes it.
+
+OpenTelemetry's ``FlaskInstrumentor`` may be applied before or after: it starts
+its span in a ``before_request`` hook, which always runs inside devsecmw, so
+devsecmw's span is the SERVER span and Flask's becomes an INTERNAL child.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wsgi import SecurityMiddleware
+
+_ATTR = "_devsecmw_middleware"
 
 
 def current_route() -> str | None:
@@ -23,23 +33,39 @@ def current_route() -> str | None:
     return rule.rule if rule is not None else None
 
 
-def init_app(app: Any, **options: Any) -> Any:
-    """Wrap ``app.wsgi_app`` once; returns the middleware. ``uninit_app`` undoes it."""
+def init_app(app: Any, **options: Any) -> SecurityMiddleware:
+    """Wrap ``app.wsgi_app`` in :class:`devsecmw.wsgi.SecurityMiddleware`; returns the middleware.
+
+    Idempotent: a second call returns the middleware of the first (its options
+    stand), and an app already wrapped by hand is left as it is.
+    ``options`` are those of the middleware (``tracer_provider=``, ``mode=``...).
+    """
     from .wsgi import SecurityMiddleware
 
+    installed: SecurityMiddleware | None = getattr(app, _ATTR, None)
+    if installed is not None:
+        return installed
     current = app.wsgi_app
     if isinstance(current, SecurityMiddleware):
         return current
-    app._devsecmw_original_wsgi_app = current
-    app.wsgi_app = SecurityMiddleware(current, **options)
-    return app.wsgi_app
+    middleware = SecurityMiddleware(current, **options)
+    app.wsgi_app = middleware
+    setattr(app, _ATTR, middleware)
+    return middleware
 
 
 def uninit_app(app: Any) -> None:
-    original = getattr(app, "_devsecmw_original_wsgi_app", None)
-    if original is not None:
-        app.wsgi_app = original
-        del app._devsecmw_original_wsgi_app
+    """Undo :func:`init_app` (a no-op when it was not applied)."""
+    middleware: SecurityMiddleware | None = getattr(app, _ATTR, None)
+    if middleware is None:
+        return
+    delattr(app, _ATTR)
+    if app.wsgi_app is middleware:
+        app.wsgi_app = middleware.app
+    else:
+        # Something wrapped devsecmw since (FlaskInstrumentor, ProxyFix...): restoring the old
+        # wsgi_app would drop that wrapper too, so devsecmw stays in the chain as a pass-through.
+        middleware.enabled = False
 
 
 __all__ = ["current_route", "init_app", "uninit_app"]

@@ -1,0 +1,286 @@
+"""Django middleware, for WSGI and ASGI deployments alike.
+
+Add it first in ``MIDDLEWARE`` (it then sees every request and every response
+the other middleware produce)::
+
+    MIDDLEWARE = ["devsecmw.django.SecurityMiddleware", ...]
+    DEVSECMW = {"mode": "monitor", "ignore_paths": ["/healthz"]}   # optional options
+
+``DEVSECMW`` takes the options of :class:`devsecmw.config.Config` plus
+``tracer_provider``, ``meter_provider`` and ``detector`` (the global
+OpenTelemetry providers are used when absent).
+
+It has no detection logic of its own; per request it builds the request model
+(from ``request.scope`` under ASGI, the WSGI environ otherwise) and drives
+:class:`devsecmw.core.Inspection` as the other adapters do:
+
+- The body is inspected as the view reads it. devsecmw never touches
+  ``request.body`` or ``request.POST``: that would read the whole body up
+  front (memory, and Django's ``RequestDataTooBig`` raised in the middleware
+  instead of the view), parse uploads before a view can set
+  ``request.upload_handlers``, and leave ``request.read()`` unusable for
+  streaming views ("stream consumed"). Instead ``request._stream``, the object
+  every Django read goes through, is replaced by a read-through tap
+  (:class:`devsecmw.wsgi.InputTap`). A body another middleware already read
+  into ``request._body`` is inspected from there.
+- ``http.route`` is the resolved URL pattern (``request.resolver_match.route``,
+  e.g. ``items/<int:pk>/``, the format OpenTelemetry's Django instrumentation
+  uses too); never the raw path.
+- Streaming responses (sync or async ``streaming_content``) keep their kind;
+  the span closes after the last chunk, or at ``response.close()`` when the
+  server stops early. A ``FileResponse`` is left alone so the server's
+  ``wsgi.file_wrapper``/sendfile path still applies; its span closes at
+  ``close()``.
+- An exception in the view passes through unchanged; Django turns it into a
+  500 (``http_5xx``), and the exception is recorded on the span.
+- When OpenTelemetry's Django instrumentation is active, its span is current
+  here and devsecmw enriches it (one server span). That instrumentation ends
+  its span when the response leaves the middleware chain, so devsecmw then
+  records its verdict at that point, streaming or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from .config import Config
+from .core import Inspection, Runtime
+from .engine import Detector
+from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
+from .wsgi import InputTap, content_length
+
+SETTINGS_NAME = "DEVSECMW"
+_EXC_ATTR = "_devsecmw_exception"
+
+
+def _require_django() -> tuple[Callable[[Any], bool], Callable[[Any], Any]]:
+    """Django's (asgiref's) coroutine helpers; a clear ImportError when Django is absent."""
+    try:
+        importlib.import_module("django")  # untyped; imported by name, not for mypy to analyse
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    except ImportError as exc:  # pragma: no cover - exercised only without Django installed
+        raise ImportError(
+            "devsecmw.django.SecurityMiddleware needs Django: pip install 'devsecmw[django]' "
+            "(or use devsecmw.wsgi / devsecmw.asgi directly)"
+        ) from exc
+    return iscoroutinefunction, markcoroutinefunction
+
+
+def _settings_options() -> dict[str, Any]:
+    settings = importlib.import_module("django.conf").settings
+    raw = getattr(settings, SETTINGS_NAME, None)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"devsecmw: settings.{SETTINGS_NAME} must be a dict of options, not {type(raw)!r}")
+    return dict(raw)
+
+
+def request_model(request: Any) -> HttpRequest:
+    """The framework-free request model of a Django request (ASGI scope or WSGI environ)."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and scope.get("type") == "http":
+        return from_asgi_scope(scope)
+    environ = getattr(request, "environ", None)
+    if not isinstance(environ, dict):
+        environ = request.META
+    return from_wsgi_environ(environ)
+
+
+def route_of(request: Any) -> str | None:
+    """The URL pattern Django resolved the request to, if it resolved."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not isinstance(route, str):
+        return None
+    return route or "/"  # path("", view): the root pattern is the empty string
+
+
+def _sync_stream(content: Iterable[bytes], insp: Inspection) -> Iterator[bytes]:
+    iterator = iter(content)
+    try:
+        while True:
+            insp.activate()
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                break
+            finally:
+                insp.deactivate()
+            insp.response_chunk(chunk)
+            yield chunk
+    except GeneratorExit:  # closed early by the server: not an error
+        raise
+    except BaseException as exc:
+        insp.finish(exc)
+        raise
+    finally:
+        insp.finish()
+
+
+async def _async_stream(content: AsyncIterable[bytes], insp: Inspection) -> AsyncIterator[bytes]:
+    iterator = aiter(content)
+    try:
+        while True:
+            # Attached and detached within one step: the consumer's task may differ between steps.
+            insp.activate()
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            finally:
+                insp.deactivate()
+            insp.response_chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        insp.finish(exc)
+        raise
+    finally:
+        insp.finish()
+
+
+class SecurityMiddleware:
+    """devsecmw for Django (``MIDDLEWARE``), sync and async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self,
+        get_response: Callable[[Any], Any],
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        detector: Detector | None = None,
+        config: Config | None = None,
+        **options: Any,
+    ) -> None:
+        iscoroutinefunction, markcoroutinefunction = _require_django()
+        if tracer_provider is None and meter_provider is None and detector is None and config is None:
+            if not options:
+                options = _settings_options()
+            tracer_provider = options.pop("tracer_provider", None)
+            meter_provider = options.pop("meter_provider", None)
+            detector = options.pop("detector", None)
+            config = options.pop("config", None)
+        self.get_response = get_response
+        self.runtime = Runtime.from_options(tracer_provider, meter_provider, detector, config, **options)
+        self._is_async = bool(iscoroutinefunction(get_response))
+        if self._is_async:
+            # Django then awaits __call__ (the documented pattern for sync-and-async middleware).
+            markcoroutinefunction(self)
+
+    # ------------------------------------------------------------------ request
+    def __call__(self, request: Any) -> Any:
+        if self._is_async:
+            return self.__acall__(request)
+        insp = self._begin(request)
+        if insp is None:
+            return self.get_response(request)
+        insp.activate()
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            self._route(request, insp)
+            insp.finish(exc)
+            raise
+        finally:
+            insp.deactivate()
+        return self._response(request, response, insp)
+
+    async def __acall__(self, request: Any) -> Any:
+        get_response: Callable[[Any], Awaitable[Any]] = self.get_response
+        insp = self._begin(request)
+        if insp is None:
+            return await get_response(request)
+        insp.activate()
+        try:
+            response = await get_response(request)
+        except BaseException as exc:
+            self._route(request, insp)
+            insp.finish(exc)
+            raise
+        finally:
+            insp.deactivate()
+        return self._response(request, response, insp)
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        """Remember the view's exception for the span; Django goes on handling it (returns None)."""
+        with contextlib.suppress(Exception):  # a request object refusing attributes: no record
+            setattr(request, _EXC_ATTR, exception)
+
+    def _begin(self, request: Any) -> Inspection | None:
+        runtime = self.runtime
+        try:
+            model = request_model(request)
+        except Exception as exc:
+            runtime.report("request", exc)
+            return None
+        insp = runtime.begin(model)
+        if insp is None:
+            return None
+        try:
+            state = vars(request)
+            body = state.get("_body")
+            if isinstance(body, bytes):
+                insp.body_chunk(body, more=False)  # read by a middleware before us: already in memory
+            elif state.get("_stream") is not None:
+                length = content_length(request.META.get("CONTENT_LENGTH"))
+                request._stream = InputTap(state["_stream"], insp, length)
+        except Exception as exc:
+            runtime.report("input", exc)
+        return insp
+
+    # ------------------------------------------------------------------ response
+    @staticmethod
+    def _route(request: Any, insp: Inspection) -> None:
+        try:
+            if insp.request.route is None:
+                insp.request.route = route_of(request)
+        except Exception as exc:
+            insp.runtime.report("route", exc)
+
+    def _response(self, request: Any, response: Any, insp: Inspection) -> Any:
+        self._route(request, insp)
+        exception: BaseException | None = None
+        try:
+            status = int(response.status_code)
+            insp.response_start(status, list(response.items()))
+            if status >= 500:
+                exception = getattr(request, _EXC_ATTR, None)
+            streaming = getattr(response, "streaming", False) and insp.handle.owned
+            if streaming and self._defer(response, insp, exception):
+                return response
+        except Exception as exc:
+            self.runtime.report("response", exc)
+        insp.finish(exception)
+        return response
+
+    @staticmethod
+    def _defer(response: Any, insp: Inspection, exception: BaseException | None) -> bool:
+        """Move the end of the inspection to the end of a streaming response; False if it cannot."""
+        closers = getattr(response, "_resource_closers", None)
+        if not isinstance(closers, list):
+            return False
+        if exception is not None:
+            insp.exception = exception if isinstance(exception, Exception) else None
+        if getattr(response, "file_to_stream", None) is None:
+            content = response.streaming_content
+            if getattr(response, "is_async", False):
+                response.streaming_content = _async_stream(content, insp)
+            else:
+                response.streaming_content = _sync_stream(content, insp)
+        # The safety net: Django closes every response once the server is done with it (an async
+        # generator has no close() for Django to register, and a FileResponse is never wrapped).
+        closers.append(insp.finish)
+        return True
+
+
+__all__ = ["SETTINGS_NAME", "SecurityMiddleware", "request_model", "route_of"]
