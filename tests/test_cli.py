@@ -1,0 +1,225 @@
+"""The ``devsecmw`` command: rules list / validate, scan, entry points (the demo: test_demo.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devsecmw import __version__
+from devsecmw.cli import main, request_from_row
+from devsecmw.engine.rules import load_all
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# --------------------------------------------------------------------------- rules list
+def test_rules_list_shows_every_packaged_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(capsys, "rules", "list")
+    assert rc == 0
+    rules = load_all()
+    lines = out.splitlines()
+    assert len(lines) == len(rules)
+    assert {line.split()[0] for line in lines} == {r.id for r in rules}
+    assert err.strip() == f"{len(rules)} rules"
+
+
+def test_rules_list_filters_by_type_and_speaks_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(capsys, "rules", "list", "--type", "sqli", "--json")
+    assert rc == 0
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert docs and {d["type"] for d in docs} == {"sqli"}
+    assert {d["id"] for d in docs} == {r.id for r in load_all() if r.type == "sqli"}
+    assert set(docs[0]) == {"id", "name", "type", "severity", "paranoia", "ruleset", "source"}
+
+
+# --------------------------------------------------------------------------- rules validate
+def _rule_file(tmp_path: Path, rule: dict[str, Any], name: str = "extra.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({"ruleset": "local", "rules": [rule]}), encoding="utf-8")
+    return str(path)
+
+
+GOOD_RULE = {
+    "id": "990100",
+    "name": "Local: internal admin token in a parameter",
+    "type": "backdoor",
+    "severity": "critical",
+    "targets": ["args"],
+    "operator": "rx",
+    "value": "(?i)\\bx-internal-admin\\b",
+    "examples": {"match": ["X-Internal-Admin"], "nomatch": ["internal administration"]},
+}
+
+
+def test_rules_validate_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _rule_file(tmp_path, GOOD_RULE)
+    rc, out, err = _run(capsys, "rules", "validate", path)
+    assert (rc, err) == (0, "")
+    assert out.strip() == f"ok: {path}: 1 rules"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": "sqlinjection"}, "invalid type 'sqlinjection'"),
+        ({"targets": ["params"]}, "invalid target 'params'"),
+        ({"id": "942100"}, "duplicate id"),
+        ({"examples": {"match": ["admin"], "nomatch": []}}, "example does not match: 'admin'"),
+        ({"examples": {"match": [], "nomatch": ["x-internal-admin"]}}, "'nomatch' example matches"),
+    ],
+)
+def test_rules_validate_names_the_file_the_rule_and_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], message: str
+) -> None:
+    path = _rule_file(tmp_path, {**GOOD_RULE, **change})
+    rc, out, err = _run(capsys, "rules", "validate", path)
+    assert rc == 1 and out == ""
+    assert err.startswith(f"error: {path}: rule ")
+    assert message in err
+
+
+def test_rules_validate_reports_unreadable_files_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _rule_file(tmp_path, GOOD_RULE)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    rc, out, err = _run(capsys, "rules", "validate", str(broken), str(tmp_path / "missing.json"), good)
+    assert rc == 1
+    assert f"{broken}: not valid JSON" in err
+    assert "missing.json: cannot read rule file" in err
+    assert f"ok: {good}" in out
+
+
+def test_rules_list_includes_extra_rule_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(
+        capsys, "rules", "list", "--rule-file", _rule_file(tmp_path, GOOD_RULE), "--type", "backdoor"
+    )
+    assert rc == 0
+    assert "990100" in {line.split()[0] for line in out.splitlines()}
+
+
+# --------------------------------------------------------------------------- scan
+ROWS = [
+    {
+        "id": "t-benign",
+        "expect": "benign",
+        "method": "GET",
+        "uri": "/search?q=blue+shirt&page=2",
+        "headers": [["Host", "shop.test"], ["User-Agent", "Mozilla/5.0"]],
+        "body": "",
+        "body_b64": False,
+    },
+    {
+        "id": "t-sqli",
+        "expect": "attack",
+        "method": "GET",
+        "uri": "/items?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+        "headers": [["Host", "shop.test"]],
+        "body": "",
+        "body_b64": False,
+    },
+    {
+        "id": "t-xss-body",
+        "expect": "attack",
+        "method": "POST",
+        "uri": "http://shop.test/comments",
+        "headers": [["Content-Type", "application/x-www-form-urlencoded"]],
+        # base64 of: text=<script>alert(document.cookie)</script>
+        "body": "dGV4dD08c2NyaXB0PmFsZXJ0KGRvY3VtZW50LmNvb2tpZSk8L3NjcmlwdD4=",
+        "body_b64": True,
+    },
+    {
+        "id": "t-missed",
+        "expect": "attack",
+        "method": "GET",
+        "uri": "/about",
+        "headers": [],
+        "body": "",
+        "body_b64": False,
+        "status": 503,
+    },
+]
+
+
+@pytest.fixture
+def rows_file(tmp_path: Path) -> str:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n", encoding="utf-8")
+    return str(path)
+
+
+def test_request_from_row_keeps_the_raw_target_and_decodes_the_body() -> None:
+    req, body = request_from_row(ROWS[2])
+    assert req.method == "POST" and req.target == "/comments" and req.path == "/comments"
+    assert body == b"text=<script>alert(document.cookie)</script>"
+    req, body = request_from_row(ROWS[1])
+    assert req.target == ROWS[1]["uri"] and req.path == "/items" and body == b""
+    assert req.header("host") == "shop.test"
+
+
+def test_scan_prints_one_verdict_a_row_and_a_tally(
+    rows_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = _run(capsys, "scan", rows_file)
+    assert rc == 0
+    lines = {line.split(":", 1)[0]: line for line in out.splitlines()}
+    assert list(lines) == ["t-benign", "t-sqli", "t-xss-body", "t-missed"]
+    assert lines["t-benign"].startswith("t-benign: benign score=0 expected benign")
+    assert "MISMATCH" not in lines["t-benign"]
+    assert lines["t-sqli"].startswith("t-sqli: attack ") and "sqli(" in lines["t-sqli"]
+    assert "@query:id" in lines["t-sqli"]
+    assert "xss(" in lines["t-xss-body"] and "@body:" in lines["t-xss-body"]
+    # A row's recorded status is used: a 5xx with no attack is an anomaly, and a miss.
+    assert lines["t-missed"].startswith("t-missed: anomaly")
+    assert "http_5xx@response:status" in lines["t-missed"] and "MISMATCH" in lines["t-missed"]
+    assert err.strip() == "attacks flagged 2/3; benign flagged 0/1 (false positives)"
+
+
+def test_scan_mismatches_only_and_json(rows_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(capsys, "scan", "--mismatches", rows_file)
+    assert rc == 0 and [line.split(":")[0] for line in out.splitlines()] == ["t-missed"]
+    rc, out, _ = _run(capsys, "scan", "--json", rows_file)
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["id"] for d in docs] == ["t-benign", "t-sqli", "t-xss-body", "t-missed"]
+    sqli = docs[1]
+    assert sqli["classification"] == "attack" and sqli["score"] >= 5
+    assert any(s["type"] == "sqli" and s["location"] == "query:id" and s["rule"] for s in sqli["signals"])
+
+
+def test_scan_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n", encoding="utf-8")
+    rc, _, err = _run(capsys, "scan", str(bad))
+    assert rc == 1 and err.startswith("devsecmw scan: ")
+    rc, _, err = _run(capsys, "scan", str(tmp_path / "absent.jsonl"))
+    assert rc == 1 and "absent.jsonl" in err
+
+
+# --------------------------------------------------------------------------- entry points
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_python_dash_m_devsecmw() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "devsecmw", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"devsecmw {__version__}"
