@@ -13,7 +13,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 Transform = Callable[[str], tuple[str, bool]]
 
@@ -63,6 +63,109 @@ def url_decode_uni(value: str) -> tuple[str, bool]:
             out = _pct_once(out)
         if out == before:
             break
+    return out, out != value
+
+
+# Overlong UTF-8 (``%c0%ae`` = ".", ``%e0%80%af`` = "/", ``%c1%9c`` = "\\"): old IIS/Tomcat decoders
+# accepted them, so traversal filters must see the ASCII they spell. C0/C1 are never valid leads.
+_OVERLONG = re.compile(
+    rb"\xc0[\x00-\xbf]|\xc1[\x1c\x80-\xbf]|\xe0[\x80\x81][\x80-\xbf]|\xf0\x80[\x80\x81][\x80-\xbf]"
+    rb"|\xf8\x80\x80[\x80\x81][\x80-\xbf]|\xfc\x80\x80\x80[\x80\x81][\x80-\xbf]"
+)
+# Bytes that were not UTF-8 come back from "surrogateescape" as U+DC80..U+DCFF: show them as latin-1.
+_ESCAPED_BYTES = {0xDC80 + i: 0x80 + i for i in range(128)}
+
+
+def _overlong_char(m: re.Match[bytes]) -> bytes:
+    b = m.group(0)
+    low = b[-1] & 0x3F  # lax decoders keep the low six bits of the last byte (%c0%6e is ".")
+    if len(b) == 2 and b[0] == 0xC1 and low not in (0x1C, 0x2E, 0x2F):
+        low |= 0x40  # the proper value; %c1%af and %c1%1c stay "/" and "\\" as in IIS
+    elif len(b) > 2:
+        low |= (b[-2] & 1) << 6
+    return b"\\" if low == 0x1C else bytes((low,))
+
+
+def _pct_u_char(m: re.Match[str]) -> str:
+    code = int(m.group(1), 16)
+    # A lone surrogate could not be encoded downstream (RE2 wants UTF-8): U+FFFD instead.
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
+
+
+def _deep_round(value: str) -> str:
+    out = value
+    if "%u" in out or "%U" in out:
+        out = _PCT_U.sub(_pct_u_char, out)
+    pct = _PCT.search(out) is not None
+    if not pct and out.isascii():
+        return out
+    try:
+        raw = out.encode("latin-1")  # text that is one char per byte (latin-1 fallback of the parsers)
+    except UnicodeEncodeError:
+        raw = out.encode("utf-8", "surrogatepass")
+    if pct:
+        raw = unquote_to_bytes(raw)
+    if raw.isascii():
+        return raw.decode("ascii")
+    raw = _OVERLONG.sub(_overlong_char, raw)
+    text = raw.decode("utf-8", "surrogateescape")
+    return text if text.isascii() else text.translate(_ESCAPED_BYTES)
+
+
+def url_decode_deep(value: str) -> tuple[str, bool]:
+    """Percent-decode repeatedly (bounded), with ``%uXXXX`` and overlong UTF-8 forms.
+
+    Works on bytes, so ``%c0%ae`` and its already-decoded form (the latin-1 text a parser
+    falls back to for invalid UTF-8) both read as ``.``; bytes still invalid afterwards stay
+    visible as latin-1 characters, never as surrogates.
+    """
+    if "%" not in value and value.isascii():
+        return value, False
+    out = value
+    for _ in range(MAX_DECODE_ROUNDS + 1):
+        nxt = _deep_round(out)
+        if nxt == out:
+            break
+        out = nxt
+    return out, out != value
+
+
+# Look-alikes of ".", "/" and "\\" that some decoders or file systems fold to ASCII: full-width
+# and small forms, division slash, set minus, IIS's %uEFC8/%uF025 slashes, the ellipsis.
+_PATH_FOLD = str.maketrans(
+    {
+        "\uff0e": ".",
+        "\ufe52": ".",
+        "\u2024": ".",
+        "\u2025": "..",
+        "\u2026": "...",
+        "\uff0f": "/",
+        "\u2215": "/",
+        "\u2044": "/",
+        "\u29f8": "/",
+        "\uefc8": "/",
+        "\uff3c": "\\",
+        "\u2216": "\\",
+        "\u29f9": "\\",
+        "\ufe68": "\\",
+        "\uf025": "\\",
+        "\x00": None,
+    }
+)
+_HEX_PATH_CHAR = re.compile(r"0[xX](?:2[eEfF]|5[cC])")
+_REGEX_ESCAPED = re.compile(r"\\\.\\\.|\\/")
+
+
+def fold_path_chars(value: str) -> tuple[str, bool]:
+    """Spellings of ``.``, ``/`` and ``\\`` made plain: look-alike characters, ``0x2e``-style hex
+    literals, regex-escaped ``\\.\\.`` and ``\\/``; null bytes dropped (``..%00/``)."""
+    out = value
+    if not out.isascii() or "\x00" in out:
+        out = out.translate(_PATH_FOLD)
+    if "0x" in out or "0X" in out:
+        out = _HEX_PATH_CHAR.sub(lambda m: chr(int(m.group(0)[2:], 16)), out)
+    if "\\" in out:
+        out = _REGEX_ESCAPED.sub(lambda m: ".." if len(m.group(0)) == 4 else "/", out)
     return out, out != value
 
 
@@ -194,6 +297,8 @@ def trim(value: str) -> tuple[str, bool]:
 TRANSFORMS: dict[str, Transform] = {
     "url_decode": url_decode,
     "url_decode_uni": url_decode_uni,
+    "url_decode_deep": url_decode_deep,
+    "fold_path_chars": fold_path_chars,
     "plus_to_space": plus_to_space,
     "html_entity_decode": html_entity_decode,
     "js_decode": js_decode,
