@@ -27,6 +27,10 @@ from devsecmw.engine import Budget, Engine  # noqa: E402
 from devsecmw.request import HttpRequest  # noqa: E402
 from devsecmw.signals import Signal  # noqa: E402
 
+# Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
+# would make detection assertions depend on timing, so the adapter tests give it ample room.
+STEADY = {"time_budget": 5.0}
+
 MW = "devsecmw.django.SecurityMiddleware"
 SQLI_Q = "1' UNION SELECT password FROM users--"
 
@@ -69,7 +73,7 @@ def settings_config() -> Any:
 def devsecmw_settings(otel: Any, middleware: list[str] | None = None, **options: Any) -> override_settings:
     return override_settings(
         MIDDLEWARE=[MW] if middleware is None else middleware,
-        DEVSECMW={**otel.providers, **options},
+        DEVSECMW={**otel.providers, **STEADY, **options},
     )
 
 

@@ -22,6 +22,10 @@ from devsecmw.request import HttpRequest  # noqa: E402
 from devsecmw.signals import Signal  # noqa: E402
 from devsecmw.wsgi import SecurityMiddleware  # noqa: E402
 
+# Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
+# would make detection assertions depend on timing, so the adapter tests give it ample room.
+STEADY = {"time_budget": 5.0}
+
 SQLI_Q = "1' UNION SELECT password FROM users--"
 BIG = bytes(range(256)) * 4096  # 1 MiB
 CLOSED: list[str] = []
@@ -105,7 +109,7 @@ def done(response: Any) -> Any:
 
 def wrapped(otel: Any, **options: Any) -> Any:
     app = make_app()
-    app.wsgi_app = SecurityMiddleware(app.wsgi_app, **otel.providers, **options)  # type: ignore[method-assign]
+    app.wsgi_app = SecurityMiddleware(app.wsgi_app, **otel.providers, **{**STEADY, **options})  # type: ignore[method-assign]
     return app
 
 
@@ -207,8 +211,8 @@ def test_streaming_span_ends_after_the_last_chunk(otel: Any) -> None:
 def test_init_app_is_idempotent_and_reversible(otel: Any) -> None:
     app = make_app()
     original = app.wsgi_app
-    first = init_app(app, **otel.providers)
-    assert init_app(app, **otel.providers) is first
+    first = init_app(app, **otel.providers, **STEADY)
+    assert init_app(app, **otel.providers, **STEADY) is first
     assert app.wsgi_app is first and first.app == original
     done(app.test_client().get("/items/1"))
     assert len(otel.spans()) == 1
@@ -229,7 +233,7 @@ def test_init_app_leaves_a_hand_wrapped_app_alone(otel: Any) -> None:
 
 def test_uninit_with_a_wrapper_on_top_turns_devsecmw_into_a_pass_through(otel: Any) -> None:
     app = make_app()
-    init_app(app, **otel.providers)
+    init_app(app, **otel.providers, **STEADY)
     inner = app.wsgi_app
 
     def outer(environ: dict[str, Any], start_response: Any) -> Any:
@@ -262,9 +266,9 @@ def test_flask_instrumentor_in_either_order_one_server_span(order: str, otel: An
     apps.append(app)
     if order == "instrument first":
         FlaskInstrumentor.instrument_app(app, **otel.providers)
-        init_app(app, **otel.providers)
+        init_app(app, **otel.providers, **STEADY)
     else:
-        init_app(app, **otel.providers)
+        init_app(app, **otel.providers, **STEADY)
         FlaskInstrumentor.instrument_app(app, **otel.providers)
     response = done(app.test_client().get("/items/5", query_string={"q": SQLI_Q}))
     assert response.status_code == 200
