@@ -15,10 +15,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote_to_bytes
 
 from . import __version__
+from .demo import DEFAULT_REQUESTS  # no third-party import: the demo's modules load lazily
+
+if TYPE_CHECKING:
+    from .request import HttpRequest
 
 DEMO_MODULES = ("starlette", "uvicorn", "httpx", "opentelemetry.sdk")
 
@@ -132,8 +136,12 @@ def _rows(paths: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
                     yield path, n, json.loads(line)
 
 
-def request_from_row(row: dict[str, Any]) -> Any:
-    """An :class:`~devsecmw.request.HttpRequest` from a corpus-format row (see the README)."""
+def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
+    """The request model and the raw body of a corpus-format JSONL row.
+
+    ``uri`` is the raw target (absolute-form allowed), ``headers`` ``[name, value]`` pairs,
+    ``body`` latin-1 text or base64 when ``body_b64`` is true.
+    """
     from .request import from_asgi_scope
 
     raw = str(row.get("uri") or "/").encode("latin-1", "replace")
@@ -230,7 +238,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
-def _positive(text: str) -> int:
+def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
@@ -240,14 +248,14 @@ def _positive(text: str) -> int:
 def _requests(text: str) -> int:
     from .demo.traffic import MAX_REQUESTS
 
-    value = _positive(text)
+    value = _non_negative(text)
     if not 1 <= value <= MAX_REQUESTS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_REQUESTS}, got {value}")
     return value
 
 
 def _port(text: str) -> int:
-    value = _positive(text)
+    value = _non_negative(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {value}")
     return value
@@ -267,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "traffic, attacks and failing requests, and print what devsecmw reported. Set "
         "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) to also export over OTLP.",
     )
-    demo.add_argument("--requests", type=_requests, default=250, metavar="N", help="requests to send")
+    demo.add_argument(
+        "--requests", type=_requests, default=DEFAULT_REQUESTS, metavar="N", help="requests to send"
+    )
     demo.add_argument("--seed", type=int, default=1, help="seed of the traffic mix (default 1)")
     demo.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
     demo.add_argument("--no-color", action="store_true", help="plain text output")

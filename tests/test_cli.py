@@ -223,3 +223,17 @@ def test_python_dash_m_devsecmw() -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"devsecmw {__version__}"
+
+
+def test_the_command_loads_no_demo_dependency_until_the_demo_runs() -> None:
+    # `devsecmw rules` and `devsecmw scan` must work with the runtime dependencies alone.
+    code = (
+        "import sys, devsecmw.cli\n"
+        "heavy = ('starlette', 'uvicorn', 'httpx', 'opentelemetry.sdk')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

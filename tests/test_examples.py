@@ -16,6 +16,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ATTACK_QUERY = "q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+# Generous: on a loaded CI machine the default 10 ms budget may cut an inspection short.
+BUDGET = 1.0
 
 
 def load(name: str) -> ModuleType:
@@ -63,7 +65,7 @@ def _points(otel: Any, name: str) -> list[Any]:
 def test_asgi_examples(name: str, otel: Any) -> None:
     module = load(name)
     assert module.app is not None  # the module-level app builds with the global providers
-    with _test_client(module.create_app(**otel.providers)) as client:
+    with _test_client(module.create_app(**otel.providers, time_budget=BUDGET)) as client:
         ok = client.get("/search?q=shirt")
         bad = client.get(f"/search?{ATTACK_QUERY}")
     assert ok.status_code == 200 and ok.json()["results"] == ["Blue cotton shirt"]
@@ -73,7 +75,7 @@ def test_asgi_examples(name: str, otel: Any) -> None:
 
 def test_flask_example(otel: Any) -> None:
     module = load("flask_app")
-    app = module.create_app(**otel.providers)
+    app = module.create_app(**otel.providers, time_budget=BUDGET)
     client = app.test_client()
     ok = client.get("/search?q=shirt")
     bad = client.get(f"/search?{ATTACK_QUERY}")
@@ -136,7 +138,12 @@ def test_django_example_project() -> None:
         pytest.skip(f"devsecmw.django is not available yet ({exc})")
     pytest.importorskip("django")
     project = EXAMPLES / "django_project"
-    env = {"DJANGO_SETTINGS_MODULE": "shop.settings", "PYTHONPATH": str(project), "PATH": ""}
+    env = {
+        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "PYTHONPATH": str(project),
+        "PATH": "",
+        "DEVSECMW_TIME_BUDGET": str(BUDGET),
+    }
     proc = subprocess.run(
         [sys.executable, "-c", DJANGO_SCRIPT, ATTACK_QUERY],
         cwd=project,

@@ -12,6 +12,7 @@ SDK, the OTLP http exporter, Starlette, uvicorn and httpx.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TextIO
 
@@ -29,8 +30,6 @@ def run_demo(
 
     Raises :class:`~devsecmw.demo.server.ServerError` when the server cannot start.
     """
-    import sys
-
     import httpx
 
     from . import otel
