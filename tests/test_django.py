@@ -481,3 +481,43 @@ def test_asgi_transparency(method: str, path: str, kwargs: dict[str, Any], otel:
         wrapped = asyncio.run(run())
     assert wrapped == plain
     assert len(otel.spans()) == 1
+
+
+# ------------------------------------------------------------ OpenTelemetry's Django instrumentation
+@pytest.fixture
+def django_instrumented(otel: Any) -> Iterator[Any]:
+    pytest.importorskip("opentelemetry.instrumentation.django")
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    # instrument() inserts its middleware first in the MIDDLEWARE in force: the overridden one.
+    with devsecmw_settings(otel):
+        DjangoInstrumentor().instrument(**otel.providers)
+        try:
+            yield
+        finally:
+            DjangoInstrumentor().uninstrument()
+
+
+@pytest.mark.parametrize("stack", ["wsgi", "asgi"])
+@pytest.mark.parametrize("path", ["/api/items/7/", "/stream/", "/boom/"])
+def test_django_instrumentor_span_is_enriched(
+    stack: str, path: str, otel: Any, django_instrumented: Any
+) -> None:
+    if stack == "wsgi":
+        response = get(path, data={"q": SQLI_Q})
+        served(response)
+    else:
+        response = aget(path, data={"q": SQLI_Q})
+        aserved(response)
+    servers = otel.server_spans()
+    assert len(servers) == 1
+    (server,) = servers
+    assert server.instrumentation_scope.name.endswith("django")  # OpenTelemetry's span, enriched
+    assert server.attributes["devsecmw.classification"] == "attack"
+    assert "sqli" in server.attributes["devsecmw.signal.types"]
+    expected_route = {"/api/items/7/": "api/items/<int:pk>/", "/stream/": "stream/", "/boom/": "boom/"}[path]
+    assert server.attributes["http.route"] == expected_route
+    routes = {a.get("http.route") for a, _ in otel.metric_points("devsecmw.requests")}
+    assert routes == {expected_route}
+    if path == "/boom/":
+        assert {"http_5xx", "attack_5xx"} <= set(server.attributes["devsecmw.signal.types"])
