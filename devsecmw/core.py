@@ -173,6 +173,20 @@ class Inspection:
         except Exception as exc:
             self.runtime.report("context", exc)
 
+    def step_out(self) -> object | None:
+        """Before handing control to the server: its context, not devsecmw's span (see SpanHandle)."""
+        try:
+            return self.handle.step_out()
+        except Exception as exc:
+            self.runtime.report("context", exc)
+            return None
+
+    def step_in(self, token: object | None) -> None:
+        try:
+            self.handle.step_in(token)
+        except Exception as exc:
+            self.runtime.report("context", exc)
+
     # ------------------------------------------------------------------ request
     def _detect(self, phase: str) -> None:
         t0 = _perf()

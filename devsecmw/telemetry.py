@@ -99,15 +99,30 @@ class SpanHandle:
     span: trace.Span
     owned: bool
     _token: object | None = None
+    _outer: otel_context.Context | None = None
 
     def activate(self) -> None:
         """Make an owned span current for the app (child spans, logs); symmetric with deactivate."""
         if self.owned and self._token is None:
-            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+            self._outer = otel_context.get_current()
+            self._token = otel_context.attach(trace.set_span_in_context(self.span, self._outer))
 
     def deactivate(self) -> None:
         if self._token is not None:
             token, self._token = self._token, None
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    def step_out(self) -> object | None:
+        """Make the context from before :meth:`activate` current while the server runs (its
+        ``send``/``receive``): a task it spawns there, e.g. uvicorn's next keep-alive request,
+        must not inherit this request's span. Undo with :meth:`step_in`."""
+        if self._token is None or self._outer is None:
+            return None
+        return otel_context.attach(self._outer)
+
+    @staticmethod
+    def step_in(token: object | None) -> None:
+        if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
@@ -155,8 +170,9 @@ class Telemetry:
     # ------------------------------------------------------------------ spans
     def start(self, request: HttpRequest) -> SpanHandle:
         current = trace.get_current_span()
-        if current.get_span_context().is_valid:
-            # An instrumentation outside already owns the server span (recording or sampled out).
+        if current.is_recording():
+            # An instrumentation outside already owns the server span. (A span that is current
+            # but not recording, sampled out or ended, only parents ours: the sampler decides.)
             return SpanHandle(current, owned=False)
         method = normalize_method(request.method)
         attrs: dict[str, Any] = {
