@@ -12,7 +12,10 @@
 
 Every message the app or the server hands over is forwarded as the very same
 object; devsecmw's own work around it is fenced so that an internal error is
-reported and never replaces, delays or drops a message (fail open).
+reported and never replaces, delays or drops a message (fail open). The app
+runs with devsecmw's span current; the server's ``receive``/``send`` run in the
+server's own context, so nothing the server starts there (uvicorn starts the
+next keep-alive request from inside ``send``) inherits this request's span.
 
 Usage::
 
@@ -78,7 +81,11 @@ def route_from_scope(scope: Scope) -> str | None:
 
 def _http_receive(insp: Inspection, receive: Receive) -> Receive:
     async def receive_wrapper() -> Message:
-        message = await receive()
+        token = insp.step_out()
+        try:
+            message = await receive()
+        finally:
+            insp.step_in(token)
         try:
             if message["type"] == "http.request":
                 insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
@@ -116,7 +123,11 @@ def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
             # The span belongs to an instrumentation outside (OpenTelemetry's ASGI middleware),
             # which ends it as this very message passes: write the verdict onto it first.
             insp.finish()
-        await send(message)
+        token = insp.step_out()
+        try:
+            await send(message)
+        finally:
+            insp.step_in(token)
         if last:
             # Our own span ends after the await: the last byte has gone, not merely been produced.
             insp.finish()
@@ -137,7 +148,11 @@ def _websocket_send(insp: Inspection, send: Send) -> Send:
                     insp.response_start(int(message["status"]), message.get("headers") or ())
         except Exception as exc:
             insp.runtime.report("send", exc)
-        await send(message)
+        token = insp.step_out()
+        try:
+            await send(message)
+        finally:
+            insp.step_in(token)
 
     return send_wrapper
 

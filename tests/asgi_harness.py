@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from devsecmw.asgi import SecurityMiddleware
 
 with warnings.catch_warnings():
@@ -25,6 +27,18 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 Message = dict[str, Any]
+
+
+@pytest.fixture(autouse=True)
+def steady_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection results must not depend on the machine's load: a generous inspection budget.
+
+    Import it into a test module to apply it there (``DEVSECMW_TIME_BUDGET`` is the fallback of
+    every middleware built without an explicit ``time_budget=``, subprocess servers included).
+    """
+    monkeypatch.setenv("DEVSECMW_TIME_BUDGET", "5.0")
+
+
 App = Callable[..., Any]
 
 

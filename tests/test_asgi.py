@@ -11,7 +11,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from asgi_harness import body_messages, compare, drive_wrapped, make_scope
+from asgi_harness import (
+    body_messages,
+    compare,
+    drive_wrapped,
+    make_scope,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 
 from devsecmw.asgi import SecurityMiddleware, route_from_scope
 from devsecmw.engine import Budget, Engine

@@ -19,7 +19,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from asgi_harness import App, Exchange, TestClient, body_messages, compare, drive, make_scope
+from asgi_harness import (
+    App,
+    Exchange,
+    TestClient,
+    body_messages,
+    compare,
+    drive,
+    make_scope,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette

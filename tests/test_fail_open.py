@@ -12,7 +12,13 @@ import logging
 from typing import Any
 
 import pytest
-from asgi_harness import TestClient, body_messages, compare, make_scope
+from asgi_harness import (
+    TestClient,
+    body_messages,
+    compare,
+    make_scope,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from starlette.applications import Starlette
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request

@@ -16,7 +16,10 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from asgi_harness import TestClient
+from asgi_harness import (
+    TestClient,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from fastapi import APIRouter, BackgroundTasks, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel

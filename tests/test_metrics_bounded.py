@@ -16,7 +16,10 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-from asgi_harness import make_scope
+from asgi_harness import (
+    make_scope,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from conftest import Telemetry
 from hypothesis import given, settings
 from hypothesis import strategies as st

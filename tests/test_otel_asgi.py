@@ -12,7 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgi_harness import App, drive, make_scope
+from asgi_harness import (
+    App,
+    drive,
+    make_scope,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from fastapi import FastAPI
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
@@ -312,3 +317,51 @@ def test_inside_otel_middleware_the_verdict_lands_before_its_span_ends(
     assert {
         e.attributes["devsecmw.signal.type"] for e in server.events if e.name == "devsecmw.signal"
     } >= expected
+
+
+# --------------------------------------------------------------------------- the server's context
+def test_the_servers_send_and_receive_run_in_the_servers_context(otel: Any) -> None:
+    """uvicorn starts the next keep-alive request from inside ``send``: it must not inherit our span."""
+    import asyncio
+
+    inherited: list[Any] = []
+
+    async def main() -> None:
+        spawned: list[asyncio.Task[None]] = []
+
+        async def next_request() -> None:
+            inherited.append(trace.get_current_span())
+
+        async def receive() -> Any:
+            inherited.append(trace.get_current_span())
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                spawned.append(asyncio.get_running_loop().create_task(next_request()))
+
+        app = SecurityMiddleware(starlette_app(), **otel.providers)
+        await app(make_scope("POST", "/items/1"), receive, send)
+        await asyncio.gather(*spawned)
+
+    asyncio.run(main())
+    assert inherited and all(s is trace.INVALID_SPAN for s in inherited)
+    assert len(otel.server_spans()) == 1
+
+
+def test_a_current_span_that_is_not_recording_does_not_swallow_the_request(otel: Any) -> None:
+    """An ended span left current (leaked by some other layer) is not an instrumentation to enrich."""
+    stale = otel.tracer_provider.get_tracer("other").start_span("previous request")
+    stale.end()
+
+    async def leaky(scope: Any, receive: Any, send: Any) -> None:
+        token = otel_context.attach(trace.set_span_in_context(stale))
+        try:
+            await SecurityMiddleware(starlette_app(), **otel.providers)(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+    drive(leaky, make_scope("GET", "/items/1", query=SQLI))
+    ours = [s for s in otel.server_spans() if s.instrumentation_scope.name == "devsecmw"]
+    assert len(ours) == 1
+    assert "sqli" in ours[0].attributes["devsecmw.signal.types"]

@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgi_harness import TestClient
+from asgi_harness import (
+    TestClient,
+    steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
+)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
