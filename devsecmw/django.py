@@ -63,7 +63,7 @@ def _require_django() -> tuple[Callable[[Any], bool], Callable[[Any], Any]]:
     try:
         importlib.import_module("django")  # untyped; imported by name, not for mypy to analyse
         from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-    except ImportError as exc:  # pragma: no cover - exercised only without Django installed
+    except ImportError as exc:
         raise ImportError(
             "devsecmw.django.SecurityMiddleware needs Django: pip install 'devsecmw[django]' "
             "(or use devsecmw.wsgi / devsecmw.asgi directly)"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from wsgiref.util import FileWrapper
@@ -117,6 +119,29 @@ def test_import_is_lazy_and_middleware_is_sync_and_async_capable() -> None:
     from devsecmw.django import SecurityMiddleware
 
     assert SecurityMiddleware.sync_capable and SecurityMiddleware.async_capable
+
+
+def test_importing_the_module_does_not_import_django() -> None:
+    code = "import sys, devsecmw.django; print('django' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_clear_error_when_django_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from devsecmw.django import SecurityMiddleware
+
+    real = importlib.import_module
+
+    def without_django(name: str, package: str | None = None) -> Any:
+        if name == "django" or name.startswith("django."):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_django)
+    with pytest.raises(ImportError, match=r"needs Django: pip install 'devsecmw\[django\]'"):
+        SecurityMiddleware(lambda request: None)
 
 
 def test_attack_in_query_on_an_own_server_span_with_the_resolved_route(otel: Any) -> None:
