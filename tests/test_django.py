@@ -25,13 +25,15 @@ from django.conf import settings  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
+from devsecmw.config import Config  # noqa: E402
 from devsecmw.engine import Budget, Engine  # noqa: E402
 from devsecmw.request import HttpRequest  # noqa: E402
 from devsecmw.signals import Signal  # noqa: E402
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
-STEADY = {"time_budget": 5.0}
+# One engine (rules compiled once) serves the module; a few tests build their own on purpose.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
 
 MW = "devsecmw.django.SecurityMiddleware"
 SQLI_Q = "1' UNION SELECT password FROM users--"
@@ -51,7 +53,7 @@ class Recorder:
     """Keeps what devsecmw showed the detector of the body, then runs the real engine."""
 
     def __init__(self) -> None:
-        self.engine = Engine(settings_config())
+        self.engine = STEADY["detector"]
         self.bodies: list[tuple[bytes, int, bool]] = []
         self.routes: list[str | None] = []
 
@@ -64,12 +66,6 @@ class Recorder:
 class Broken:
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         raise RuntimeError("detector bug")
-
-
-def settings_config() -> Any:
-    from devsecmw.config import Config
-
-    return Config()
 
 
 def devsecmw_settings(otel: Any, middleware: list[str] | None = None, **options: Any) -> override_settings:
@@ -145,7 +141,7 @@ def test_a_clear_error_when_django_is_missing(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_attack_in_query_on_an_own_server_span_with_the_resolved_route(otel: Any) -> None:
-    with devsecmw_settings(otel):
+    with devsecmw_settings(otel, detector=None):  # the default: an engine built from the options
         response = get("/api/items/7/", data={"q": SQLI_Q})
     assert response.status_code == 200 and response.json() == {"id": 7, "q": SQLI_Q}
     span = otel.span()

@@ -16,7 +16,8 @@ flask = pytest.importorskip("flask")
 
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from devsecmw.engine import Budget  # noqa: E402
+from devsecmw.config import Config  # noqa: E402
+from devsecmw.engine import Budget, Engine  # noqa: E402
 from devsecmw.flask import current_route, init_app, uninit_app  # noqa: E402
 from devsecmw.request import HttpRequest  # noqa: E402
 from devsecmw.signals import Signal  # noqa: E402
@@ -24,7 +25,8 @@ from devsecmw.wsgi import SecurityMiddleware  # noqa: E402
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
-STEADY = {"time_budget": 5.0}
+# One engine (rules compiled once) serves the module; a few tests build their own on purpose.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
 
 SQLI_Q = "1' UNION SELECT password FROM users--"
 BIG = bytes(range(256)) * 4096  # 1 MiB
@@ -119,7 +121,7 @@ def httpx_client(app: Any) -> httpx.Client:
 
 # ---------------------------------------------------------------------- route and signals
 def test_route_template_is_http_route(otel: Any) -> None:
-    app = wrapped(otel)
+    app = wrapped(otel, detector=None)  # the default: an engine built from the options
     response = app.test_client().get("/items/42", query_string={"q": SQLI_Q})
     assert response.status_code == 200 and response.get_json() == {"id": 42, "q": SQLI_Q}
     span = otel.span()

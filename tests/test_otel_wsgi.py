@@ -11,13 +11,16 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from devsecmw.config import Config
+from devsecmw.engine import Engine
 from devsecmw.wsgi import SecurityMiddleware
 
 otel_wsgi = pytest.importorskip("opentelemetry.instrumentation.wsgi")
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
-STEADY = {"time_budget": 5.0}
+# One engine (rules compiled once) serves the module; a few tests build their own on purpose.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
 
 SQLI_QUERY = "q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
 

@@ -21,7 +21,8 @@ from devsecmw.wsgi import InputTap, SecurityMiddleware, content_length, status_c
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
-STEADY = {"time_budget": 5.0}
+# One engine (rules compiled once) serves the module; a few tests build their own on purpose.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
 
 SQLI = b"q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
 SQLI_BODY = b"name=x&q=1' UNION SELECT password FROM users--"
@@ -107,7 +108,7 @@ class Recorder:
     """A detector that keeps what it was shown of the body, then runs the real engine."""
 
     def __init__(self) -> None:
-        self.engine = Engine(Config())
+        self.engine = STEADY["detector"]
         self.bodies: list[tuple[bytes, int, bool]] = []
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
@@ -169,7 +170,8 @@ def test_status_code_parsing(status: str, code: int) -> None:
 
 # ---------------------------------------------------------------------- request
 def test_attack_in_query_is_a_signal_on_an_own_server_span(otel: Any) -> None:
-    server = Server().run(mw(text_app(), otel), environ_for("/search", SQLI.decode()))
+    app = mw(text_app(), otel, detector=None)  # the default: an engine built from the options
+    server = Server().run(app, environ_for("/search", SQLI.decode()))
     assert server.status == "200 OK" and server.body == b"hello"
     span = otel.span()
     assert span.kind == SpanKind.SERVER

@@ -20,11 +20,14 @@ from wsgiref.handlers import BaseCGIHandler
 
 import pytest
 
+from devsecmw.config import Config
+from devsecmw.engine import Engine
 from devsecmw.wsgi import SecurityMiddleware, content_length
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
-STEADY = {"time_budget": 5.0}
+# One engine (rules compiled once) serves the module; a few tests build their own on purpose.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
 
 App = Callable[[dict[str, Any], Any], Iterable[bytes]]
 ATTACK_QUERY = "q=1%27%20UNION%20SELECT%20password%20FROM%20users--&next=..%2F..%2Fetc%2Fpasswd"
