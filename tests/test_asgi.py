@@ -304,6 +304,22 @@ def test_span_closes_after_the_last_trailers(otel: Any) -> None:
     assert len(otel.spans()) == 1
 
 
+def test_span_closes_after_the_last_zerocopy_message(otel: Any, tmp_path: Any) -> None:
+    (tmp_path / "f").write_bytes(b"abc")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with (tmp_path / "f").open("rb") as fh:
+            await send({"type": "http.response.zerocopy", "file": fh, "count": 1, "more_body": True})
+            await send({"type": "http.response.zerocopy", "file": fh})
+        after.append(len(otel.spans()))
+
+    after: list[int] = []
+    scope = make_scope(extensions={"http.response.zerocopy": {}})
+    ex = drive_wrapped(app, scope, probe=lambda: len(otel.spans()), wait_for_response=False, **otel.providers)
+    assert ex.probes == [0, 0, 0] and after == [1]
+
+
 def test_app_that_returns_without_responding_still_closes_the_span(otel: Any) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         return None
