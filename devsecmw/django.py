@@ -52,7 +52,7 @@ from .config import Config
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
-from .wsgi import InputTap, content_length
+from .wsgi import ENVIRON_KEY, InputTap, content_length
 
 SETTINGS_NAME = "DEVSECMW"
 _EXC_ATTR = "_devsecmw_exception"
@@ -219,6 +219,8 @@ class SecurityMiddleware:
     def _begin(self, request: Any) -> Inspection | None:
         runtime = self.runtime
         try:
+            if request.META.get(ENVIRON_KEY):
+                return None  # devsecmw.wsgi wraps this Django app too: inspected once, there
             model = request_model(request)
         except Exception as exc:
             runtime.report("request", exc)
@@ -255,8 +257,10 @@ class SecurityMiddleware:
             insp.response_start(status, list(response.items()))
             if status >= 500:
                 exception = getattr(request, _EXC_ATTR, None)
-            streaming = getattr(response, "streaming", False) and insp.handle.owned
-            if streaming and self._defer(response, insp, exception):
+            if not getattr(response, "streaming", False):
+                for chunk in response:  # the body is in memory: sniffed (bounded) for leaks, no copy
+                    insp.response_chunk(chunk)
+            elif insp.handle.owned and self._defer(response, insp, exception):
                 return response
         except Exception as exc:
             self.runtime.report("response", exc)

@@ -37,6 +37,8 @@ from .engine import Detector
 from .request import from_wsgi_environ
 
 _BYTES = (bytes, bytearray)
+#: Set in the environ of a request this middleware inspects.
+ENVIRON_KEY = "devsecmw.inspected"
 # Read methods that consume the stream but only exist on some servers' inputs: tapped when
 # present, absent when the server's stream lacks them (``hasattr`` must answer the same).
 _OPTIONAL_READS = frozenset({"readinto", "readinto1", "read1"})
@@ -176,6 +178,8 @@ class InputTap:
     def __getattr__(self, name: str) -> Any:
         # Called only for names not defined above: server extras (fileno, seek, close...) pass
         # through; optional read methods are tapped when the stream has them.
+        if name in InputTap.__slots__:  # unset slot (copy/pickle): no recursion through _stream
+            raise AttributeError(name)
         if name in _OPTIONAL_READS:
             if not hasattr(self._stream, name):
                 raise AttributeError(name)
@@ -269,6 +273,8 @@ class _FileTap:
             self._insp.finish()
 
     def __getattr__(self, name: str) -> Any:
+        if name in _FileTap.__slots__:
+            raise AttributeError(name)
         return getattr(self._file, name)
 
 
@@ -325,6 +331,8 @@ class SecurityMiddleware:
         if insp is None:
             return self.app(environ, start_response)
         try:
+            # Tells devsecmw.django, should it also be installed, that this request is covered.
+            environ[ENVIRON_KEY] = True
             stream = environ.get("wsgi.input")
             if stream is not None:
                 length = content_length(environ.get("CONTENT_LENGTH"))
@@ -367,4 +375,11 @@ class SecurityMiddleware:
         return _wrap_result(result, environ, insp)
 
 
-__all__ = ["InputTap", "SecurityMiddleware", "content_length", "route_from_environ", "status_code"]
+__all__ = [
+    "ENVIRON_KEY",
+    "InputTap",
+    "SecurityMiddleware",
+    "content_length",
+    "route_from_environ",
+    "status_code",
+]

@@ -422,6 +422,30 @@ def test_response_status_signals(code: int, signal: str, otel: Any) -> None:
     assert len(otel.spans()) == 2
 
 
+@pytest.mark.parametrize("query", [{}, {"stream": "1"}], ids=["plain", "streaming"])
+def test_response_leak_is_detected(query: dict[str, str], otel: Any) -> None:
+    with devsecmw_settings(otel):
+        served(get("/sql-error/", data={**query, "id": "1'"}))
+        aserved(aget("/sql-error/", data={**query, "id": "1'"}))
+    assert [("response_leak" in s.attributes["devsecmw.signal.types"]) for s in otel.spans()] == [True, True]
+
+
+def test_devsecmw_wsgi_around_django_inspects_once(otel: Any) -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from devsecmw.wsgi import SecurityMiddleware as WSGIMiddleware
+
+    env = wsgi_environ("/api/items/3/")
+    env["QUERY_STRING"] = "q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    with devsecmw_settings(otel):
+        app = WSGIMiddleware(WSGIHandler(), **otel.providers, **STEADY)
+        result = app(env, lambda status, headers, exc_info=None: None)
+        b"".join(result)
+        result.close()  # type: ignore[attr-defined]
+    assert len(otel.spans()) == 1
+    assert sum(p.value for _, p in otel.metric_points("devsecmw.requests")) == 1
+
+
 def test_context_is_the_server_span_in_the_view(otel: Any) -> None:
     with devsecmw_settings(otel):
         body = get("/probe/").content.decode()

@@ -599,6 +599,23 @@ def test_ok_response_has_no_status_signal(otel: Any) -> None:
     assert otel.signal_types() == set()
 
 
+SQL_ERROR = b"You have an error in your SQL syntax; check the manual that corresponds to your MySQL server"
+
+
+@pytest.mark.parametrize("how", ["iterable", "write"])
+def test_response_leak_in_the_body_is_detected(how: str, otel: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("500 Internal Server Error", [("Content-Type", "text/html")])
+        if how == "write":
+            write(b"<p>" + SQL_ERROR + b"</p>")
+            return []
+        return [b"<p>", SQL_ERROR, b"</p>"]
+
+    server = Server().run(mw(app, otel), environ_for("/x", "id=1%27"))
+    assert SQL_ERROR in server.body
+    assert "response_leak" in otel.signal_types()
+
+
 # ---------------------------------------------------------------------- fail open, pass-through
 @pytest.mark.internal_errors_expected
 def test_a_broken_detector_changes_nothing_and_is_counted_and_logged_once(
@@ -622,6 +639,17 @@ def test_a_broken_detector_changes_nothing_and_is_counted_and_logged_once(
 def test_ignored_path_passes_straight_through(otel: Any) -> None:
     server = Server().run(mw(text_app(), otel, ignore_paths=("/healthz",)), environ_for("/healthz"))
     assert server.body == b"hello" and otel.spans() == []
+
+
+def test_input_tap_copies_do_not_recurse() -> None:
+    import copy
+
+    class Insp:
+        def body_chunk(self, chunk: bytes, more: bool) -> None:
+            pass
+
+    clone = copy.copy(InputTap(io.BytesIO(b"abc"), Insp(), None))  # type: ignore[arg-type]
+    assert clone.read(1) == b"a"
 
 
 def test_disabled_middleware_is_a_pass_through(otel: Any) -> None:

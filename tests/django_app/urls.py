@@ -28,4 +28,5 @@ urlpatterns = [
     path("async-echo/", views.async_echo),
     path("head/", views.head_ok),
     path("probe/", views.context_probe),
+    path("sql-error/", views.sql_error),
 ]

@@ -106,6 +106,19 @@ def status(request: HttpRequest, code: int) -> HttpResponse:
     return HttpResponse(b"status", status=code, content_type="text/plain")
 
 
+SQL_ERROR = (
+    "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
+    "version for the right syntax to use near ''1''' at line 1"
+)
+
+
+def sql_error(request: HttpRequest) -> HttpResponse:
+    """A database error leaking into the page (streamed with ?stream=1)."""
+    if request.GET.get("stream"):
+        return StreamingHttpResponse(iter([b"<p>", SQL_ERROR.encode(), b"</p>"]), status=500)
+    return HttpResponse(SQL_ERROR, status=500, content_type="text/html")
+
+
 def not_modified(request: HttpRequest) -> HttpResponse:
     return HttpResponseNotModified()
 
