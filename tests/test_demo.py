@@ -236,6 +236,7 @@ def test_summary_reads_metrics(shop: TestClient, otel: Any) -> None:
 def test_demo_command_end_to_end(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("DEVSECMW_TIME_BUDGET", "1.0")  # detection, not speed, is under test
     assert main(["demo", "--requests", "60", "--seed", "5", "--no-color"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("devsecmw demo: 60 requests to http://127.0.0.1:")
