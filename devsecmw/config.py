@@ -66,7 +66,9 @@ class Config:
     #: Bytes of textual response body sniffed for leaks.
     response_limit: int = 32 * 1024
     #: Seconds of inspection per request after which devsecmw stops looking (fail open, counted).
-    time_budget: float = 0.010
+    #: A safety net far above the typical cost (tens of microseconds; a few ms for 64 KiB bodies),
+    #: measured in wall time, so a loaded machine should not cut ordinary inspection short.
+    time_budget: float = 0.050
     #: Score at which a request is classified ``attack``.
     attack_threshold: int = 5
     #: Score at which ``mode="block"`` blocks a request.
