@@ -73,10 +73,9 @@ def status_code(status: Any) -> int:
     return int(head) if head.isdigit() and head.isascii() else 0
 
 
-def _whole(args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> bool:
-    """Whether a read call asked for everything (no size, ``None`` or negative)."""
-    size = args[0] if args else kwargs.get(key)
-    return size is None or (isinstance(size, int) and size < 0)
+def _size(args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
+    """The size a read call asked for (``None`` when it gave none)."""
+    return args[0] if args else kwargs.get(key)
 
 
 class InputTap:
@@ -104,9 +103,14 @@ class InputTap:
             self._done = True
             self._insp.body_chunk(b"", more=False)
 
-    def _seen(self, data: Any, eof: bool) -> None:
-        """Account for what a read returned. Never raises (fail open)."""
+    def _seen(self, data: Any, eof: bool, size: Any = None) -> None:
+        """Account for what a read of ``size`` returned. Never raises (fail open).
+
+        An empty result ends the body, unless the call asked for nothing (``read(0)``).
+        """
         try:
+            if size == 0 and not eof:
+                return
             if isinstance(data, memoryview):
                 data = data.tobytes()
             if not isinstance(data, _BYTES):
@@ -123,12 +127,14 @@ class InputTap:
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
         data = self._stream.read(*args, **kwargs)
-        self._seen(data, eof=_whole(args, kwargs, "size"))
+        size = _size(args, kwargs, "size")
+        whole = size is None or (isinstance(size, int) and size < 0)  # read() is read to the end
+        self._seen(data, whole, size)
         return data
 
     def readline(self, *args: Any, **kwargs: Any) -> Any:
         line = self._stream.readline(*args, **kwargs)
-        self._seen(line, eof=False)
+        self._seen(line, False, _size(args, kwargs, "size"))
         return line
 
     def readlines(self, *args: Any, **kwargs: Any) -> Any:
@@ -151,14 +157,14 @@ class InputTap:
             if isinstance(n, int) and n > 0:
                 self._seen(bytes(memoryview(buffer)[:n]), eof=False)
             elif n == 0:
-                self._seen(b"", eof=True)
+                self._seen(b"", False, len(buffer))
             return n
 
         return readinto
 
     def _read1(self, *args: Any, **kwargs: Any) -> Any:
         data = self._stream.read1(*args, **kwargs)
-        self._seen(data, eof=False)
+        self._seen(data, False, _size(args, kwargs, "size"))
         return data
 
     def __iter__(self) -> InputTap:

@@ -242,6 +242,20 @@ def test_every_read_method_is_seen_whole(how: str, otel: Any) -> None:
     assert rec.bodies == [(body, len(body), True)]
 
 
+def test_zero_sized_reads_do_not_end_the_body(otel: Any) -> None:
+    def how(s: Any) -> bytes:
+        out = s.read(4)
+        out += s.read(0) + s.readline(0)
+        out += bytes(bytearray(0)[: s.readinto(bytearray(0))])
+        return out + s.read()
+
+    body = b"q=1' UNION SELECT password FROM users--"
+    rec = Recorder()
+    server = Server().run(mw(reading_app(how), otel, detector=rec), environ_for(method="POST", body=body))
+    assert server.body == body
+    assert rec.bodies == [(body, len(body), True)]  # inspected once, whole, at the real end
+
+
 def test_upload_far_larger_than_the_cap_reaches_the_app_whole(otel: Any) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
     rec = Recorder()
