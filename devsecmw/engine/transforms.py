@@ -244,14 +244,27 @@ def remove_comments(value: str) -> tuple[str, bool]:
 
 
 _CMD_DROP = str.maketrans("", "", "\\\"'^")
+# Shell expansions that are empty in an attacker's shell, used to split words: c$@at, cat$u /etc,
+# ${x}, $(), ``, <() (special and one-letter variables are unset in a fresh ``sh -c``).
+_SHELL_EMPTY = re.compile(
+    r"\$[@*!?_$#0-9-]|\$\{[^}]{0,32}\}|\$\(\s*\)|[<>]\(\s*\)|``|\$[A-Za-z](?![A-Za-z0-9_])|(?<=[A-Za-z])\$[A-Za-z_]\w*"
+)
+# Line breaks separate shell commands like ";": a run of whitespace holding one stays a line break.
+_NL_RUN = re.compile(r"\s*[\r\n]\s*")
+_HSPACE = re.compile(r"[^\S\n]+")
 
 
 def cmd_line(value: str) -> tuple[str, bool]:
-    """Shell evasions undone: quotes/backslashes/carets inside words, ``$IFS``, brace commas."""
+    """Shell evasions undone: quotes/backslashes/carets inside words, ``$IFS``, empty expansions
+    (``c$@at``, ``pi``ng``, ``sh$XX``), brace commas; spaces compressed, line breaks kept."""
     out = value.replace("${IFS}", " ").replace("$IFS$9", " ").replace("$IFS", " ")
+    if "$" in out or "`" in out or "(" in out:
+        out = _SHELL_EMPTY.sub("", out)
     out = out.translate(_CMD_DROP)
     out = out.replace(",", " ")
-    out = _WS.sub(" ", out).replace(" /", "/").replace(" (", "(").lower()
+    if "\n" in out or "\r" in out:
+        out = _NL_RUN.sub("\n", out)
+    out = _HSPACE.sub(" ", out).replace(" /", "/").replace(" (", "(").lower()
     return out, out != value
 
 
