@@ -446,6 +446,33 @@ def test_devsecmw_wsgi_around_django_inspects_once(otel: Any) -> None:
     assert sum(p.value for _, p in otel.metric_points("devsecmw.requests")) == 1
 
 
+def test_asgi_with_a_sync_only_middleware_below(otel: Any) -> None:
+    class SyncOnly:
+        sync_capable = True
+        async_capable = False
+
+        def __init__(self, get_response: Any) -> None:
+            self.get_response = get_response
+
+        def __call__(self, request: Any) -> Any:
+            return self.get_response(request)
+
+    import django_app
+
+    django_app.SyncOnly = SyncOnly  # type: ignore[attr-defined]
+    try:
+        with devsecmw_settings(otel, [MW, "django_app.SyncOnly"]):
+            probe = aget("/probe/").content.decode()
+            item = aget("/api/items/7/", data={"q": SQLI_Q})
+    finally:
+        del django_app.SyncOnly  # type: ignore[attr-defined]
+    assert item.status_code == 200
+    first, second = otel.spans()
+    assert probe == f"{first.context.trace_id:032x}:{first.context.span_id:016x}"
+    assert second.attributes["http.route"] == "api/items/<int:pk>/"
+    assert "sqli" in second.attributes["devsecmw.signal.types"]
+
+
 def test_context_is_the_server_span_in_the_view(otel: Any) -> None:
     with devsecmw_settings(otel):
         body = get("/probe/").content.decode()
