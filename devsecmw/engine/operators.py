@@ -115,6 +115,7 @@ OPERATORS: dict[str, Callable[[Any], Operator]] = {
     "detect_sqli": _lazy("sqli"),
     "detect_xss": _lazy("xss"),
     "detect_ssrf": _lazy("ssrf"),
+    "detect_protocol": _lazy("protocol"),
 }
 
 

@@ -18,6 +18,13 @@ A rule file is ``{"ruleset": name, "version": v, "rules": [...]}``; a rule is::
       "examples": {"match": ["../../etc/passwd"], "nomatch": ["a..b"]}
     }
 
+Synthetic targets: ``headers.raw`` is the request line and one ``name: value`` line per
+header in wire order (credential values redacted), for checks that need the header block
+as a whole; ``args.raw`` (``query.raw``, ``body.fields.raw``) is each query or urlencoded
+body parameter as sent, ``name=value`` with its percent-encoding; ``args.names.offsite``
+are the parameter names of a request whose Referer (or Origin) is absent or names
+another host than Host.
+
 Errors name the file, the rule and the problem, and list the allowed choices.
 """
 
@@ -52,16 +59,40 @@ TARGETS: frozenset[str] = frozenset(
         "cookies.names",
         "headers",
         "headers.names",
+        # Synthetic: the request line and header block as text, parameters as sent on the
+        # wire, and parameter names of requests that did not come from a page of this site.
+        "headers.raw",
+        "query.raw",
+        "body.fields.raw",
+        "query.names.offsite",
+        "body.names.offsite",
     }
 )
 ALIASES = {
     "args": ("query", "body"),
     "args.names": ("query.names", "body.names"),
+    "args.raw": ("query.raw", "body.fields.raw"),
+    "args.names.offsite": ("query.names.offsite", "body.names.offsite"),
 }
 HEAD_KEYS = frozenset(
-    {"method", "uri", "path", "query", "query.names", "cookies", "cookies.names", "headers", "headers.names"}
+    {
+        "method",
+        "uri",
+        "path",
+        "query",
+        "query.names",
+        "cookies",
+        "cookies.names",
+        "headers",
+        "headers.names",
+        "headers.raw",
+        "query.raw",
+        "query.names.offsite",
+    }
 )
-BODY_KEYS = frozenset({"body", "body.names", "body.raw", "body.files"})
+BODY_KEYS = frozenset(
+    {"body", "body.names", "body.raw", "body.files", "body.fields.raw", "body.names.offsite"}
+)
 
 RULE_KEYS = frozenset(
     {

@@ -1,0 +1,381 @@
+"""Protocol checks that a regular expression cannot say: comparisons, counts, allow-lists.
+
+Each check is a small total function ``str -> (start, end) | None`` selected by the
+rule's ``value`` (``{"check": "range", "max": 20}``), so one module serves the
+``detect_protocol`` operator of several rules. Most checks read one header value;
+the request-level ones read ``headers.raw``: the request line then one
+``name: value`` line per header in wire order (see :mod:`devsecmw.engine.targets`).
+Every check is linear in its input and never raises on hostile text.
+
+What these checks cannot see: a server in front of the application may already
+have rejected or rewritten the request (duplicate ``Content-Length``, a
+``Transfer-Encoding`` it does not know, an HTTP version it does not speak), and
+WSGI servers merge repeated headers. The checks report what reached the app.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable
+from typing import Any
+
+Span = tuple[int, int]
+Check = Callable[[str], Span | None]
+
+# ---------------------------------------------------------------- headers.raw
+_HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "2.0", "3", "3.0"})
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "TRACE"})
+_WEBDAV_METHODS = frozenset(
+    {"LOCK", "UNLOCK", "PROPFIND", "PROPPATCH", "COPY", "MOVE", "MKCOL", "PUT", "DELETE", "POST"}
+)
+#: Headers that must not repeat: a second one is how smuggling and cache poisoning start.
+_SINGLE = ("host", "content-type", "transfer-encoding")
+
+
+class _Head:
+    """``headers.raw`` split into the request line and ``(name, value, start, end)`` lines."""
+
+    __slots__ = ("lines", "method", "version")
+
+    def __init__(self, raw: str) -> None:
+        first, _, rest = raw.partition("\n")
+        parts = first.split(" ")
+        self.method = parts[0]
+        self.version = parts[-1][5:] if len(parts) > 2 and parts[-1].startswith("HTTP/") else ""
+        self.lines: list[tuple[str, str, int, int]] = []
+        pos = len(first) + 1
+        if not rest:
+            return
+        for line in rest.split("\n"):
+            name, _, value = line.partition(":")
+            self.lines.append((name, value.strip(" \t"), pos, pos + len(line)))
+            pos += len(line) + 1
+
+    def get(self, name: str) -> list[tuple[str, str, int, int]]:
+        return [ln for ln in self.lines if ln[0] == name]
+
+    def has_body(self) -> tuple[str, str, int, int] | None:
+        for ln in self.lines:
+            if ln[0] == "transfer-encoding":
+                return ln
+            if ln[0] == "content-length" and ln[1].strip("0") not in ("", ","):
+                return ln
+        return None
+
+
+def _span(line: tuple[str, str, int, int]) -> Span:
+    return line[2], line[3]
+
+
+def _cl_te(raw: str) -> Span | None:
+    head = _Head(raw)
+    te = head.get("transfer-encoding")
+    return _span(te[0]) if te and head.get("content-length") else None
+
+
+def _content_length(raw: str) -> Span | None:
+    values: set[str] = set()
+    cls = _Head(raw).get("content-length")
+    for ln in cls:
+        for v in ln[1].split(","):
+            v = v.strip()
+            if not v.isdigit() or not v.isascii():
+                return _span(ln)
+            values.add(v.lstrip("0") or "0")
+    return _span(cls[-1]) if len(values) > 1 else None
+
+
+def _transfer_encoding(raw: str) -> Span | None:
+    head = _Head(raw)
+    te = head.get("transfer-encoding")
+    if not te:
+        return None
+    if len(te) > 1 or head.version == "1.0" or te[0][1].lower() != "chunked":
+        return _span(te[-1])
+    return None
+
+
+def _body_on_get(raw: str) -> Span | None:
+    head = _Head(raw)
+    if head.method not in _NO_BODY_METHODS:
+        return None
+    ln = head.has_body()
+    return _span(ln) if ln else None
+
+
+def _body_without_type(raw: str) -> Span | None:
+    head = _Head(raw)
+    ln = head.has_body()
+    if ln is None or head.get("content-type"):
+        return None
+    return _span(ln)
+
+
+def _duplicate_headers(raw: str) -> Span | None:
+    if not any(raw.count(f"\n{name}:") > 1 for name in _SINGLE):
+        return None
+    head = _Head(raw)
+    for name in _SINGLE:
+        same = head.get(name)
+        if len(same) > 1:
+            return _span(same[1])
+    return None
+
+
+def _http_version(raw: str) -> Span | None:
+    first = raw.partition("\n")[0]
+    version = first.rpartition(" ")[2]
+    if version.startswith("HTTP/") and version[5:] in _HTTP_VERSIONS:
+        return None
+    return 0, len(first)
+
+
+def _restricted_headers(raw: str) -> Span | None:
+    """Headers with no business in this request: httpoxy's ``Proxy``, WebDAV lock
+    headers outside WebDAV methods, body-describing headers on a request without a body."""
+    head = _Head(raw)
+    body = None
+    for ln in head.lines:
+        name = ln[0]
+        if name == "proxy":
+            return _span(ln)
+        if name in ("lock-token", "if") and head.method not in _WEBDAV_METHODS:
+            return _span(ln)
+        if name in ("content-range", "content-encoding"):
+            if body is None:
+                body = head.has_body() is not None
+            if not body:
+                return _span(ln)
+    return None
+
+
+# ---------------------------------------------------------------- single header values
+_CHARSET = re.compile(r"(?i)charset\s*=\s*(\"[^\"]*\"|'[^']*'|[^;,\s]*)")
+#: Encodings a WAF in front cannot read but a back end may decode: the classic bypass.
+_BYPASS_CODECS = frozenset(
+    {"cp037", "cp273", "cp424", "cp500", "cp875", "cp1026", "cp1140", "utf_7"}
+    | {"utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"}
+)
+
+
+def _bad_charset(name: str) -> bool:
+    name = name.strip("\"' ")
+    if not name or len(name) > 40:
+        return True
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return True
+    return info.name.replace("-", "_") in _BYPASS_CODECS
+
+
+def _charset(value: str, single: bool = True) -> Span | None:
+    found = list(_CHARSET.finditer(value))
+    if not found:
+        return None
+    if single and len(found) > 1:
+        return found[1].span()
+    for m in found:
+        if _bad_charset(m.group(1)):
+            return m.span()
+    return None
+
+
+_CACHE_DIRECTIVES = {
+    "max-age": "n",
+    "min-fresh": "n",
+    "stale-if-error": "n",
+    "max-stale": "?",
+    "no-cache": "",
+    "no-store": "",
+    "no-transform": "",
+    "only-if-cached": "",
+    "must-revalidate": "",
+}
+
+
+def _cache_control(value: str) -> Span | None:
+    pos = 0
+    for part in value.split(","):
+        start, end = pos, pos + len(part)
+        pos = end + 1
+        name, eq, arg = part.strip().partition("=")
+        kind = _CACHE_DIRECTIVES.get(name.strip().lower())
+        if kind is None:
+            return start, end
+        arg = arg.strip()
+        if kind == "" and eq:
+            return start, end
+        if kind == "n" and not (arg.isdigit() and arg.isascii()):
+            return start, end
+        if kind == "?" and eq and not (arg.isdigit() and arg.isascii()):
+            return start, end
+    return None
+
+
+_QVALUE = r"(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)"
+_CODING = re.compile(r"\s*(?:\*|[a-z0-9!#$%&'*+.^_`|~-]+)\s*(?:;\s*q\s*=\s*" + _QVALUE + r"\s*)?")
+
+
+def _accept_encoding(value: str) -> Span | None:
+    """CVE-2022-21907 sent over-long values; anything but ``coding[;q=x]`` lists is malformed."""
+    if len(value) > 100:
+        return 100, len(value)
+    if not value.strip():
+        return None
+    pos = 0
+    for part in value.lower().split(","):
+        if part.strip() and not _CODING.fullmatch(part):
+            return pos, pos + len(part)
+        pos += len(part) + 1
+    return None
+
+
+_RANGE_SPEC = re.compile(r"\s*(\d{0,18})\s*-\s*(\d{0,18})\s*")
+
+
+def _range(value: str, most: int = 20) -> Span | None:
+    unit, eq, specs = value.partition("=")
+    unit = unit.strip().lower()
+    if not eq or not unit or not unit.replace("-", "").isalnum():
+        return 0, len(value)
+    if unit != "bytes":
+        return None  # other units ("items=0-24") are the application's business
+    parts = specs.split(",")
+    if len(parts) > most:
+        return 0, len(value)
+    pos = len(unit) + 1
+    for part in parts:
+        m = _RANGE_SPEC.fullmatch(part)
+        if m is None or not (m.group(1) or m.group(2)):
+            return pos, pos + len(part)
+        if m.group(1) and m.group(2) and int(m.group(1)) > int(m.group(2)):
+            return pos, pos + len(part)
+        pos += len(part) + 1
+    return None
+
+
+_OVERRIDE_NAMES = frozenset({"_method", "x-http-method-override", "x-http-method", "x-method-override"})
+
+
+def _method_override(value: str, allow: frozenset[str] = frozenset()) -> Span | None:
+    """``_method=TRACE`` (a parameter, as ``name=value``) or an override header's value."""
+    name, eq, method = value.partition("=")
+    if eq:
+        if name.strip().lower() not in _OVERRIDE_NAMES:
+            return None
+    else:
+        method = value
+    if method.strip().lower() in allow:
+        return None
+    return 0, len(value)
+
+
+# ---------------------------------------------------------------- multipart
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FILENAME = re.compile(r"(?i)(?:^|;)\s*(file)?name\*?\s*=\s*(\"(?:[^\"\\\r\n]|\\.)*\"?|[^;\r\n]*)")
+
+
+def _multipart(body: str, quote: bool = False) -> Span | None:
+    """Part headers a strict parser would refuse, or that make parsers disagree: names
+    with bytes outside the token set, folded lines, a second Content-Disposition,
+    ``Content-Transfer-Encoding``, a charset used for filter evasion, and quotes,
+    ``;``, ``=`` or backslashes inside a file or field name."""
+    start = 0
+    while start < len(body) and body[start] in "\r\n":
+        start += 1
+    eol = body.find("\n", start)
+    if not body.startswith("--", start) or eol < 0:
+        return None
+    delim = "\n" + body[start:eol].rstrip("\r")
+    pos = eol + 1
+    while pos < len(body):
+        head_end = body.find("\n\r\n", pos - 1)
+        alt = body.find("\n\n", pos - 1)
+        if head_end < 0 or (0 <= alt < head_end):
+            head_end = alt
+        if head_end < 0:
+            head_end = len(body)
+        found = _part_headers(body, pos, head_end, quote)
+        if found is not None:
+            return found
+        nxt = body.find(delim, head_end)
+        if nxt < 0:
+            return None
+        pos = body.find("\n", nxt + len(delim))
+        if pos < 0 or body.startswith("--", nxt + len(delim)):
+            return None
+        pos += 1
+    return None
+
+
+def _part_headers(body: str, pos: int, end: int, quote: bool) -> Span | None:
+    dispositions = 0
+    for line in body[pos:end].split("\n"):
+        span = (pos, pos + len(line))
+        pos += len(line) + 1
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return span
+        lname = name.lower()
+        if lname == "content-transfer-encoding":
+            return span
+        if lname == "content-type" and _charset(value) is not None:
+            return span
+        if lname == "content-disposition":
+            dispositions += 1
+            if dispositions > 1:
+                return span
+            for m in _FILENAME.finditer(value.partition(";")[2]):
+                inner = m.group(2)
+                if inner.startswith('"'):
+                    inner = inner[1:-1] if len(inner) > 1 and inner.endswith('"') else inner[1:]
+                bad = "\\;=\"'" if quote else '\\;="'
+                if any(c in inner for c in bad):
+                    return span
+    return None
+
+
+# ---------------------------------------------------------------- registry
+_RAW_CHECKS: dict[str, Check] = {
+    "cl_te": _cl_te,
+    "content_length": _content_length,
+    "transfer_encoding": _transfer_encoding,
+    "body_on_get": _body_on_get,
+    "body_without_type": _body_without_type,
+    "duplicate_headers": _duplicate_headers,
+    "http_version": _http_version,
+    "restricted_headers": _restricted_headers,
+    "cache_control": _cache_control,
+    "accept_encoding": _accept_encoding,
+}
+
+
+def make_detector(param: Any) -> Check:
+    """The check named by ``param["check"]`` with its options; an unknown name is an error."""
+    if not isinstance(param, dict) or not isinstance(param.get("check"), str):
+        raise ValueError('detect_protocol needs {"check": name}')
+    name = param["check"]
+    if name in _RAW_CHECKS:
+        return _RAW_CHECKS[name]
+    if name == "charset":
+        single = bool(param.get("single", True))
+        return lambda v: _charset(v, single)
+    if name == "range":
+        most = int(param.get("max", 20))
+        return lambda v: _range(v, most)
+    if name == "method_override":
+        allow = frozenset(str(m).lower() for m in param.get("allow", ()))
+        return lambda v: _method_override(v, allow)
+    if name == "multipart":
+        quote = bool(param.get("quote", False))
+        return lambda v: _multipart(v, quote)
+    known = ", ".join(sorted([*_RAW_CHECKS, "charset", "method_override", "multipart", "range"]))
+    raise ValueError(f"unknown protocol check {name!r} (must be one of {known})")
+
+
+__all__ = ["make_detector"]
