@@ -1,11 +1,21 @@
-"""Linear-time pattern matching.
+"""Linear-time pattern matching on encoded text.
 
-All patterns of one view are compiled once into a multi-pattern matcher: one
-scan of the text says which patterns occur anywhere in it. RE2 (``google-re2``)
-is the engine: it guarantees time linear in the input for every pattern, so no
-request can make a rule backtrack catastrophically. The standard ``re`` module
-is a fallback for platforms without an RE2 wheel; it is only used when RE2 is
-missing, and says so in the log.
+RE2 (``google-re2``) is the engine: it guarantees time linear in the input for
+every pattern, so no request can make a rule backtrack catastrophically. The
+multi-pattern scan is an ``RE2::Set``: one pass over a text says which of all
+the patterns occur anywhere in it. ``benchmarks/matchers.py`` compares it with
+Hyperscan and the standard ``re`` on the packaged rules (README "Why RE2").
+
+Text is scanned as UTF-8 bytes through RE2's C extension directly: the Python
+wrapper re-encodes a ``str`` on every call and maps offsets back in Python, so
+the engine encodes each distinct text once (:func:`encode`) and only converts
+offsets of the rare confirmed match (:func:`char_span`). Lone surrogates (which
+``js_decode`` of ``\\ud800`` can produce) are encoded with ``surrogatepass``:
+they can never make a scan raise.
+
+The standard ``re`` module is a fallback for platforms without an RE2 wheel
+(musl/Alpine); it is only used when RE2 is missing, says so in the log, and
+works on ``str`` (``encode`` is then the identity).
 """
 
 from __future__ import annotations
@@ -13,40 +23,88 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger("devsecmw")
 
-try:  # pragma: no cover - import-time platform probe
-    import re2 as _re2
+#: Memory RE2 may use per compiled pattern or set (its DFA cache lives in it).
+MAX_MEM = 64 << 20
+#: Instructions per RE2 set (see :class:`_Re2Set`).
+SET_PROGRAM_SIZE = 6000
 
-    _opts = _re2.Options()
-    _opts.max_mem = 64 << 20
-    _opts.log_errors = False
+try:  # pragma: no cover - import-time platform probe
+    from re2 import _re2
+
+    def _options(never_capture: bool) -> Any:
+        opts = _re2.RE2.Options()
+        opts.max_mem = MAX_MEM
+        opts.log_errors = False
+        opts.never_capture = never_capture
+        return opts
+
+    _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+    _OPTS = _options(True)
+    _SET_OPTS = _options(False)
     HAVE_RE2 = True
 except ImportError:  # pragma: no cover
     _re2 = None
     HAVE_RE2 = False
 
+#: What a matcher scans: UTF-8 bytes with RE2, ``str`` with the ``re`` fallback.
+Encoded = bytes | str
+
 
 class Pattern(Protocol):
-    def search(self, text: str) -> tuple[int, int] | None: ...
+    def search(self, text: str) -> tuple[int, int] | None:
+        """First match in ``text``, as character offsets."""
+        ...
+
+    def search_encoded(self, data: Encoded, pos: int = 0) -> tuple[int, int] | None:
+        """First match in encoded text starting at ``pos`` or later, as offsets into ``data``
+        (see :func:`char_span`). Text before ``pos`` is context only (``\\b``)."""
+        ...
 
 
 class MultiMatcher(Protocol):
-    def match(self, text: str) -> list[int]: ...
+    def match(self, data: Encoded) -> list[int]:
+        """Indexes (in insertion order) of the patterns that occur anywhere in ``data``
+        (a ``str`` or, cheaper when scanned again, what :func:`encode` made of it)."""
+        ...
+
+
+def encode(text: str) -> Encoded:
+    """The form matchers scan. Never raises."""
+    if not HAVE_RE2:
+        return text
+    return text.encode("utf-8", "surrogatepass")
+
+
+def char_span(text: str, data: Encoded, span: tuple[int, int]) -> tuple[int, int]:
+    """Character offsets in ``text`` of ``span``, offsets into ``data = encode(text)``."""
+    if isinstance(data, str) or len(data) == len(text):
+        return span
+    start = len(data[: span[0]].decode("utf-8", "surrogatepass"))
+    return start, start + len(data[span[0] : span[1]].decode("utf-8", "surrogatepass"))
 
 
 class _Re2Pattern:
-    __slots__ = ("_rx",)
+    __slots__ = ("_match",)
 
     def __init__(self, pattern: str) -> None:
         assert _re2 is not None
-        self._rx = _re2.compile(pattern, _opts)
+        rx = _re2.RE2(pattern.encode("utf-8"), _OPTS)
+        if not rx.ok():
+            raise ValueError(rx.error())
+        self._match = rx.Match
+
+    def search_encoded(self, data: Encoded, pos: int = 0) -> tuple[int, int] | None:
+        span: tuple[int, int] = self._match(_UNANCHORED, data, pos, len(data))[0]
+        return None if span[0] < 0 else span
 
     def search(self, text: str) -> tuple[int, int] | None:
-        m = self._rx.search(text)
-        return m.span() if m is not None else None
+        data = encode(text)
+        span = self.search_encoded(data)
+        return None if span is None else char_span(text, data, span)
 
 
 class _RePattern:
@@ -59,19 +117,67 @@ class _RePattern:
         m = self._rx.search(text)
         return m.span() if m is not None else None
 
+    def search_encoded(self, data: Encoded, pos: int = 0) -> tuple[int, int] | None:
+        assert isinstance(data, str)
+        m = self._rx.search(data, pos)
+        return m.span() if m is not None else None
+
 
 class _Re2Set:
-    __slots__ = ("_set",)
+    """Several ``RE2::Set`` s, each of bounded program size, answering as one.
+
+    One set of every pattern is the fastest scan once warm, but its lazily built
+    DFA combines the partial matches of all patterns: on hostile input nearly every
+    byte needs a new state, each costing time in proportion to the set's program
+    (a 64 KiB body measured at over a second for the packaged rules in one set,
+    tens of milliseconds when split). Sets of at most :data:`SET_PROGRAM_SIZE`
+    instructions keep that worst case small for a few extra passes.
+    """
+
+    __slots__ = ("_matches", "_offsets")
 
     def __init__(self, patterns: Sequence[str]) -> None:
         assert _re2 is not None
-        self._set = _re2.Set.SearchSet(_opts)
-        for p in patterns:
-            self._set.Add(p)
-        self._set.Compile()
+        self._matches: list[Any] = []
+        self._offsets: list[int] = []
+        current: Any = None
+        size = 0
+        for i, p in enumerate(patterns):
+            raw = p.encode("utf-8")
+            rx = _re2.RE2(raw, _SET_OPTS)
+            if not rx.ok():
+                raise ValueError(f"invalid pattern {p!r}: {rx.error()}")
+            cost = rx.ProgramSize()
+            if current is None or (size and size + cost > SET_PROGRAM_SIZE):
+                current = self._new_set(current)
+                self._offsets.append(i)
+                size = 0
+            current.Add(raw)
+            size += cost
+        self._new_set(current)
 
-    def match(self, text: str) -> list[int]:
-        return self._set.Match(text) or []
+    def _new_set(self, previous: Any) -> Any:
+        if previous is not None:
+            if not previous.Compile():
+                raise ValueError("RE2 could not compile a pattern set (too large for max_mem)")
+            self._matches.append(previous.Match)
+        return _re2.Set(_UNANCHORED, _SET_OPTS)
+
+    def match(self, data: Encoded) -> list[int]:
+        if isinstance(data, str):
+            data = encode(data)
+        found: list[int] = []
+        for match, offset in zip(self._matches, self._offsets, strict=True):
+            hits = match(data)
+            if hits:
+                found.extend(offset + h for h in hits)
+        return found
+
+
+def _scoped(pattern: str) -> str:
+    # Python wants global flags first: "(?i)x" becomes "(?i:x)" inside an alternation.
+    m = re.match(r"\(\?([aiLmsux]+)\)", pattern)
+    return f"(?{m.group(1)}:{pattern[m.end() :]})" if m else f"(?:{pattern})"
 
 
 class _ReSet:
@@ -81,12 +187,57 @@ class _ReSet:
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._each = [re.compile(p) for p in patterns]
-        self._any = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self._any = re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
 
-    def match(self, text: str) -> list[int]:
-        if self._any is None or not self._any.search(text):
+    def match(self, data: Encoded) -> list[int]:
+        assert isinstance(data, str)
+        if self._any is None or not self._any.search(data):
             return []
-        return [i for i, rx in enumerate(self._each) if rx.search(text)]
+        return [i for i, rx in enumerate(self._each) if rx.search(data)]
+
+
+_COUNTED = re.compile(r"\{(\d+),(\d+)\}")
+
+
+def loosen(pattern: str, keep: int = 8) -> str:
+    """A prefilter that matches wherever ``pattern`` does: upper bounds above ``keep`` dropped.
+
+    ``[^}]{0,256}`` costs RE2 256 program states and, inside a set, 256 live
+    partial matches; ``[^}]{0,}`` costs one. Every text the original matches
+    somewhere, the loosened pattern matches too (the exact pattern confirms).
+    Lower bounds are kept: they are what makes ``.{21,}`` selective.
+    """
+    if "{" not in pattern:
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            for lead in "^]":  # "[^]..." and "[]...": the "]" is a member, not the end
+                if i < n and pattern[i] == lead:
+                    out.append(lead)
+                    i += 1
+            continue
+        elif c == "{":
+            m = _COUNTED.match(pattern, i)
+            if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
+                out.append("{" + m.group(1) + ",}")
+                i = m.end()
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def compile_pattern(pattern: str) -> Pattern:
@@ -94,7 +245,7 @@ def compile_pattern(pattern: str) -> Pattern:
     if HAVE_RE2:
         try:
             return _Re2Pattern(pattern)
-        except _re2.error as exc:
+        except ValueError as exc:
             raise ValueError(f"invalid pattern {pattern!r}: {exc}") from None
     try:
         return _RePattern(pattern)
@@ -102,11 +253,33 @@ def compile_pattern(pattern: str) -> Pattern:
         raise ValueError(f"invalid pattern {pattern!r}: {exc}") from None
 
 
+_warned = False
+
+
 def compile_set(patterns: Sequence[str]) -> MultiMatcher:
+    """One matcher for all ``patterns``; :meth:`MultiMatcher.match` reports their indexes."""
     if HAVE_RE2:
         return _Re2Set(patterns)
-    logger.warning("devsecmw: google-re2 is not installed; falling back to re (not linear-time)")
-    return _ReSet(patterns)
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning("devsecmw: google-re2 is not installed; falling back to re (not linear-time)")
+    try:
+        return _ReSet(patterns)
+    except re.error as exc:
+        raise ValueError(f"invalid pattern set: {exc}") from None
 
 
-__all__ = ["HAVE_RE2", "MultiMatcher", "Pattern", "compile_pattern", "compile_set"]
+__all__ = [
+    "HAVE_RE2",
+    "MAX_MEM",
+    "SET_PROGRAM_SIZE",
+    "Encoded",
+    "MultiMatcher",
+    "Pattern",
+    "char_span",
+    "compile_pattern",
+    "compile_set",
+    "encode",
+    "loosen",
+]

@@ -1,7 +1,9 @@
-"""Address extraction: the request model as ``(key, location, value)`` items per phase.
+"""Address extraction: the request model as ``(key, location, value, utf8)`` values per phase.
 
 ``key`` is what rules target (``query``, ``header:user-agent``, ``body.raw``);
 ``location`` is what a signal reports (``query:id``, ``body:json:user.name``).
+Values are plain tuples: a GET has forty of them and this runs on every request.
+:class:`Item` is the object operators receive (``evaluate(value, item)``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,20 @@ from ..request import HttpRequest, percent_decode
 #: and these carry opaque credentials or negotiated values no attack hides in usefully.
 SKIP_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization", "content-length", "host"})
 
+#: ``(key, location, value, utf8)``
+Value = tuple[str, str, str, bool]
+
+_header_keys: dict[str, str] = {}  # "user-agent" -> "header:user-agent", bounded below
+
+
+def header_key(name: str) -> str:
+    key = _header_keys.get(name)
+    if key is None:
+        key = "header:" + name
+        if len(_header_keys) < 512:  # header names are client-chosen: never grow without bound
+            _header_keys[name] = key
+    return key
+
 
 @dataclass(slots=True)
 class Item:
@@ -24,32 +40,35 @@ class Item:
     utf8: bool = True
 
 
-def head_items(request: HttpRequest) -> list[Item]:
-    items: list[Item] = [Item("method", "method", request.method)]
-    items.append(Item("uri", "uri", request.target))
-    raw_path = request.target.split("?", 1)[0]
-    path, ok = percent_decode(raw_path)
-    items.append(Item("path", "path", path, ok))
+def head_values(request: HttpRequest) -> list[Value]:
+    """Request line, query, cookies and headers (names and values)."""
+    target = request.target
+    out: list[Value] = [("method", "method", request.method, True), ("uri", "uri", target, True)]
+    q = target.find("?")
+    path, ok = percent_decode(target if q < 0 else target[:q])
+    out.append(("path", "path", path, ok))
     for f in request.query:
-        items.append(Item("query", f.location, f.value, f.utf8))
+        out.append(("query", f.location, f.value, f.utf8))
         if f.name:
-            items.append(Item("query.names", f.location, f.name, f.utf8))
+            out.append(("query.names", f.location, f.name, f.utf8))
     for f in request.cookies:
-        items.append(Item("cookies", f.location, f.value))
+        out.append(("cookies", f.location, f.value, True))
         if f.name:
-            items.append(Item("cookies.names", f.location, f.name))
+            out.append(("cookies.names", f.location, f.name, True))
+    skip = SKIP_HEADERS
     for name, value in request.headers:
-        if name not in SKIP_HEADERS:
-            items.append(Item("header:" + name, "header:" + name, value))
-        items.append(Item("headers.names", "header:" + name, name))
-    items.append(Item("headers.raw", "headers", head_raw(request)))
+        key = header_key(name)
+        if name not in skip:
+            out.append((key, key, value, True))
+        out.append(("headers.names", key, name, True))
+    out.append(("headers.raw", "headers", head_raw(request), True))
     for f in request.query:
-        items.append(Item("query.raw", f.location, f.raw))
+        out.append(("query.raw", f.location, f.raw, True))
     if request.query and offsite(request):
         for f in request.query:
             if f.name:
-                items.append(Item("query.names.offsite", f.location, f.name, f.utf8))
-    return items
+                out.append(("query.names.offsite", f.location, f.name, f.utf8))
+    return out
 
 
 #: Substrings of header names whose values ``headers.raw`` never carries (credentials).
@@ -91,27 +110,47 @@ def offsite(request: HttpRequest) -> bool:
     return ref_host is None or host is None or ref_host != host
 
 
-def body_items(request: HttpRequest) -> list[Item]:
+def body_values(request: HttpRequest) -> list[Value]:
+    """The captured body: raw text, then fields, field/key names and file names."""
     if not request.body:
         return []
     pb = request.parsed_body
     if pb.kind == "binary":
         return []
-    items: list[Item] = [Item("body.raw", "body", pb.text, pb.utf8)]
+    out: list[Value] = [("body.raw", "body", pb.text, pb.utf8)]
     for f in pb.fields:
-        items.append(Item("body", f.location, f.value, f.utf8))
+        out.append(("body", f.location, f.value, f.utf8))
     for f in pb.keys:
-        items.append(Item("body.names", f.location, f.value, f.utf8))
+        out.append(("body.names", f.location, f.value, f.utf8))
     for f in pb.files:
-        items.append(Item("body.files", f.location, f.value, f.utf8))
+        out.append(("body.files", f.location, f.value, f.utf8))
     if pb.fields and pb.fields[0].location.startswith("body:form:"):
         # Form fields and their names are parallel lists (body._form_fields).
         for f, k in zip(pb.fields, pb.keys, strict=False):
-            items.append(Item("body.fields.raw", f.location, f"{k.raw}={f.raw}"))
+            out.append(("body.fields.raw", f.location, f"{k.raw}={f.raw}", True))
     if pb.keys and offsite(request):
         for f in pb.keys:
-            items.append(Item("body.names.offsite", f.location, f.value, f.utf8))
-    return items
+            out.append(("body.names.offsite", f.location, f.value, f.utf8))
+    return out
 
 
-__all__ = ["SKIP_HEADERS", "Item", "body_items", "head_items", "head_raw", "offsite"]
+def head_items(request: HttpRequest) -> list[Item]:
+    return [Item(*v) for v in head_values(request)]
+
+
+def body_items(request: HttpRequest) -> list[Item]:
+    return [Item(*v) for v in body_values(request)]
+
+
+__all__ = [
+    "SKIP_HEADERS",
+    "Item",
+    "Value",
+    "body_items",
+    "body_values",
+    "head_items",
+    "head_raw",
+    "head_values",
+    "header_key",
+    "offsite",
+]

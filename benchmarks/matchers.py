@@ -1,0 +1,277 @@
+"""Multi-pattern matchers compared on devsecmw's own rule set: RE2 ``Set``, Hyperscan, ``re``.
+
+    python benchmarks/matchers.py [--repeat 5]
+
+For every packaged rule's prefilter (the patterns the engine scans with), each
+backend is compiled once, then asked "which patterns occur in this text?" on:
+
+- ``get``: the values of a benign browser GET (query, cookies, headers), joined;
+- ``json_2k``: the string leaves of a 2 KiB JSON order, joined;
+- ``adversarial_64k``: 64 KiB of fragments that start many rules' matches
+  without finishing them (the referee's adversarial body);
+- ``patho_N``: ``"a" * N + "!"`` with one extra ``(a+)+$``-shaped rule added,
+  the input that makes a backtracking engine take exponential time.
+
+Printed: microseconds per scan (median of ``--repeat`` runs, each long enough
+to time), compile time, resident memory added by compilation, and on which
+platforms each library ships a binary wheel (as checked on PyPI). ``re`` runs
+the pathological input only at small N, with a time cap: it is exponential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devsecmw.engine.rules import load_packaged
+
+PATHO_RULE = r"(a+)+$"
+
+#: Binary wheels on PyPI (checked with ``pip download --only-binary=:all: --platform ...``
+#: for CPython 3.11-3.14; google-re2 1.1.20251105, hyperscan 0.9.1).
+WHEELS = {
+    "google-re2": "linux x86_64/aarch64 (glibc), macOS 13+ x86_64/arm64, Windows amd64/arm64; "
+    "no musllinux (Alpine builds from source, needs abseil + a C++ toolchain)",
+    "hyperscan": "linux x86_64/aarch64 (glibc and musl), macOS x86_64/arm64, Windows amd64; "
+    "no Windows arm64; x86 needs SSSE3 at run time",
+    "re": "everywhere (standard library), but backtracking: not linear-time",
+}
+
+BROWSER = [
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"),
+    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("referer", "https://shop.example.com/catalog?page=1"),
+    ("sec-fetch-mode", "navigate"),
+]
+
+
+def get_text() -> str:
+    values = ["GET", "/api/items?category=books&page=2&sort=price&q=python+cookbook", "/api/items"]
+    values += ["books", "category", "2", "page", "price", "sort", "python cookbook", "q"]
+    values += ["8f14e45fceea167a5a36dedd4bea2543", "session", "dark", "theme", "GA1.2.1234567890.1700000000"]
+    for name, value in BROWSER:
+        values += [name, value, value.lower()]
+    return "\n".join(values)
+
+
+def json_text(size: int = 2048) -> str:
+    leaves: list[str] = []
+    i = 0
+    while sum(map(len, leaves)) < size:
+        leaves += [
+            f"SKU-{i:05d}",
+            f"Blue cotton shirt, size {i % 5}",
+            "Leave it at the door, please; ring twice.",
+        ]
+        i += 1
+    return "\n".join(leaves)
+
+
+def adversarial(size: int = 65536) -> str:
+    unit = "'/*<a \"||(select ../ ${jndi: %2e%2e <svg on "
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def rss_kib() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------------------- backends
+Scan = Callable[[str], list[int]]
+
+
+def build_re2_str(patterns: Sequence[str]) -> Scan:
+    import re2
+
+    opts = re2.Options()
+    opts.max_mem = 64 << 20
+    opts.log_errors = False
+    s = re2.Set.SearchSet(opts)
+    for p in patterns:
+        s.Add(f"(?m:{p})")
+    s.Compile()
+    return lambda text: s.Match(text) or []
+
+
+def build_re2_bytes(patterns: Sequence[str]) -> Scan:
+    """What devsecmw does: the C extension directly, text encoded once by the caller."""
+    import re2
+    from re2 import _re2
+
+    opts = re2.Options()
+    opts.max_mem = 64 << 20
+    opts.log_errors = False
+    s = _re2.Set(_re2.RE2.Anchor.UNANCHORED, opts)
+    for p in patterns:
+        s.Add(f"(?m:{p})".encode())
+    s.Compile()
+    match = s.Match
+    return lambda text: match(text.encode("utf-8", "surrogatepass"))
+
+
+def build_hyperscan(patterns: Sequence[str]) -> Scan:
+    """Block-mode database, one report per pattern; patterns Hyperscan rejects in UTF-8 mode
+    ("Pattern is too large": long bounded repeats) are compiled in byte mode."""
+    import hyperscan
+
+    base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_ALLOWEMPTY
+    exprs, ids, flags = [], [], []
+    for i, p in enumerate(patterns):
+        expr = p.replace("\x00", "\\x00").encode()  # a raw NUL would end the C string
+        for f in (base | hyperscan.HS_FLAG_UTF8, base):
+            try:
+                hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
+                    expressions=[expr], ids=[0], elements=1, flags=f
+                )
+            except hyperscan.error:
+                continue
+            exprs.append(expr)
+            ids.append(i)
+            flags.append(f)
+            if f == base:
+                BYTE_MODE.append(i)
+            break
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+    scratch = hyperscan.Scratch(db)
+
+    def on_match(i: int, _from: int, _to: int, _flags: int, hits: list[int]) -> None:
+        hits.append(i)
+
+    def scan(text: str) -> list[int]:
+        hits: list[int] = []
+        db.scan(
+            text.encode("utf-8", "surrogatepass"), match_event_handler=on_match, context=hits, scratch=scratch
+        )
+        return hits
+
+    return scan
+
+
+BYTE_MODE: list[int] = []
+
+
+def _scoped(p: str) -> str:
+    # Python wants global flags first: "(?i)x" becomes "(?i:x)" inside the alternation.
+    m = re.match(r"\(\?([aiLmsux]+)\)", p)
+    return f"(?{m.group(1)}:{p[m.end() :]})" if m else f"(?:{p})"
+
+
+def build_re(patterns: Sequence[str]) -> Scan:
+    each = []
+    for p in patterns:
+        try:
+            each.append(re.compile(p, re.M))
+        except re.error:
+            each.append(re.compile(r"(?!x)x"))  # RE2-only syntax: counted as never matching
+    any_ = re.compile("|".join(_scoped(rx.pattern) for rx in each), re.M)
+
+    def scan(text: str) -> list[int]:
+        if not any_.search(text):
+            return []
+        return [i for i, rx in enumerate(each) if rx.search(text)]
+
+    return scan
+
+
+BACKENDS: dict[str, Callable[[Sequence[str]], Scan]] = {
+    "re2 Set (str, wrapper)": build_re2_str,
+    "re2 Set (bytes, direct)": build_re2_bytes,
+    "hyperscan (bytes)": build_hyperscan,
+    "re (alternation+confirm)": build_re,
+}
+
+
+def per_scan_us(scan: Scan, text: str, repeat: int, cap: float = 2.0) -> tuple[float, int]:
+    """Median µs per scan; each sample loops until it lasts ~20 ms (one call if slower)."""
+    t0 = time.perf_counter()
+    hits = scan(text)
+    one = time.perf_counter() - t0
+    if one > cap:
+        return one * 1e6, len(hits)
+    n = max(1, int(0.02 / max(one, 1e-7)))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            scan(text)
+        samples.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(samples), len(hits)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    rules = load_packaged()
+    patterns = [r.operator.prefilter for r in rules if r.operator.prefilter]
+    patterns_p = [*patterns, PATHO_RULE]
+    inputs = {
+        "get": get_text(),
+        "json_2k": json_text(),
+        "adversarial_64k": adversarial(),
+    }
+    patho = {f"patho_{n}": "a" * n + "!" for n in (16, 22, 1024, 65536)}
+    print(f"# {len(rules)} packaged rules, {len(patterns)} prefilters; python {sys.version.split()[0]}")
+    for name, text in inputs.items():
+        print(f"# input {name}: {len(text.encode())} bytes")
+    print()
+    print(
+        f"{'backend':26} {'compile ms':>10} {'rss KiB':>8} " + " ".join(f"{k:>16}" for k in [*inputs, *patho])
+    )
+    results: dict[str, dict[str, float]] = {}
+    for bname, build in BACKENDS.items():
+        try:
+            gc.collect()
+            r0 = rss_kib()
+            t0 = time.perf_counter()
+            scan = build(patterns)
+            compile_ms = (time.perf_counter() - t0) * 1e3
+            rss = rss_kib() - r0
+            scan_p = build(patterns_p)
+        except ImportError as exc:
+            print(f"{bname:26} unavailable: {exc}")
+            continue
+        row = {}
+        cells = []
+        for iname, text in inputs.items():
+            us, hits = per_scan_us(scan, text, args.repeat)
+            row[iname] = us
+            cells.append(f"{us:9.1f} ({hits:2d}h)")
+        for iname, text in patho.items():
+            n = len(text) - 1
+            if bname.startswith("re ") and n > 22:
+                cells.append(f"{'(exponential)':>16}")
+                continue
+            us, hits = per_scan_us(scan_p, text, args.repeat)
+            row[iname] = us
+            cells.append(f"{us:9.1f} ({hits:2d}h)")
+        results[bname] = row
+        print(f"{bname:26} {compile_ms:10.1f} {rss:8d} " + " ".join(cells))
+    print()
+    print("µs per scan (h = patterns reported as present). Binary wheels:")
+    for lib, where in WHEELS.items():
+        print(f"  {lib:11} {where}")
+    print("SUMMARY " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

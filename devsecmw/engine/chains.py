@@ -1,0 +1,216 @@
+"""Transform chains applied per value without redundant work.
+
+Rules name transform chains ("views"); one value may need ten of them. Most
+values are plain (``books``, ``en-US,en;q=0.9``) and most transforms cannot
+change them. Per value the engine:
+
+1. computes a *trigger mask* once: which characters that some transform reacts
+   to occur in the value (``%``, ``&``, ``\\``, upper case, non-ASCII, ...);
+2. reduces every chain by that mask: a transform whose triggers are absent is
+   the identity, so it is dropped (``cmd_line`` of a value whose only trigger is
+   upper case is plain ``lowercase``). Reductions are cached per mask;
+3. computes each distinct reduced chain once, sharing prefixes: ``url_decode``
+   then ``lowercase`` reuses the ``url_decode`` result of a sibling chain.
+
+A transform not listed in :data:`TRIGGERS` is always applied (correct, just not
+skipped). Once a listed transform has changed a value, the rest of the chain is
+applied as written: the mask describes the original value only.
+``tests/test_properties.py`` checks that the reduced chains give the same text
+as the chains as written, on random and adversarial strings.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+
+from . import transforms as tf
+
+Chain = tuple[str, ...]
+
+# Trigger bits.
+PCT = 1 << 0  # "%"
+PLUS = 1 << 1  # "+"
+AMP = 1 << 2  # "&"
+BSL = 1 << 3  # "\\"
+NUL = 1 << 4  # "\x00"
+WS = 1 << 5  # ASCII whitespace other than one space between words: \t\n\v\f\r\x1c-\x1f, "  ", edge space
+SPACE = 1 << 6  # " "
+SLASH = 1 << 7  # "/"
+SEMI = 1 << 8  # ";"
+QUOTE = 1 << 9  # " ' ^ `
+DOLLAR = 1 << 10  # "$"
+COMMA = 1 << 11  # ","
+PAREN = 1 << 12  # "("
+UPPER = 1 << 13  # value.lower() != value
+NONASCII = 1 << 14
+HEX0X = 1 << 15  # "0x" / "0X"
+ALL = (1 << 16) - 1
+
+#: Which characters can make each transform change a value. Absent triggers: identity.
+TRIGGERS: dict[str, int] = {
+    "url_decode": PCT,
+    "url_decode_uni": PCT,
+    "url_decode_deep": PCT | NONASCII,
+    "fold_path_chars": NONASCII | NUL | HEX0X | BSL,
+    "plus_to_space": PLUS,
+    "html_entity_decode": AMP,
+    "js_decode": BSL,
+    "nfkc": NONASCII,
+    "lowercase": UPPER,
+    "remove_nulls": NUL,
+    "compress_whitespace": WS | NONASCII,
+    "remove_whitespace": WS | SPACE | NONASCII,
+    "remove_comments": SLASH,
+    "cmd_line": DOLLAR | BSL | QUOTE | COMMA | WS | SLASH | PAREN | UPPER | NONASCII,
+    "normalize_path": BSL | SLASH | SEMI,
+    "trim": WS | NONASCII,
+}
+#: Transforms that are exactly ``lowercase`` when upper case is their only trigger present.
+LOWER_ONLY = frozenset({"cmd_line"})
+
+_CHAR_BITS = {
+    "%": PCT,
+    "+": PLUS,
+    "&": AMP,
+    "\\": BSL,
+    "\x00": NUL,
+    "/": SLASH,
+    ";": SEMI,
+    '"': QUOTE,
+    "'": QUOTE,
+    "^": QUOTE,
+    "`": QUOTE,
+    "$": DOLLAR,
+    ",": COMMA,
+    "(": PAREN,
+}
+for _c in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f":
+    _CHAR_BITS[_c] = WS
+# One character class (no alternation): re scans it with its fast charset loop.
+_SPECIAL = re.compile(r"[%+&\\\x00/;\"'^`$,(\t\n\x0b\x0c\r\x1c-\x1f]")
+_LONG = 256  # above this, one substring search per character beats collecting every match
+
+
+def trigger_mask(value: str) -> int:
+    """The trigger bits of ``value``."""
+    mask = 0
+    bits = _CHAR_BITS
+    if len(value) <= _LONG:
+        if _SPECIAL.search(value) is not None:
+            for ch in set(_SPECIAL.findall(value)):
+                mask |= bits[ch]
+    else:
+        for ch, bit in bits.items():
+            if not mask & bit and ch in value:
+                mask |= bit
+    if " " in value:
+        mask |= SPACE
+        if "  " in value or value[0] == " " or value[-1] == " ":
+            mask |= WS
+    if "0x" in value or "0X" in value:
+        mask |= HEX0X
+    if not value.isascii():
+        mask |= NONASCII
+    if value.lower() != value:
+        mask |= UPPER
+    return mask
+
+
+def reduce_chain(chain: Chain, mask: int) -> Chain:
+    """``chain`` without the transforms that cannot change a value with trigger bits ``mask``."""
+    out: list[str] = []
+    for name in chain:
+        trig = TRIGGERS.get(name)
+        if trig is None:
+            out.append(name)
+            mask = ALL
+            continue
+        if not mask & trig:
+            continue
+        if name in LOWER_ONLY and mask & trig == UPPER:
+            name = "lowercase"
+        if name == "lowercase":
+            if not out or out[-1] != "lowercase":
+                out.append(name)
+            mask &= ~UPPER
+            continue
+        out.append(name)
+        mask = ALL
+    return tuple(out)
+
+
+def canonical(chain: Iterable[str]) -> Chain:
+    """A chain with immediate repeats of idempotent steps removed (``lowercase, lowercase``)."""
+    out: list[str] = []
+    for name in chain:
+        if out and out[-1] == name and name in _IDEMPOTENT:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+_IDEMPOTENT = frozenset(
+    {"lowercase", "nfkc", "remove_nulls", "compress_whitespace", "remove_whitespace", "trim"}
+)
+
+
+class Reduced:
+    """The work for one set of chains on values of one trigger mask."""
+
+    __slots__ = ("computed", "steps", "views")
+
+    def __init__(self, chains: Iterable[Chain], mask: int) -> None:
+        reduced = {c: reduce_chain(c, mask) for c in chains}
+        #: (result chain, parent chain, transform) in an order where parents come first.
+        nodes: set[Chain] = set()
+        for r in reduced.values():
+            for i in range(1, len(r) + 1):
+                nodes.add(r[:i])
+        self.steps: tuple[tuple[Chain, Chain, tf.Transform], ...] = tuple(
+            (n, n[:-1], tf.TRANSFORMS[n[-1]]) for n in sorted(nodes, key=len)
+        )
+        #: chain as written -> chain actually computed.
+        self.views: dict[Chain, Chain] = reduced
+        #: The distinct computed chains that are some rule's view (what gets scanned).
+        self.computed: tuple[Chain, ...] = tuple(dict.fromkeys(reduced.values()))
+
+    def apply(self, value: str) -> dict[Chain, str]:
+        """Every computed chain's text for ``value`` (keyed by reduced chain; ``()`` is ``value``)."""
+        memo: dict[Chain, str] = {(): value}
+        for node, parent, fn in self.steps:
+            memo[node] = fn(memo[parent])[0]
+        return memo
+
+
+class Planner:
+    """Reductions of a fixed set of chains, cached per trigger mask (bounded, thread-safe)."""
+
+    MAX_CACHED = 1024
+
+    def __init__(self, chains: Iterable[Chain]) -> None:
+        self.chains: tuple[Chain, ...] = tuple(dict.fromkeys(chains))
+        self._cache: dict[int, Reduced] = {}
+        self._lock = threading.Lock()
+
+    def for_mask(self, mask: int) -> Reduced:
+        red = self._cache.get(mask)
+        if red is None:
+            red = Reduced(self.chains, mask)
+            with self._lock:
+                if len(self._cache) < self.MAX_CACHED:
+                    self._cache[mask] = red
+        return red
+
+
+__all__ = [
+    "LOWER_ONLY",
+    "TRIGGERS",
+    "Chain",
+    "Planner",
+    "Reduced",
+    "canonical",
+    "reduce_chain",
+    "trigger_mask",
+]
