@@ -39,30 +39,36 @@ in the value and bounded whatever it holds. :func:`detect` never raises.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
+
+try:  # RE2 scans for the embedded pass in linear time and far faster than re on long values
+    import re2 as _re2
+except ImportError:  # pragma: no cover - platforms without a google-re2 wheel
+    _re2 = None
 
 __all__ = ["MAX_TOKENS", "PREFILTER", "Token", "detect", "explain", "make_detector", "tokenize"]
 
 Span = tuple[int, int]
 
 #: Tokens one pass reads at most; longer valid SQL is judged on what was read.
-MAX_TOKENS = 1500
+MAX_TOKENS = 400
+#: Tokens all the passes over one value read together at most (the cost bound).
+TOTAL_TOKENS = 1000
+#: Parenthesis depth a pass follows; deeper nesting is not SQL anyone sends.
+MAX_DEPTH = 40
 #: Positions the embedded pass tries at most, and tokens it reads at each.
 MAX_ANCHORS = 8
-ANCHOR_TOKENS = 64
+ANCHOR_TOKENS = 48
 
 # --------------------------------------------------------------------------- prefilter
 #: RE2 pattern that every injection :func:`detect` reports matches (a property test
 #: checks it): a quote, a comment opener, a statement separator, a call or group, a
 #: variable, a comparison or logical operator, or a keyword that needs none of these
 #: (``1 union select 1``, ``1 order by 3``, ``1 or true``, ``x waitfor delay``).
-PREFILTER = (
-    r"(?i)['\"`;(#@=<>!|&]|--|/\*|"
-    r"\b(?:union|order|group|having|limit|procedure|into|waitfor|or|and|xor|div|like|rlike|regexp|"
-    r"glob|between|exec|execute|declare|shutdown|select|notnull|isnull|information_schema|"
-    r"pg_catalog|sysobjects|syscolumns|sysusers|sqlite_master)\b"
-)
+# (Defined below the vocabulary it is built from.)
 
 # --------------------------------------------------------------------------- tokenizer
 # One alternative per token kind; each either consumes its token or fails at its
@@ -73,17 +79,18 @@ _TOKEN_RE = re.compile(
     r"""\s*(?:
       (?P<lc>(?:--|\#)[^\n]*)
     | (?P<vc>/\*!\d*)
-    | (?P<bc>/\*.*?(?:\*/|\Z))
+    | (?P<bc>/\*)
     | (?P<ce>\*/)
-    | (?P<ps>(?:[xXbBnNeE]|_[a-zA-Z0-9]{1,16})'(?:[^'\\]+|\\.|'')*(?P<psq>')?)
-    | (?P<s>'(?:[^'\\]+|\\.|'')*(?P<sq>')?|"(?:[^"\\]+|\\.|"")*(?P<dq>")?)
+    | (?P<ps>(?:[xXbBnNeE]|_[a-zA-Z0-9]{1,16})'(?:[^'\\]+|\\.)*(?P<psq>')?)
+    | (?P<s>'(?:[^'\\]+|\\.)*(?P<sq>')?|"(?:[^"\\]+|\\.)*(?P<dq>")?)
     | (?P<n>0[xX][0-9a-fA-F]+\b|0[bB][01]+\b
         |\d+(?:\.\d*)?[eE][+-]?\d+|\d+\.\d*(?:[eE][+-]?\d*)?|\.\d+(?:[eE][+-]?\d+)?|\d+(?![^\W\d]))
     | (?P<w>[^\W\d][\w$]*|\d+[^\W\d][\w$]*)
     | (?P<bt>`[^`]*(?P<btq>`)?|\[[\w$ .-]{1,128}\])
+    | (?P<o><=>|->>|<>|!=|<=|>=|\|\||&&|<<|>>|:=|::|->|==|!<|!>
+        |<@|@>|@\?|@@(?![\w.$'"`])|\?[|&]?|[=<>+\-*/%&|^~!])
     | (?P<v>@@?(?:[\w.$]+|'[^']*'?|`[^`]*`?|"[^"]*"?)?)
-    | (?P<o><=>|->>|<>|!=|<=|>=|\|\||&&|<<|>>|:=|::|->|==|!<|!>|[=<>+\-*/%&|^~!])
-    | (?P<p>[(),;.])
+    | (?P<p>[(),;.\[\]{}])
     | (?P<x>.)
     | (?P<end>\Z)
     )""",
@@ -123,9 +130,13 @@ class Token:
 
 def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
     """Lazy tokens of ``value`` from ``pos``: a pass stops reading at its first invalid token."""
+    match = _TOKEN_RE.match
     versioned = 0
     left = limit
-    for m in _TOKEN_RE.finditer(value, pos):
+    while left > 0:
+        m = match(value, pos)
+        if m is None:  # pragma: no cover - the pattern is total
+            return
         kind = m.lastgroup
         # Sub-groups (closing quotes) can be ``lastgroup``; map them to their token.
         if kind == "end" or kind is None:
@@ -137,6 +148,7 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
         elif kind == "btq":
             kind = "bt"
         start, end = m.span(kind)
+        pos = end
         text = m.group(kind)
         if kind == "w":
             tok = Token(WORD, text.lower(), start, end)
@@ -151,9 +163,15 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
         elif kind == "lc":
             tok = Token(COMMENT, text[:2] if text[0] == "-" else "#", start, end, False)
         elif kind == "bc":
-            tok = Token(COMMENT, "/*", start, end, len(text) >= 4 and text.endswith("*/"))
+            # str.find, not a lazy regex: an unclosed "/*" costs one scan of the rest.
+            close = value.find("*/", end)
+            pos = len(value) if close < 0 else close + 2
+            tok = Token(COMMENT, "/*", start, pos, close >= 0)
         elif kind == "vc":  # /*!50000 select */: the markers go, the content is SQL
             versioned += 1
+            tok = Token(COMMENT, "/*!", start, end, True)
+            left -= 1
+            yield tok
             continue
         elif kind == "ce":
             if versioned:
@@ -169,8 +187,6 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
         else:
             tok = Token(OTHER, text, start, end)
         left -= 1
-        if left < 0:
-            return
         yield tok
 
 
@@ -182,7 +198,11 @@ def tokenize(value: str, start: int = 0) -> list[Token]:
 # --------------------------------------------------------------------------- vocabulary
 _LOGIC_WORDS = frozenset({"and", "or", "xor"})
 _LOGIC_OPS = frozenset({"||", "&&"})
-_CMP_OPS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "<=>", "==", "!<", "!>"})
+_CLOSERS = {"[": "]", "{": "}"}
+_JSON_OPS = frozenset({"<@", "@>", "?|", "?&", "@?", "@@"})
+_CMP_OPS = frozenset(
+    {"=", "<>", "!=", "<", ">", "<=", ">=", "<=>", "==", "!<", "!>", "<@", "@>", "?", "?|", "?&", "@?", "@@"}
+)  # the last ones: PostgreSQL JSON containment and key tests
 _CMP_WORDS = frozenset({"like", "rlike", "regexp", "ilike", "glob", "similar"})
 _BIN_OPS = frozenset({"+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>", ":=", "->", "->>"})
 _BIN_WORDS = frozenset({"div", "mod", "collate", "escape"})
@@ -202,6 +222,9 @@ _CALLABLE_RESERVED = frozenset({"like", "glob", "replace", "insert", "mod", "if"
 _CLAUSE_WORDS = frozenset(
     {"where", "having", "limit", "offset", "from", "order", "group", "procedure", "into"}
 )
+
+#: Reserved words prose also uses: "x' and y --" is no evidence, "x' collate y --" is.
+_PROSE_KEYWORDS = frozenset({"and", "or", "not", "as", "xor", "to", "of", "for", "with", "on", "by"})
 
 #: Words SQL reserves: never an identifier, so prose that puts one where an operand
 #: or an alias belongs stops the parse.
@@ -282,6 +305,9 @@ _STMT_NEXT: dict[str, frozenset[str] | None] = {
     "do": None,
     "use": None,
 }  # fmt: skip
+#: Every keyword (for the odd-case evasion check and the prose check after a break-out).
+_KEYWORDS = _RESERVED | frozenset(_STMT_NEXT) | _LITERAL_WORDS | _POSTFIX_WORDS | _CMP_WORDS
+
 #: Statements MSSQL accepts without a ``;`` in front (``1' WAITFOR DELAY '0:0:5'``).
 _IMPLICIT_STMT = frozenset({"waitfor", "exec", "execute", "declare", "shutdown", "dbcc"})
 
@@ -323,8 +349,8 @@ _FN_ALONE = frozenset(
         "geometrycollection", "multipoint", "multilinestring", "multipolygon", "gtid_subset",
         "make_set", "sqlite_compileoption_used", "sqlite_compileoption_get", "regexp_substring",
         "current_database", "schema_name", "group_concat", "concat_ws", "unhex", "sysdate", "ifnull",
-        "string_agg", "json_build_object", "jsonb_pretty", "unistr", "database", "version",
-        "current_user", "system_user", "session_user", "user_name", "connection_id", "coalesce",
+        "string_agg", "json_build_object", "jsonb_pretty", "unistr", "database", "version", "find_in_set",
+        "current_user", "system_user", "session_user", "user_name", "connection_id", "coalesce", "user",
         "compress", "uncompress", "concat", "md5", "strcmp", "substr", "substring", "xmlelement",
         "current_setting", "utl_http", "utl_inaddr", "dbms_pipe", "dbms_lock",
     }
@@ -342,6 +368,16 @@ _SYSOBJ = frozenset(
         "master", "tempdb", "msdb", "dual", "sysmaster", "domain",
     }
 )  # fmt: skip
+#: Server procedures and packages an injection calls (MSSQL, Oracle): never ordinary values.
+_SYSPROC = frozenset(
+    {"xp_cmdshell", "xp_dirtree", "xp_regread", "xp_regwrite", "xp_fileexist", "xp_subdirs",
+     "xp_servicecontrol", "xp_availablemedia", "xp_terminate_process", "xp_loginconfig",
+     "xp_ntsec_enumdomains", "xp_regdeletekey", "xp_makecab", "sp_executesql", "sp_oacreate",
+     "sp_oamethod", "sp_password", "sp_addlogin", "sp_addsrvrolemember", "sp_configure",
+     "sp_makewebtask", "sp_adduser", "sp_addextendedproc", "openrowset", "opendatasource",
+     "utl_http", "utl_inaddr", "utl_file", "dbms_pipe", "dbms_lock", "dbms_java", "msdasql"}
+)  # fmt: skip
+
 #: Catalogue names specific enough to be an injection as the whole value.
 _SYSOBJ_ALONE = frozenset(
     {"information_schema", "sysobjects", "syscolumns", "pg_catalog", "pg_shadow", "msysobjects",
@@ -349,6 +385,18 @@ _SYSOBJ_ALONE = frozenset(
      "schema_name", "pg_authid", "sysusers", "mysql.user", "mysql.db", "sys.user$", "sys.objects",
      "master.dbo", "sys.sql_logins", "sys.databases"}
 )  # fmt: skip
+
+#: RE2 pattern every value :func:`detect` reports matches (a property test checks
+#: it), cheap enough that benign values skip the tokenizer: a quote, a comment
+#: opener, a separator, a call or group, a variable, a comparison, logical or cast
+#: operator, or a word that needs none of these (``1 union select 1``, ``tempdb``).
+PREFILTER = (
+    r"(?i)['\"`;(#@=<>!|&]|--|/\*|::|"
+    r"\b(?:union|intersect|except|minus|order|group|having|limit|procedure|into|waitfor|or|and|xor|div|"
+    r"like|rlike|regexp|glob|between|exec|execute|declare|shutdown|select|notnull|isnull|case|"
+    + "|".join(re.escape(w) for w in sorted(_SYSOBJ_ALONE, key=len, reverse=True))
+    + r")\b"
+)
 
 # --------------------------------------------------------------------------- parser
 # Parser states: what the next token may be.
@@ -425,6 +473,7 @@ class _Parse:
         "fail",
         "feats",
         "frames",
+        "keywords",
         "last",
         "last_fn",
         "last_operand",
@@ -432,8 +481,11 @@ class _Parse:
         "n",
         "need",
         "nonstr",
+        "odd",
+        "open_calls",
         "quote",
         "spaced_str",
+        "sqlish",
         "st",
         "stmt",
         "stmt_start",
@@ -467,6 +519,10 @@ class _Parse:
         self.stmt = ""  # the statement whose head is being read
         self.stmt_start = False  # that statement began the (unquoted) value
         self.exec_args = False  # EXEC proc 'arg', 2: arguments follow the name without "("
+        self.keywords = 0  # SQL keywords read
+        self.odd = 0  # of them, in a case no one types (UnIoN)
+        self.open_calls = False  # a call or CASE was open when the pass ended
+        self.sqlish = False  # a token prose does not produce was read after the break-out
 
     # ------------------------------------------------------------------ helpers
     def feat(self, name: str, pos: int) -> None:
@@ -535,6 +591,8 @@ class _Parse:
 
     def begin_select(self, origin: str, tok: Token) -> None:
         fr = self.frames[-1]
+        if origin in ("union", "stack"):
+            self.feat(origin + "_any", tok.start)
         fr.select = _Select(origin, tok.start)
         fr.clause = "select"
         self.st = _OPD
@@ -566,21 +624,49 @@ class _Parse:
         self.select_real()
 
     def word_info(self, word: str, tok: Token) -> None:
+        if "_" in word and word in _FN_STRONG:
+            self.feat("fn_named", tok.start)  # SELECT pg_sleep
+            self.select_real()
         if word in _SYSOBJ:
             self.feat("sysobj", tok.start)
-            if word in _SYSOBJ_ALONE:
-                self.feat("sysobj_alone", tok.start)
-        elif word.startswith(("xp_", "sp_")) and len(word) > 4:
+        if word in _SYSOBJ_ALONE:
+            self.feat("sysobj_alone", tok.start)
+        if word in _SYSPROC:
             self.feat("sysproc", tok.start)
 
     # ------------------------------------------------------------------ driver
-    def run(self, tokens: Iterator[Token]) -> None:
+    def run(self, tokens: Iterator[Token], limit: int) -> None:
         for tok in tokens:
             self.n += 1
+            last = self.last
+            if (
+                tok.kind == STR
+                and last is not None
+                and last.kind == STR
+                and last.end == tok.start
+                and last.closed
+                and tok.text[0] == last.text[-1]
+            ):
+                # 'O''Brien': the doubled quote escapes, the string goes on.
+                last.end, last.closed = tok.end, tok.closed
+                self.end = tok.end
+                continue
             if tok.kind == COMMENT:
                 if not self.comment(tok):
                     return
                 continue
+            if tok.kind == NUM and tok.text[-2:].lower() == ".e":
+                # MySQL reads "1.e" before "(", "," or a name as nothing: an evasion.
+                self.feat("sci_glue", tok.start)
+                continue
+            if tok.kind == WORD and tok.text in _KEYWORDS:
+                self.keywords += 1
+                word = self.value[tok.start : tok.end]
+                if not (word.islower() or word.isupper() or word.istitle()):
+                    self.odd += 1
+                    self.feat("oddcase", tok.start)  # UnIoN SeLeCt: case games are evasion
+            if self.quote and not self.sqlish and (tok.kind != WORD or tok.text in _KEYWORDS):
+                self.sqlish = tok.kind != WORD or tok.text not in _PROSE_KEYWORDS
             if self.st == _OPD:
                 ok = self.operand(tok)
             elif self.st == _OPR:
@@ -603,11 +689,20 @@ class _Parse:
                 return
             self.last = tok
             self.end = tok.end
-        self.stop = "cap" if self.n > MAX_TOKENS else "end"
+        self.stop = "cap" if self.n >= limit else "end"
         self.finish()
 
-    def finish(self) -> None:
+    def finish(self, closing: bool = True) -> None:
+        """End of the pass: judge what is still open. ``closing``: the value ended (rather
+        than failed), so the application closes its open calls and parentheses."""
         frames = self.frames
+        self.open_calls = any(f.kind in (_FUNC, _CASE) for f in frames)
+        sel = frames[-1].select
+        last = self.last
+        cut_after_select = last is not None and last.text == "select" and self.st == _OPD
+        if closing and cut_after_select and sel is not None and sel.origin in ("union", "stack"):
+            # ' UNION SELECT  (the columns cut off)
+            self.feat("union_bare" if sel.origin == "union" else "stack_bare", sel.start)
         # The application closes what the value leaves open: ') or (('x'))=(('x' compares literals.
         for i in range(len(frames) - 1, 0, -1):
             fr, parent = frames[i], frames[i - 1]
@@ -619,11 +714,17 @@ class _Parse:
                     if f.logic is not None:
                         f.logic.litcmp = True
                 break
-        for fr in reversed(frames):
+        while len(frames) > 1:
+            fr = frames.pop()
             self.close_logic(fr)
             self.end_select(fr)
-            if fr.kind == _FUNC:
+            if fr.kind == _FUNC and closing:
                 self.fn_call(fr.fn, fr.start)  # "benchmark(", "load_file(": the application closes it
+            elif fr.kind == _SUBQ and closing:
+                self._logic_mark("sub")
+                self.select_real()
+        self.close_logic(frames[0])
+        self.end_select(frames[0])
 
     def complete(self) -> bool:
         """The pass ended on something SQL accepts (or a truncating comment)."""
@@ -634,28 +735,37 @@ class _Parse:
         if self.st == _OPD and self.last is not None:
             # A value that stops inside a call ("concat(0x7e,") or right after UNION SELECT:
             # the fragment of an injection whose rest the attacker did not need to send.
-            if self.last.text in ("(", ",") and any(f.kind == _FUNC for f in self.frames):
+            if self.last.text in ("(", ",", "case") and self.open_calls:
                 return True
-            sel = self.frames[-1].select
-            if self.last.text == "select" and sel is not None and sel.origin in ("union", "stack"):
-                self.feat("union_bare" if sel.origin == "union" else "stack_bare", sel.start)
+            if self.last.text in _CLAUSE_WORDS or self.last.text == "by":
+                return True  # FROM information_schema.tables LIMIT  (cut at a clause)
+            if "union_bare" in self.feats or "stack_bare" in self.feats:
                 return True
+        if self.st == _DOT:
+            return True  # FROM information_schema.  (a name cut off after its schema)
         return self.st in (_OPR, _START) or (self.st == _STMT and self.stop != "cap")
 
     # ------------------------------------------------------------------ comments
     def comment(self, tok: Token) -> bool:
+        if tok.text == "/*!":
+            self.feat("inline_comment", tok.start)
+            return True
         line = tok.text != "/*"
         if not line and tok.closed:
-            # An inline comment is whitespace; it also ends a name (no alias across it).
+            # An inline comment is whitespace to SQL, and a tell: prose has none between words.
+            if self.n > 1:
+                self.feat("inline_comment", tok.start)
             return True
         if self.after_breakout:
             self.feat("trunc", tok.start)
         elif self.st == _STMT and self.quote:
             self.feat("trunc", tok.start)  # x'; --
+        if line and self.value[tok.end : tok.end + 1] == "\n" and self.value[tok.end + 1 :].strip():
+            return True  # the comment ends at the newline and SQL goes on: UNION#\nSELECT
         if self.st in (_OPR, _START, _STMT):
             self.feat("comment_end", tok.start)
-            if line and "\n" in self.value[tok.end : tok.end + 1]:
-                return True  # a line comment ends at the newline; SQL goes on after it
+            if self.quote and self.sqlish:
+                self.feat("sql_comment", tok.start)  # user'collate nocase--
             self.stop = "comment"
             self.end = tok.end
             self.finish()
@@ -688,7 +798,11 @@ class _Parse:
     def operand(self, tok: Token) -> bool:
         k, t = tok.kind, tok.text
         fr = self.frames[-1]
+        if len(self.frames) > MAX_DEPTH:
+            return False
         if k == NUM:
+            if len(t) > 6 and t[1:2] in ("x", "X"):
+                self.feat("hex", tok.start)  # 0x7162766a71: strings smuggled as numbers
             self.select_real()
             if fr.clause == "order":
                 self.feat("order_n", tok.start)
@@ -710,7 +824,9 @@ class _Parse:
             self.operand_done("var", t, tok)
             return True
         if k == NAME:
-            self.operand_done("ident", t.strip("`[]").lower(), tok)
+            name = t.strip("`[]").lower()
+            self.word_info(name, tok)
+            self.operand_done("ident", name, tok)
             return True
         if k == WORD:
             return self.operand_word(tok)
@@ -722,6 +838,10 @@ class _Parse:
                 return True
             if t == ")" and self.last is not None and self.last.text == "(" and fr.kind == _FUNC:
                 return self.close_paren(tok)  # version()
+            if t == "{":  # {if expr}, {fn expr}: MySQL and ODBC escapes around an expression
+                self.frames.append(_Frame(_GROUP, "where", tok.start, "{"))
+                self.st, self.need = _NEED, "escape"
+                return True
             return False
         if k == OP:
             if t in _UNARY_OPS:
@@ -761,6 +881,7 @@ class _Parse:
             self.need = "("
             return True
         if t == "case":
+            self.select_real()
             self.frames.append(_Frame(_CASE, "where", tok.start))
             self.st = _OPD
             return True
@@ -791,9 +912,18 @@ class _Parse:
             self.must_call = False
             if t != "(":
                 return False
+        if len(self.frames) > MAX_DEPTH:
+            return False
         if k == PUNCT:
-            if t == ")":
+            if t in (")", "]", "}"):
+                closer = _CLOSERS.get(fr.fn, ")") if fr.kind == _GROUP else ")"
+                if t != closer:
+                    return False  # "(]" is not SQL; ")" alone closes the application's "("
                 return self.close_paren(tok)
+            if t == "[":  # a[1], ARRAY['a','b']
+                self.frames.append(_Frame(_GROUP, "where", tok.start, "["))
+                self.st = _OPD
+                return True
             if t == ",":
                 if fr.kind == _CASE:
                     return False
@@ -816,11 +946,6 @@ class _Parse:
                     self.frames.append(_Frame(_FUNC, "args", last.start, name))
                     self.st = _OPD
                     return True
-                if last is not None and last.kind == NUM and last.end == tok.start and last.text[-1] in "eE.":
-                    # MySQL reads "1.e(" as a no-op number glued to a group: 1.e(ascii(...)).
-                    self.frames.append(_Frame(_GROUP, "where", tok.start))
-                    self.st = _OPD
-                    return True
                 # "1 (select ...)", "') (select ...)": a sub-query right after an operand.
                 self.frames.append(_Frame(_GROUP, "where", tok.start))
                 self.st, self.need = _NEED, "subselect"
@@ -837,6 +962,8 @@ class _Parse:
             if t in _CMP_OPS:
                 if self.after_breakout:
                     self.feat("cmp_first", tok.start)
+                if t in _JSON_OPS:
+                    self.feat("json_op", tok.start)
                 self.compare(tok)
                 return True
             if t == "::":
@@ -1053,6 +1180,11 @@ class _Parse:
                 self.st = _OPD
                 return self.operand(tok)
             return False
+        if need == "escape":
+            if k == WORD:
+                self.st = _OPD  # the escape's keyword, then an expression
+                return True
+            return False
         if need == "by":
             if t != "by":
                 return False
@@ -1060,7 +1192,7 @@ class _Parse:
             self.st = _OPD
             return True
         if need == "union":
-            if k == WORD and t in ("all", "distinct"):
+            if k == WORD and t in ("all", "distinct", "distinctrow"):
                 self.st, self.need = _NEED, "union"
                 return True
             if k == WORD and t == "select":
@@ -1254,7 +1386,14 @@ class _Parse:
         if head in ("exec", "execute"):
             if k == VAR or (k == PUNCT and t == "("):
                 return self._stacked(tok)
-            if k == WORD and t == "immediate":
+            if k == WORD and t == "immediate":  # Oracle dynamic SQL
+                self.feat("exec_dynamic", tok.start)
+                if self.stmt_start:
+                    self.stmt_start = False
+                    self.feat("stmt_head", tok.start)
+                    self.stmt = ""
+                    self.st = _OPD
+                    return True
                 return self._stacked(tok)
             if k == WORD and (t.startswith(("xp_", "sp_")) or t in ("master", "dbo", "sys")):
                 self.exec_args = True
@@ -1302,13 +1441,20 @@ class _Parse:
             self.stmt_start = False
             self.feat("stmt_head", tok.start)
             self.stmt = ""
-            if tok.kind == WORD and tok.text not in _RESERVED and not tok.text.startswith(("xp_", "sp_")):
-                self.operand_done("ident", tok.text, tok)
-                self.frames[0].clause = "from"
-            elif tok.kind == WORD and tok.text.startswith(("xp_", "sp_")):
+            if tok.kind == WORD and tok.text in _SYSPROC:
                 self.feat("sysproc", tok.start)
                 self.operand_done("ident", tok.text, tok)
                 self.exec_args = True
+            elif tok.kind == WORD and tok.text not in _RESERVED:
+                self.operand_done("ident", tok.text, tok)
+                self.frames[0].clause = "from"
+            elif tok.kind == VAR:
+                self.feat("stmt_var", tok.start)  # DECLARE @x, SET @x: SQL-only syntax
+                self.operand_done("var", tok.text, tok)
+            elif tok.kind == PUNCT and tok.text == "(":  # EXEC (@q)
+                self.feat("stmt_var", tok.start)
+                self.frames.append(_Frame(_GROUP, "where", tok.start))
+                self.st = _OPD
             else:
                 self.st = _OPD
                 self.frames[0].clause = "from"
@@ -1324,12 +1470,13 @@ class _Parse:
 # Features that make an injection in any context when the SQL around them holds.
 _DECISIVE = (
     "union", "stack", "stack_call", "fn_strong", "var", "into_file", "waitfor", "sysproc",
-    "bool_taut", "bool_sub", "case",
+    "bool_taut", "bool_sub", "case", "sci_glue", "exec_dynamic",
 )  # fmt: skip
 # Features that make an injection once a quote has been broken out of.
 _QUOTED = (
     "bool_fn", "bool_cmp", "bool_lit", "bool_arith", "litcmp", "fn_sql", "fn_any", "sysobj",
     "subq", "cmp_first", "cast", "procedure", "order_n", "info", "stack_weak", "select",
+    "union_any", "stack_any", "hex",
 )  # fmt: skip
 
 
@@ -1343,6 +1490,10 @@ def _judge(p: _Parse) -> int | None:
     for name in _DECISIVE:
         if name in f:
             return f[name]
+    if "oddcase" in f and p.keywords >= 2 and (p.odd >= 2 or "union_bare" in f or "sysobj" in f):
+        return f["oddcase"]
+    if "union_any" in f and ("inline_comment" in f or "oddcase" in f):
+        return f["union_any"]  # 0/**/union/*!50000select*/name
     ended_by_comment = p.stop == "comment" or "comment_end" in f
     if p.quote:
         for name in _QUOTED:
@@ -1358,6 +1509,8 @@ def _judge(p: _Parse) -> int | None:
             return f["op_first"]  # '-'  1'||'x'||'  (operators on short strings, nothing else)
         if "union_bare" in f:
             return f["union_bare"]  # ' UNION SELECT  (the columns cut off)
+        if "sql_comment" in f:
+            return f["sql_comment"]  # SQL after the break-out, the rest commented out
         if "clause" in f and ended_by_comment:
             return f["clause"]
         return None
@@ -1365,14 +1518,23 @@ def _judge(p: _Parse) -> int | None:
     for name in ("fn_alone", "sysobj_alone", "procedure", "order_n", "cast"):
         if name in f:
             return f[name]
-    if "stmt_head" in f and (ended_by_comment or "semicolon" in f):
+    if "stmt_head" in f and (ended_by_comment or "semicolon" in f or "stmt_var" in f):
         return f["stmt_head"]
-    if "select" in f and ("sysobj" in f or "fn_sql" in f or "info" in f):
+    if "select" in f and ("sysobj" in f or "fn_sql" in f or "info" in f or "hex" in f or "fn_named" in f):
         return f["select"]
+    if "sysobj" in f and ("clause" in f or "select" in f):
+        return f["sysobj"]  # FROM information_schema.tables
+    if "inline_comment" in f:
+        # SELECT/**/password/**/FROM/**/members: comments between keywords are evasion.
+        for name in ("select", "bool_cmp", "bool_lit", "bool_fn", "stmt_head", "subq"):
+            if name in f:
+                return f[name]
     if "subq" in f and ("fn_sql" in f or "sysobj" in f or "bool_cmp" in f or "litcmp" in f):
         return f["subq"]
     if "fn_sql" in f and ("bool_fn" in f or "litcmp" in f):
         return f["fn_sql"]
+    if "json_op" in f and ("bool_cmp" in f or "cast" in f):
+        return f["json_op"]  # OR '{"a":1}' ?| array['a']  (PostgreSQL JSON operators)
     if ended_by_comment:
         for name in ("bool_cmp", "bool_lit", "bool_fn", "litcmp", "clause"):
             if name in f:
@@ -1399,31 +1561,44 @@ def _trunc_plausible(p: _Parse) -> bool:
 
 # --------------------------------------------------------------------------- embedded pass
 # Unmistakable heads of an injection appended to larger text: the pass starts at each.
-_ANCHOR_RE = re.compile(
-    r"(?i)\b(?:union\s+(?:all|distinct)\s+select|union\b|waitfor\s+delay\b|(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)\s*\(|"
-    r"into\s+(?:out|dump)file\b|exec(?:ute)?\s+(?:master\.|xp_|sp_))"
+_ANCHOR_PATTERN = (
+    r"(?i)\b(?:union\s+(?:all|distinct)\s+select|union\b|waitfor\s+delay\b|into\s+(?:out|dump)file\b|"
+    r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)\s*\(|exec(?:ute)?\s+(?:master\.|xp_|sp_))"
 )
+_ANCHOR_RE: Any = _re2.compile(_ANCHOR_PATTERN) if _re2 is not None else re.compile(_ANCHOR_PATTERN)
 _EMBEDDED = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})
 
 
-def _embedded(value: str) -> Span | None:
-    for n, m in enumerate(_ANCHOR_RE.finditer(value)):
-        if n >= MAX_ANCHORS:
+def _anchors(value: str) -> Iterator[tuple[int, int, str]]:
+    # search() from a position: google-re2's finditer is slow on long values.
+    pos = 0
+    for _ in range(MAX_ANCHORS):
+        m = _ANCHOR_RE.search(value, pos)
+        if m is None:
+            return
+        yield m.start(), m.end(), m.group()
+        pos = m.end()
+
+
+def _embedded(value: str, budget: int) -> Span | None:
+    for start, end, text in _anchors(value):
+        if budget <= 0:
             break
-        p = _Parse(value, "")
-        p.run(_tokens(value, m.start(), ANCHOR_TOKENS))
-        if p.stop == "fail" and p.fail is not None:
-            # Text after the payload is fine here, as long as the payload itself is whole.
-            p.finish()
-        elif p.stop == "cap":
-            p.finish()
-        if m.group().lower().startswith("union") and m.end() - m.start() > 5:
+        if end - start > 6 and text[:5].lower() == "union":
             # UNION ALL SELECT is the technique even when what follows is mangled
             # (SELECTCHAR(88)): these three words do not meet in prose.
-            return (m.start(), m.end())
+            return (start, end)
+        p = _Parse(value, "")
+        limit = min(ANCHOR_TOKENS, budget)
+        p.run(_tokens(value, start, limit), limit)
+        budget -= p.n
+        if p.stop == "fail":
+            # Text may follow an appended payload, as long as the payload itself is whole:
+            # what is still open when the text starts does not count ("sleep(8 hours)").
+            p.finish(closing=False)
         for name in _EMBEDDED:
             if name in p.feats:
-                return (m.start(), max(p.end, m.end()))
+                return (start, max(p.end, end))
     return None
 
 
@@ -1436,21 +1611,23 @@ def _contexts(value: str) -> Iterator[tuple[str, int]]:
             yield q, i + 1
 
 
-def _run(value: str, quote: str, pos: int) -> _Parse:
+def _run(value: str, quote: str, pos: int, limit: int = MAX_TOKENS) -> _Parse:
     p = _Parse(value, quote)
-    p.run(_tokens(value, pos, MAX_TOKENS))
+    p.run(_tokens(value, pos, limit), limit)
     return p
 
 
 def detect(value: str) -> Span | None:
     """The span of SQL injection evidence in ``value``, or None."""
+    budget = TOTAL_TOKENS
     for quote, pos in _contexts(value):
-        p = _run(value, quote, pos)
+        p = _run(value, quote, pos, min(MAX_TOKENS, budget))
+        budget -= p.n
         at = _judge(p)
         if at is not None:
             start = pos - 1 if quote else at
             return (max(0, min(start, at)), max(p.end, at + 1))
-    return _embedded(value)
+    return _embedded(value, budget)
 
 
 def explain(value: str) -> list[dict[str, object]]:
@@ -1484,11 +1661,33 @@ def _detect_path(value: str) -> Span | None:
     return None
 
 
+#: Attribute values and text of an XML body: what an application reads out of it.
+_XML_VALUES = re.compile(r"""=\s*"([^"<]*)"|=\s*'([^'<]*)'|>([^<]+)<""")
+MAX_XML_VALUES = 256
+
+
+def _detect_xml(value: str) -> Span | None:
+    for n, m in enumerate(_XML_VALUES.finditer(value)):
+        if n >= MAX_XML_VALUES:
+            break
+        group = m.lastindex or 1
+        text = m.group(group)
+        if not text.strip():
+            continue
+        decoded = html.unescape(text) if "&" in text else text
+        span = detect(decoded)
+        if span is not None:
+            return m.span(group)
+    return None
+
+
 def _detect_raw_body(value: str) -> Span | None:
-    # A body read as one value. JSON, XML and multipart bodies are parsed into fields
-    # that the argument rules read; their raw text as one SQL value means nothing.
+    # A body read as one value. JSON and multipart bodies are parsed into fields that
+    # the argument rules read; an XML body's values are its attributes and text.
     head = value.lstrip()[:1]
-    if head in ("{", "[", "<") or value.startswith("--"):
+    if head == "<":
+        return _detect_xml(value)
+    if head in ("{", "[") or value.startswith("--"):
         return None
     return detect(value)
 
