@@ -30,9 +30,15 @@ def percent_decode(value: str, plus: bool = False) -> tuple[str, bool]:
     """Percent-decode once (``+`` to space for form encoding); returns ``(text, valid_utf8)``."""
     if plus and "+" in value:
         value = value.replace("+", " ")
-    if "%" not in value:
+    if "%" not in value and value.isascii():
         return value, True
-    return decode_bytes(unquote_to_bytes(value))
+    # ``value`` is the latin-1 text of wire bytes: raw UTF-8 (clients that do not percent-encode)
+    # and escapes must both be read as the bytes they are, not re-encoded as UTF-8 characters.
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:  # already text, not wire bytes: keep its characters
+        raw = value.encode("utf-8", "surrogatepass")
+    return decode_bytes(unquote_to_bytes(raw) if "%" in value else raw)
 
 
 def parse_qsl(qs: str, location: str = "query") -> list[Field]:
