@@ -308,6 +308,10 @@ _STMT_NEXT: dict[str, frozenset[str] | None] = {
 #: Every keyword (for the odd-case evasion check and the prose check after a break-out).
 _KEYWORDS = _RESERVED | frozenset(_STMT_NEXT) | _LITERAL_WORDS | _POSTFIX_WORDS | _CMP_WORDS
 
+#: Statement words that also start prose or a plain value ("Set up", "Shutdown at 5"): no
+#: statement head when they begin an unquoted value.
+_NOT_AT_START = frozenset({"if", "do", "use", "begin", "set", "call", "kill", "handler", "shutdown"})
+
 #: Statements MSSQL accepts without a ``;`` in front (``1' WAITFOR DELAY '0:0:5'``).
 _IMPLICIT_STMT = frozenset({"waitfor", "exec", "execute", "declare", "shutdown", "dbcc"})
 
@@ -483,6 +487,7 @@ class _Parse:
         "nonstr",
         "odd",
         "open_calls",
+        "origin",
         "quote",
         "spaced_str",
         "sqlish",
@@ -522,6 +527,7 @@ class _Parse:
         self.keywords = 0  # SQL keywords read
         self.odd = 0  # of them, in a case no one types (UnIoN)
         self.open_calls = False  # a call or CASE was open when the pass ended
+        self.origin = 0  # where the pass started (right after the break-out quote)
         self.sqlish = False  # a token prose does not produce was read after the break-out
 
     # ------------------------------------------------------------------ helpers
@@ -682,6 +688,8 @@ class _Parse:
             else:
                 ok = self.statement(tok)
             if not ok:
+                if tok.kind == OTHER and tok.end >= len(self.value.rstrip()):
+                    break  # one stray character at the very end: ' or 1=1 \u2013 (a mangled --)
                 self.fail = tok
                 self.stop = "fail"
                 return
@@ -783,7 +791,7 @@ class _Parse:
             if t == "select":
                 self.begin_select("start", tok)
                 return True
-            if t in _STMT_NEXT and t not in ("if", "do", "use", "begin", "set", "call", "kill", "handler"):
+            if t in _STMT_NEXT and t not in _NOT_AT_START:
                 self.feat("stmt_start", tok.start)
                 self.stmt_start = True
                 return self.statement(tok)
@@ -1359,6 +1367,8 @@ class _Parse:
             return self.operand(tok)
         if k != WORD or t not in _STMT_NEXT:
             return False
+        if t == "shutdown":  # takes nothing: "; SHUTDOWN --", "'; shutdown with nowait"
+            return self._stacked(tok)
         if t == "select":
             self.begin_select("stack", tok)
             return True
@@ -1550,8 +1560,7 @@ def _trunc_plausible(p: _Parse) -> bool:
     # word (a login, an id) or the comment is short (sqlmap's "-- xyzw").
     v = p.value
     qpos = p.feats.get("trunc", 0)
-    i = v.find(p.quote)
-    prefix = v[:i]
+    prefix = v[: p.origin - 1]
     if not prefix.strip() or len(prefix.split()) <= 1:
         return True
     nl = v.find("\n", qpos)
@@ -1603,16 +1612,52 @@ def _embedded(value: str, budget: int) -> Span | None:
 
 
 # --------------------------------------------------------------------------- entry points
-def _contexts(value: str) -> Iterator[tuple[str, int]]:
-    yield "", 0
+# Typographic quotes that "best fit" code-page conversions (MSSQL varchar, some drivers)
+# turn into ASCII ones: \u2019 OR \u20191\u2019=\u20191 breaks out of a string there.
+_BEST_FIT = str.maketrans(
+    {
+        "\u2018": "'",  # left single quotation mark
+        "\u2019": "'",  # right single quotation mark
+        "\u02bc": "'",  # modifier letter apostrophe
+        "\u00b4": "'",  # acute accent
+        "\uff07": "'",  # fullwidth apostrophe
+        "\u201c": '"',  # left double quotation mark
+        "\u201d": '"',  # right double quotation mark
+        "\uff02": '"',  # fullwidth quotation mark
+    }
+)
+
+
+def _break_out(text: str, q: str) -> int:
+    """Where a value pasted between ``q`` quotes ends the string: the first ``q`` that is
+    not doubled ('O''Brien' is one string), or -1."""
+    i = text.find(q)
+    while i >= 0 and text.startswith(q, i + 1):
+        i = text.find(q, i + 2)
+    return i
+
+
+def _contexts(value: str) -> Iterator[tuple[str, int, str]]:
+    """``(quote, start, text)`` of each reading: as-is, after the break-out of ' and of "."""
+    yield "", 0, value
+    seen = []
     for q in ("'", '"'):
-        i = value.find(q)
+        i = _break_out(value, q)
         if i >= 0:
-            yield q, i + 1
+            seen.append((q, i))
+            yield q, i + 1, value
+    if not value.isascii():
+        alt = value.translate(_BEST_FIT)
+        if alt != value:
+            for q in ("'", '"'):
+                i = _break_out(alt, q)
+                if i >= 0 and (q, i) not in seen:
+                    yield q, i + 1, alt
 
 
 def _run(value: str, quote: str, pos: int, limit: int = MAX_TOKENS) -> _Parse:
     p = _Parse(value, quote)
+    p.origin = pos
     p.run(_tokens(value, pos, limit), limit)
     return p
 
@@ -1620,8 +1665,8 @@ def _run(value: str, quote: str, pos: int, limit: int = MAX_TOKENS) -> _Parse:
 def detect(value: str) -> Span | None:
     """The span of SQL injection evidence in ``value``, or None."""
     budget = TOTAL_TOKENS
-    for quote, pos in _contexts(value):
-        p = _run(value, quote, pos, min(MAX_TOKENS, budget))
+    for quote, pos, text in _contexts(value):
+        p = _run(text, quote, pos, min(MAX_TOKENS, budget))
         budget -= p.n
         at = _judge(p)
         if at is not None:
@@ -1633,8 +1678,8 @@ def detect(value: str) -> Span | None:
 def explain(value: str) -> list[dict[str, object]]:
     """Per context: where the pass stopped, why, and the features it saw (for tests and tuning)."""
     out: list[dict[str, object]] = []
-    for quote, pos in _contexts(value):
-        p = _run(value, quote, pos)
+    for quote, pos, text in _contexts(value):
+        p = _run(text, quote, pos)
         out.append(
             {
                 "context": quote or "as-is",
