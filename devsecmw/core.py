@@ -53,6 +53,8 @@ class Runtime:
         self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
         self.trusted_proxies = parse_networks(config.trusted_proxies, "trusted_proxies")
         self.allow_networks = parse_networks(config.allow_networks, "allow_networks")
+        #: Block mode: adapters decide before calling the app (and read the body ahead for it).
+        self.blocking = config.mode == "block"
         self.clients = ClientTable(
             max_clients=config.max_clients,
             window=config.client_window,
@@ -144,7 +146,7 @@ class Inspection:
         self.exception: BaseException | None = None
         self.finished = False
         self.incomplete = False
-        self._body_inspected = False
+        self._body_inspected = 0  # bytes of captured body already inspected
         self._sniffer: Sniffer | None = None
         self._spent = 0.0
         self.blocked = False
@@ -188,7 +190,7 @@ class Inspection:
             self.runtime.report("context", exc)
 
     # ------------------------------------------------------------------ request
-    def _detect(self, phase: str) -> None:
+    def _detect(self, phase: str, again: bool = False) -> None:
         t0 = _perf()
         remaining = self.runtime.config.time_budget - self._spent
         if remaining <= 0:
@@ -197,7 +199,11 @@ class Inspection:
             return
         budget = Budget(deadline=t0 + remaining)
         try:
-            self.signals.extend(self.runtime.detector.inspect(self.request, phase, budget))
+            found = self.runtime.detector.inspect(self.request, phase, budget)
+            if again:  # a second look at a longer body: only what the first look did not find
+                seen = {s.key for s in self.signals}
+                found = [s for s in found if s.key not in seen]
+            self.signals.extend(found)
             if budget.exhausted:
                 self.incomplete = True
                 self.runtime.telemetry.count_error(phase, "time_budget")
@@ -225,15 +231,62 @@ class Inspection:
             self.runtime.report("body", exc)
 
     def inspect_body(self) -> None:
-        """Inspect what the app has read of the body (once)."""
-        if self._body_inspected or self.finished:
+        """Inspect the body captured so far: once, or again if more was captured since.
+
+        Monitor mode inspects once (when the app has read the body, or at finish). Block mode
+        inspects what it read ahead; when that wait ended early, what the app reads later is
+        inspected again at the end (record only: the app already has the request).
+        """
+        if self.finished:
             return
         try:
-            if self.request.body:
-                self._body_inspected = True
-                self._detect("body")
+            size = len(self.request.body)
+            if size > self._body_inspected:
+                again = self._body_inspected > 0
+                self._body_inspected = size
+                self._detect("body", again)
         except Exception as exc:
             self.runtime.report("inspect_body", exc)
+
+    # ------------------------------------------------------------------ read-ahead (block mode)
+    def wants_body_ahead(self) -> bool:
+        """Whether block mode should read the body before the app runs, so the decision sees it.
+
+        Not when it cannot matter: nothing is inspected (``body_limit=0``), the request is never
+        blocked (allowlisted), or there is no body (HTTP/1 without ``Content-Length`` nor
+        ``Transfer-Encoding``, or ``Content-Length: 0``; HTTP/2 and 3 frame bodies without them).
+        """
+        try:
+            runtime = self.runtime
+            if not runtime.blocking or runtime.config.body_limit <= 0 or self.status is not None:
+                return False
+            req = self.request
+            length = req.header("content-length")
+            chunked = req.header("transfer-encoding") is not None
+            if not chunked and (
+                (length is not None and length.strip() == "0")
+                or (length is None and req.http_version in ("1.0", "1.1"))
+            ):
+                return False
+            return not runtime.allowlisted(req)
+        except Exception as exc:
+            self.runtime.report("read_ahead", exc)
+            return False
+
+    def body_ahead_needed(self) -> bool:
+        """While reading ahead: whether another body message is worth waiting for (up to the cap)."""
+        req = self.request
+        return not req.body_complete and len(req.body) < self.runtime.config.body_limit
+
+    def body_ahead_end(self, timed_out: bool = False, skipped: str | None = None) -> None:
+        """Reading ahead ended (body complete, cap reached, disconnect, or the wait ran out):
+        inspect what arrived. What did not arrive in time is not waited for: the decision goes
+        without it, and the skip is counted in ``devsecmw.errors`` (stage ``read_ahead``)."""
+        if timed_out:
+            self.runtime.telemetry.count_error("read_ahead", "timeout")
+        elif skipped is not None:
+            self.runtime.telemetry.count_error("read_ahead", skipped)
+        self.inspect_body()
 
     # ------------------------------------------------------------------ blocking
     def check_block(self, record_only: bool = False) -> bool:
@@ -255,13 +308,22 @@ class Inspection:
             self.runtime.report("block", exc)
         return False
 
-    def block_response(self, accept: str | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Status, headers and body of the block response (the trace id lets support find the span)."""
-        from .blocking import render
+    def block_response(self, accept: str | None = None) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """Status, headers and body of the block response (the trace id lets support find the span).
 
-        ctx = self.handle.span.get_span_context()
-        trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
-        status, headers, body = render(self.runtime.config, trace_id, accept)
+        ``None`` if it cannot be built (an internal error, reported): the request then goes on to
+        the app unblocked, as if devsecmw were absent (fail open).
+        """
+        try:
+            from .blocking import render
+
+            ctx = self.handle.span.get_span_context()
+            trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+            status, headers, body = render(self.runtime.config, trace_id, accept)
+        except Exception as exc:
+            self.runtime.report("block_response", exc)
+            self.blocked = False
+            return None
         self.status = status
         return status, headers, body
 
@@ -332,19 +394,22 @@ class Inspection:
                 for s in signals
                 if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
             ]
-        signals = signals + status_signals(self.status, self.exception)
+        if not self.blocked:  # the block response's status is devsecmw's, not the app's answer
+            signals = signals + status_signals(self.status, self.exception)
         leaked = self._leaks()
         if leaked and any(s.is_attack for s in signals):
             # An attack answered with a database error or a stack trace: the exploit worked.
             leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
         signals += leaked
         signals += correlate(signals)
-        if not self.blocked:
-            # Per-client windows count what the app answered (blocked requests never reached it).
-            attack = any(s.is_attack for s in signals)
-            reason = self.runtime.clients.observe(self.request.client_address, attack, self.status)
-            if reason and not self.flagged:
-                signals.append(Signal("client_flagged", "client", reason, Severity.WARNING))
+        # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
+        # every probe is blocked is still a scanner), and the statuses the app answered (a block
+        # response is devsecmw's own 403, not an auth failure).
+        attack = any(s.is_attack for s in signals)
+        status = None if self.blocked else self.status
+        reason = self.runtime.clients.observe(self.request.client_address, attack, status)
+        if reason and not self.flagged:
+            signals.append(Signal("client_flagged", "client", reason, Severity.WARNING))
         verdict = decide(signals, config)
         verdict.blocked = self.blocked
         verdict.would_block = self.would_block

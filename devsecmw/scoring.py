@@ -45,4 +45,4 @@ def should_block(signals: list[Signal], config: Config, flagged: bool = False) -
     return bool(attacks) and score(attacks) >= config.block_threshold
 
 
-__all__ = ["decide", "score"]
+__all__ = ["decide", "score", "should_block"]
