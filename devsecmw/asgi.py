@@ -9,6 +9,19 @@
   ``http.response.pathsend``), not when the endpoint returns.
 - Websockets: the handshake (path, query, headers) is inspected, then every
   message passes through untouched.
+- ``mode="block"`` (opt-in) decides before the app runs. A request whose
+  head already calls for a block is answered at once. Otherwise, when it has
+  a body, the body is read ahead, up to the inspection cap and for at most
+  ``block_read_timeout`` seconds, inspected, and the decision taken; a
+  blocked request gets the block response and the app never runs. An
+  allowed one gets exactly the messages read ahead (the very same objects,
+  in order, ``http.disconnect`` included), then the rest as it comes; a
+  receive still pending when the wait ran out is not cancelled, its message
+  is the app's next one. Once the app runs, nothing is blocked any more:
+  what it reads later is inspected and recorded (``devsecmw.would_block``).
+  A blocked websocket handshake is closed before accept (the server answers
+  403), or denied with the block response when the server offers the
+  websocket denial response extension.
 
 Every message the app or the server hands over is forwarded as the very same
 object; devsecmw's own work around it is fenced so that an internal error is
@@ -25,6 +38,8 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -79,6 +94,14 @@ def route_from_scope(scope: Scope) -> str | None:
     return path
 
 
+def _observe_request(insp: Inspection, message: Message) -> None:
+    try:
+        if message["type"] == "http.request":
+            insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
+    except Exception as exc:
+        insp.runtime.report("receive", exc)
+
+
 def _http_receive(insp: Inspection, receive: Receive) -> Receive:
     async def receive_wrapper() -> Message:
         token = insp.step_out()
@@ -86,14 +109,105 @@ def _http_receive(insp: Inspection, receive: Receive) -> Receive:
             message = await receive()
         finally:
             insp.step_in(token)
-        try:
-            if message["type"] == "http.request":
-                insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
-        except Exception as exc:
-            insp.runtime.report("receive", exc)
+        _observe_request(insp, message)
         return message
 
     return receive_wrapper
+
+
+class _Replay:
+    """The app's ``receive`` after a read-ahead (block mode).
+
+    First the messages read ahead (already inspected), the very same objects in order;
+    then the server's receive that was still pending when the wait ran out (never
+    cancelled: its message is not lost); then the server's ``receive``, observed as in
+    monitor mode.
+    """
+
+    __slots__ = ("buffered", "insp", "pending", "tapped")
+
+    def __init__(self, insp: Inspection, receive: Receive) -> None:
+        self.insp = insp
+        self.buffered: deque[Message] = deque()
+        self.pending: asyncio.Future[Message] | None = None
+        self.tapped = _http_receive(insp, receive)
+
+    async def __call__(self) -> Message:
+        if self.buffered:
+            return self.buffered.popleft()
+        pending = self.pending
+        if pending is None:
+            return await self.tapped()
+        self.pending = None
+        try:
+            # The task runs in the server's context (created before the app's span was current).
+            message = await pending
+        except asyncio.CancelledError:
+            if pending.done() and not pending.cancelled():
+                self.pending = pending  # the app was cancelled just as the message arrived: keep it
+            raise
+        _observe_request(self.insp, message)
+        return message
+
+    def close(self) -> None:
+        """The request is over: a receive nobody will await is cancelled, a failed one retrieved."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if not pending.done():
+            pending.cancel()
+        elif not pending.cancelled():
+            pending.exception()  # retrieved: no "exception was never retrieved" log
+
+
+async def _read_ahead(insp: Inspection, receive: Receive) -> _Replay:
+    """Read the body before the app runs, up to the cap, waiting at most ``block_read_timeout``."""
+    replay = _Replay(insp, receive)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # Another event loop (trio): no bounded wait is available here, so no read-ahead.
+        # The head still decides; the body is observed as the app reads it (counted).
+        insp.body_ahead_end(skipped="event_loop")
+        return replay
+    deadline = loop.time() + insp.runtime.config.block_read_timeout
+    timed_out = False
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            timed_out = True
+            break
+        # A task, so that a wait cut short leaves the server's receive running, not cancelled.
+        fut: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait((fut,), timeout=remaining)
+        except BaseException:
+            fut.cancel()  # this request is being cancelled: so is its receive
+            raise
+        if not fut.done():
+            replay.pending = fut
+            timed_out = True
+            break
+        if fut.cancelled() or fut.exception() is not None:
+            replay.pending = fut  # the server's error reaches the app from its own receive
+            break
+        message = fut.result()
+        replay.buffered.append(message)
+        try:
+            if message["type"] != "http.request":
+                break  # http.disconnect: nothing more will come; it is replayed to the app
+            insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
+            if not insp.body_ahead_needed():
+                break
+        except Exception as exc:
+            insp.runtime.report("read_ahead", exc)
+            break
+    insp.body_ahead_end(timed_out)
+    return replay
+
+
+def _header_bytes(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
@@ -196,10 +310,16 @@ class SecurityMiddleware:
         if insp is None:
             await self.app(scope, receive, send)
             return
+        if self.runtime.blocking:
+            await self._call_blocking(insp, scope, receive, send)
+            return
         if kind == "http":
             receive, send = _http_receive(insp, receive), _http_send(insp, scope, send)
         else:
             send = _websocket_send(insp, send)
+        await self._run(insp, scope, receive, send)
+
+    async def _run(self, insp: Inspection, scope: Scope, receive: Receive, send: Send) -> None:
         insp.activate()
         try:
             await self.app(scope, receive, send)
@@ -212,6 +332,59 @@ class SecurityMiddleware:
         # Reached when the app returned without a final message (or after a websocket closed).
         _note_route(scope, insp)
         insp.finish()
+
+    async def _call_blocking(self, insp: Inspection, scope: Scope, receive: Receive, send: Send) -> None:
+        """Block mode: decide on the head, then (if there is a body) on the body read ahead."""
+        replay: _Replay | None = None
+        try:
+            blocked = insp.check_block()
+            if not blocked and scope["type"] == "http" and insp.wants_body_ahead():
+                replay = await _read_ahead(insp, receive)
+                blocked = insp.check_block()
+            if blocked and await self._send_block(insp, scope, send):
+                return
+            if scope["type"] == "http":
+                app_receive = replay if replay is not None else _http_receive(insp, receive)
+                await self._run(insp, scope, app_receive, _http_send(insp, scope, send))
+            else:
+                await self._run(insp, scope, receive, _websocket_send(insp, send))
+        except BaseException as exc:
+            insp.finish(exc)  # a no-op when the app's own exception already finished it
+            raise
+        finally:
+            if replay is not None:
+                replay.close()
+
+    async def _send_block(self, insp: Inspection, scope: Scope, send: Send) -> bool:
+        """Answer with the block response; False (the app runs) if it could not be built."""
+        response = insp.block_response(insp.request.header("accept"))
+        if response is None:
+            return False
+        status, headers, body = response
+        try:
+            raw_headers = _header_bytes(headers)
+        except Exception as exc:  # e.g. a block_content_type that is not latin-1
+            insp.runtime.report("block_response", exc)
+            insp.blocked = False
+            insp.status = None
+            return False
+        if scope["type"] == "websocket":
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                start: Message = {"type": "websocket.http.response.start", "status": status}
+                start["headers"] = raw_headers
+                last: Message = {"type": "websocket.http.response.body", "body": body}
+                await send(start)
+            else:
+                insp.status = 403  # closed before accept: the server answers 403
+                last = {"type": "websocket.close", "code": 1008}
+        else:
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            last = {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
+        if not insp.handle.owned:
+            insp.finish()  # an outer instrumentation ends its span as the last message passes
+        await send(last)
+        insp.finish()
+        return True
 
     def _begin(self, scope: Scope) -> Inspection | None:
         try:

@@ -1,5 +1,9 @@
 """The block response: small, honest, and carrying the trace id so a blocked user's
-report leads straight to the span that explains why."""
+report leads straight to the span that explains why.
+
+Sans-IO: :func:`render` returns ``(status, headers, body)``; each adapter sends it in
+its own protocol (ASGI messages, a WSGI ``start_response``, a Django response).
+"""
 
 from __future__ import annotations
 
@@ -13,26 +17,56 @@ _HTML = (
     "<body><h1>Request blocked</h1><p>This request was blocked by the application's security policy.</p>"
     "<p>Reference: <code>{trace_id}</code></p></body></html>"
 )
+_MAX_ACCEPT = 1024  # a hostile Accept header costs a bounded parse
 
 
-def _wants_html(accept: str | None) -> bool:
+def _quality(accept: str, media_type: str) -> float:
+    """The q-value ``accept`` gives ``media_type``: the most specific matching range wins (RFC 9110)."""
+    main = media_type.split("/", 1)[0]
+    best_rank, best_q = -1, 0.0
+    for item in accept[:_MAX_ACCEPT].lower().split(","):
+        rng, *params = item.split(";")
+        rng = rng.strip()
+        if rng == media_type:
+            rank = 2
+        elif rng == main + "/*":
+            rank = 1
+        elif rng == "*/*":
+            rank = 0
+        else:
+            continue
+        q = 1.0
+        for p in params:
+            name, _, value = p.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        if rank > best_rank:
+            best_rank, best_q = rank, q
+    return best_q
+
+
+def wants_html(accept: str | None) -> bool:
+    """HTML only for clients that prefer it (browsers); JSON for API clients, ``*/*`` and no Accept."""
     if not accept:
         return False
-    a = accept.lower()
-    html_at = a.find("text/html")
-    json_at = a.find("application/json")
-    # Browsers list text/html first; API clients ask for JSON (or */*): JSON is the default.
-    return html_at >= 0 and (json_at < 0 or html_at < json_at)
+    return _quality(accept, "text/html") > _quality(accept, "application/json")
 
 
 def render(
     config: Config, trace_id: str, accept: str | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """``(status, headers, body)`` of the block response for a request with this ``Accept``."""
+    """``(status, headers, body)`` of the block response for a request with this ``Accept``.
+
+    ``block_body`` (with ``{trace_id}`` replaced) and ``block_content_type`` replace the
+    default small JSON or HTML body.
+    """
     if config.block_body is not None:
         body = config.block_body.replace("{trace_id}", trace_id).encode("utf-8")
         ctype = config.block_content_type
-    elif _wants_html(accept):
+    elif wants_html(accept):
         body = _HTML.format(trace_id=html.escape(trace_id)).encode("utf-8")
         ctype = "text/html; charset=utf-8"
     else:
@@ -46,4 +80,4 @@ def render(
     return config.block_status, headers, body
 
 
-__all__ = ["render"]
+__all__ = ["render", "wants_html"]
