@@ -56,10 +56,10 @@ PREFILTER = (
     r"|\b(?:href|src|action|formaction|data[a-z]{0,12}|srcdoc|background|lowsrc|dynsrc|poster|codebase"
     r"|values|to|from|by|ping|cite|longdesc|code|classid|style)\s*="
     r"|expr|ression|behaviou?r|binding|@import|@\\|url\s*\(|\\[0-9a-f]{2}"
-    r"|\{\{|!\+?\[\]|\+\[\]|\.\s*(?:call|apply|bind)\s*`"
+    r"|\{\{|\$\{|!\+?\[\]|\+\[\]|\.\s*(?:call|apply|bind)\s*`"
     r"|\b(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|function"
     r"|import)\s*[(`]"
-    r"|\b(?:top|window|self|this|parent|frames|globalthis|document|content|opener)\s*\["
+    r"|\b(?:top|window|self|this|parent|frames|globalthis|document|content|opener)\s*(?:/\*[^*]*\*/\s*)?\["
     r"|\bdocument\s*\.|\b(?:inner|outer)html\s*=|constructor"
     r"|['\"`]\s*[)\]}]{0,8}\s*(?:[;,+\-*/%|&^?:<>=!~]|\bin\s|\binstanceof\s|\btypeof\s|\bvoid\s|\bnew\s|\bdelete\s)"
 )
@@ -638,9 +638,13 @@ class _Finder:
 
     __slots__ = ("r2", "rx", "source")
 
-    def __init__(self, pattern: str, flags: int = 0, re2_pattern: str | None = None) -> None:
+    def __init__(
+        self, pattern: str, flags: int = 0, re2_pattern: str | None = None, word: bool = False
+    ) -> None:
         self.rx = re.compile(pattern, flags)
         self.source = _re2_form(re2_pattern if re2_pattern is not None else pattern)
+        if word:  # a word start: RE2 skips ``condition=`` as ``_Scan._iter`` would (a superset of it)
+            self.source = rf"\b(?:{self.source})"
         if flags & re.S:
             self.source = "(?s)" + self.source
         self.r2: Any = None
@@ -661,21 +665,22 @@ _F_STRICT_TAG = _Finder(
     r"(?![a-z0-9_.:-])"
 )
 #: An event-handler attribute: ``on`` + letters, optional junk (``onload!#$%&()=``), then ``=``.
-_F_HANDLER = _Finder(r"on([a-z]{3,40})[^\s=>\"'a-z0-9]{0,40}\s{0,16}=")
+_F_HANDLER = _Finder(r"on([a-z]{3,40})[^\s=>\"'a-z0-9]{0,40}\s{0,16}=", word=True)
 #: A URL attribute whose value starts like a script or data URL, possibly obfuscated with
 #: entities or control characters (``&#106;avascript:``, ``jav&#x09;ascript:``, ``\x01javascript:``).
 _F_URL_ATTR = _Finder(
     r"(href|src|action|formaction|data|xlink:href|background|lowsrc|dynsrc|poster|codebase|ping|cite"
     r"|longdesc|code|classid)\s{0,16}=\s{0,16}([\"'`]?)\s{0,16}"
     r"(?:[\x00-\x1f\x7f-\xff]|&(?:#|[a-z]{2,12};)){0,32}"
-    r"(?:[&%\\]|[jvlmd][\x00-\x1f\x7f-\xff]{0,8}[&abiho])"
+    r"(?:[&%\\]|[jvlmd][\x00-\x1f\x7f-\xff]{0,8}[&abiho])",
+    word=True,
 )
 #: ``srcdoc``: a whole document in an attribute.
-_F_SRCDOC = _Finder(r"srcdoc\s{0,16}=")
+_F_SRCDOC = _Finder(r"srcdoc\s{0,16}=", word=True)
 #: SMIL animation values that set an attribute to a script URL or markup: ``values="x;javascript:..."``.
-_F_SMIL = _Finder(r"(values|to|from|by)\s{0,16}=\s{0,16}[\"'`]?[^\"'`>]{0,256}?(?:script|<)")
+_F_SMIL = _Finder(r"(values|to|from|by)\s{0,16}=\s{0,16}[\"'`]?[^\"'`>]{0,256}?(?:script|<)", word=True)
 #: IE data binding attributes: they render a data island's content as HTML.
-_F_DATABIND = _Finder(r"data(?:src|fld|formatas)\s{0,16}=")
+_F_DATABIND = _Finder(r"data(?:src|fld|formatas)\s{0,16}=", word=True)
 #: A quote, optional closers, a JS operator, then something called: ``';alert(1)//``, ``"-alert(1)-"``.
 _F_QUOTE_BREAK = _Finder(
     r"(['\"`])[\s)\]}]{0,8}((?:[;,+\-*/%|&^?:<>=!~]{1,3}|(?:in|instanceof|typeof|void|new|delete)\s)"
@@ -698,11 +703,13 @@ _F_SINK = _Finder(
     re2_pattern=r"(?:alert|prompt|confirm)[(`]|(?:eval|settimeout|setinterval|execscript|msgbox|fromcharcode)"
     r"\s{0,4}[(`]|new\s{1,4}function\s{0,4}\(|function\s{0,4}\(\s{0,4}['\"`]"
     r"|document\s{0,4}\.\s{0,4}(?:cookie|domain|write)|(?:inner|outer)html\s{0,4}=",
+    word=True,
 )
 _RX_GLOBAL_DOT = re.compile(r"(?<![\w$.])(?:window|top|self|parent|this|globalthis|frames)\s{0,4}\.\s{0,4}\Z")
 #: Bracket access on a global object: ``top['al'+'ert'](1)``, ``self[/*x*/'alert'](1)``.
 _F_GLOBAL = _Finder(
-    r"(?:top|window|self|this|parent|frames|globalthis|document|content|opener)\s{0,4}(?:/\*.{0,64}?\*/\s{0,4})?\["
+    r"(?:top|window|self|this|parent|frames|globalthis|document|content|opener)\s{0,4}(?:/\*.{0,64}?\*/\s{0,4})?\[",
+    word=True,
 )
 #: Function-constructor and parenthesis-free call tricks.
 _F_CTOR = _Finder(
@@ -710,19 +717,23 @@ _F_CTOR = _Finder(
     r"|\.\s{0,8}(?:call|apply|bind)\s{0,8}`|import\s{0,4}\(\s{0,4}['\"`]"
 )
 #: AngularJS-style client-side template expressions: ``{{constructor.constructor('alert(1)')()}}``.
-_F_TEMPLATE = _Finder(r"\{\{(.{0,300}?)\}\}", re.S)
-_TEMPLATE_ACTIVE = re.compile(
-    r"constructor|\$eval|\$on\b|\$parse|__proto__|\$window|fromcharcode"
-    r"|(?<![\w$])(?:alert|prompt|confirm)\s*\(|\)\s*\("
+_F_TEMPLATE = _Finder(
+    r"\{\{(?:[^}]|\}(?!\})){0,300}?(?:constructor|\$eval|\$on\b|\$parse|__proto__|\$window|fromcharcode"
+    r"|\b(?:alert|prompt|confirm)\s{0,8}\(|\)\s{0,8}\()",
+    re.S,
 )
+#: Expressions of a JS template literal: ``${alert(1)}``.
+_F_TEMPLATE_LITERAL = _Finder(r"\$\{\s{0,8}[\w$.\[\]'\"]{1,60}?\s{0,4}[(`]")
 #: Netscape JS entities in attribute values: ``<br size="&{alert(1)}">``.
 _F_JS_ENTITY = _Finder(r"&\{")
 #: JSFuck / hieroglyphy fragments (Markdown's ``![](url)`` is followed by ``(``, never by these).
 _F_JSFUCK = _Finder(r"!\s{0,4}\+\s{0,4}\[\s{0,4}\]|!\s{0,4}\[\s{0,4}\]\s{0,4}[+)\]]|\+\s{0,4}\[\s{0,4}\]")
 #: ``javascript:`` and friends inside a value.
-_F_SCHEME = _Finder(r"(?:java|vb|live)script\s{0,4}:")
+_F_SCHEME = _Finder(r"(?:java|vb|live)script\s{0,4}:", word=True)
 #: ``data:`` documents inside a value: ``data:text/html;base64,...``.
-_F_DATA_DOC = _Finder(r"data:\s{0,4}(?:text/html|application/xhtml|image/svg\+xml|text/xml)([^,]{0,64}),")
+_F_DATA_DOC = _Finder(
+    r"data:\s{0,4}(?:text/html|application/xhtml|image/svg\+xml|text/xml)([^,]{0,64}),", word=True
+)
 #: CSS that runs script or binds behaviour, on the normalised CSS view.
 _F_CSS_BAD = _Finder(
     r"(?:^|[:=,(])\s{0,16}expression\s{0,16}(\()"
@@ -758,7 +769,7 @@ _CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("quote_assigns", (_F_QUOTE_ASSIGN.source,)),
     ("sinks", (_F_SINK.source,)),
     ("globals_", (_F_GLOBAL.source, _F_CTOR.source)),
-    ("templates", (_F_TEMPLATE.source,)),
+    ("templates", (_F_TEMPLATE.source, _F_TEMPLATE_LITERAL.source)),
     ("misc", (_F_JS_ENTITY.source, _F_JSFUCK.source)),
     ("strict_tags", (_F_STRICT_TAG.source,)),
 )
@@ -907,8 +918,11 @@ class _Scan:
             if not stripped.startswith(norm[: colon + 1]):
                 return span  # an obfuscated scheme (entities, controls inside) is intent enough
             # ``javascript: the good parts`` is a book title; ``javascript:alert(1)`` is not.
+            # The other script schemes are not words anyone writes in prose.
             body = stripped[colon + 1 :]
-            return span if _SCHEME_BODY.match(body) or js_active(body) else None
+            if not norm.startswith("javascript:") or _SCHEME_BODY.match(body) or js_active(body):
+                return span
+            return None
         if norm.startswith(("data:", "mhtml:")) and _dangerous_url(norm):
             return span
         return None
@@ -1099,7 +1113,7 @@ class _Scan:
             if (
                 doc is not None
                 and not doc.endswith("(")
-                and not (self.strict or _used_as_code(dec, p, m.end()) or dec.strip() == doc)
+                and not (self.strict or _used_as_code(dec, p, m.end()) or dec.strip(" ;") == doc)
             ):
                 continue
             if ctor or doc or markup:
@@ -1133,6 +1147,10 @@ class _Scan:
             k = _skip_spaces(dec, close + 1, 8)
             if k < len(dec) and dec[k] in "(`":
                 return self.dspan(m.start(), k + 1)
+            # ``document['coo'+'kie']``, ``self[/*x*/'location']``: a property name built or
+            # hidden to get past a filter, or a quoted sink (``window['location']``).
+            if _RX_OBFUSCATED_KEY.search(dec, m.end(), close):
+                return self.dspan(m.start(), close + 1)
         for m in self._iter(_F_CTOR, dec):
             return self.dspan(m.start(), m.end())
         return None
@@ -1141,9 +1159,13 @@ class _Scan:
     def templates(self, low: str) -> Span | None:
         dec = self.dec
         for m in self._iter(_F_TEMPLATE, dec):
-            self.steps += len(m.group())
-            if _TEMPLATE_ACTIVE.search(m.group(1)):
-                return self.dspan(m.start(), m.end())
+            return self.dspan(m.start(), m.end())
+        for m in self._iter(_F_TEMPLATE_LITERAL, dec):
+            # ``${alert(1)}`` inside a JS template literal: a call of a sink or a global's method.
+            self.steps += _JS_WINDOW
+            end, callee = js_call(dec, m.start() + 2, m.start() + 2 + _JS_WINDOW)
+            if end >= 0 and (callee in _SINKS or callee in _GLOBALS or self.strict):
+                return self.dspan(m.start(), end)
         return None
 
     # -- Netscape JS entities, JSFuck
@@ -1160,7 +1182,7 @@ class _Scan:
         first = -1
         for n, m in enumerate(self._iter(_F_JSFUCK, low), 1):
             first = m.start() if first < 0 else first
-            if n >= 4:
+            if n >= 3:
                 return first, m.end()
         return None
 
@@ -1237,6 +1259,10 @@ def _used_as_code(dec: str, p: int, end: int) -> bool:
     return (j >= 0 and dec[j] in "(+=,;[\"'") or (k < len(dec) and dec[k] in "=+);,]")
 
 
+_RX_OBFUSCATED_KEY = re.compile(
+    r"['\"`]\s*\+|\+\s*['\"`]|/\*|\\|\.source\b|tostring|fromcharcode|atob"
+    r"|['\"`](?:alert|prompt|confirm|eval|cookie|domain|location|innerhtml|outerhtml|write|settimeout)['\"`]"
+)
 _RX_BRACKETED = re.compile(
     r"\[(?:[^\[\]'\"`]|'[^'\n]{0,64}'|\"[^\"\n]{0,64}\"|`[^`]{0,64}`|\[[^\[\]]{0,64}\]){0,64}\]"
 )
