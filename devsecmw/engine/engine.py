@@ -65,7 +65,11 @@ from .targets import Item, Value, body_values, head_values
 #: to match it (see :func:`joined_pattern`), so "^" still means the start of every value.
 SEP = "\uffff"
 _SEP_LEN = len(encode(SEP))
-#: Header values cached as clean at most this long (longer ones are rare and not worth keeping).
+#: Keys whose values form a vocabulary that repeats from request to request: header values and
+#: the names of headers, parameters and cookies, the method and the path. (Parameter values,
+#: bodies and the raw target vary, and are never cached.)
+CACHEABLE_KEYS = frozenset({"method", "path", "headers.names", "query.names", "cookies.names", "body.names"})
+#: Values cached as clean at most this long (longer ones are rare and not worth keeping).
 CACHE_VALUE_MAX = 1024
 #: Entries in the clean-header cache (oldest evicted first).
 CACHE_SIZE = 4096
@@ -141,7 +145,7 @@ def joined_pattern(pattern: str) -> str:
 class _Compiled:
     """One rule as the engine runs it in one phase."""
 
-    __slots__ = ("chain", "direct", "index", "joined", "op", "pre", "rule", "utf8_only")
+    __slots__ = ("chain", "direct", "index", "joined", "op", "pre", "pure", "rule", "utf8_only")
 
     def __init__(self, rule: Rule, index: int) -> None:
         self.rule = rule
@@ -162,6 +166,8 @@ class _Compiled:
         self.utf8_only = isinstance(self.op, ops.InvalidUtf8) and type(self.op).evaluate is (
             ops.InvalidUtf8.evaluate
         )
+        # Operators whose answer depends on the text alone (not on the item): results reusable.
+        self.pure = self.direct or type(self.op) is ops.Lazy
 
 
 class _Plan:
@@ -214,7 +220,8 @@ class _Phase:
     @staticmethod
     def _plan(compiled: list[_Compiled], key: str, group: int) -> _Plan | None:
         rules = [c for c in compiled if c.rule.applies_to(key)]
-        return _Plan(rules, group, cacheable=group == 1) if rules else None
+        cacheable = key.startswith("header:") or key in CACHEABLE_KEYS
+        return _Plan(rules, group, cacheable) if rules else None
 
 
 class _CleanCache:
@@ -352,7 +359,7 @@ class Engine:
             _warm_up(self, self.rules)
         self._phases = phases
         self._extra_secret_names = self.config.redact_names
-        self.clean_headers = _CleanCache(CACHE_SIZE)
+        self.clean_values = _CleanCache(CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         ph = self._phases[phase]
@@ -368,10 +375,14 @@ class Engine:
             if budget is not None and budget.expired():
                 break
             flagged = self._run_group(group, ents, texts[g], signals, budget)
-            if g == 1 and (budget is None or not budget.exhausted):
-                clean = [(e[0], e[2]) for i, e in enumerate(ents) if i not in flagged]
+            if budget is None or not budget.exhausted:
+                clean = [
+                    (e[0], e[2])
+                    for i, e in enumerate(ents)
+                    if e[4].cacheable and e[3] and i not in flagged and len(e[2]) <= CACHE_VALUE_MAX
+                ]
                 if clean:
-                    self.clean_headers.add_all([k for k in clean if len(k[1]) <= CACHE_VALUE_MAX])
+                    self.clean_values.add_all(clean)
         return signals
 
     def _views(
@@ -379,9 +390,12 @@ class Engine:
     ) -> tuple[list[list[_Entry]], list[dict[str, int]]]:
         plans = ph.plans
         header_plan = ph.header_plan
-        cache = self.clean_headers
+        cache = self.clean_values
         entries: list[list[_Entry]] = [[], []]
         texts: list[dict[str, int]] = [{}, {}]
+        # Values repeat within a request (JSON arrays of similar objects, their keys): one
+        # computation per (plan, value).
+        done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
         work = 0
         for key, loc, value, utf8 in values:
             try:
@@ -390,11 +404,19 @@ class Engine:
                 if not key.startswith("header:"):
                     continue
                 plan = header_plan
-            if plan is None or (plan.cacheable and (key, value) in cache):
+            if plan is None:
+                continue
+            g = plan.group
+            memo_key = (id(plan), value)
+            known = done.get(memo_key)
+            if known is not None:
+                entries[g].append((key, loc, value, utf8, plan, known[0], known[1]))
+                continue
+            if plan.cacheable and utf8 and (key, value) in cache:
                 continue
             red = plan.planner.for_mask(trigger_mask(value))
             memo = red.apply(value)
-            g = plan.group
+            done[memo_key] = (red.views, memo)
             entries[g].append((key, loc, value, utf8, plan, red.views, memo))
             seen = texts[g]
             for rc in red.computed:
@@ -446,15 +468,26 @@ class Engine:
                 if where is not None:
                     todo = self._entries_in(scan, ents, where, todo)
             chain = c.chain
+            # The same text in several values (or views): one evaluation. Only for operators
+            # whose decision depends on the text alone.
+            results: dict[str, tuple[int, int] | None] | None = {} if c.pure else None
             for n in todo:
                 key, loc, value, utf8, _plan, views, memo = ents[n]
                 text = memo[views[chain]]
+                if results is not None and text in results:
+                    span = results[text]
+                    if span is not None:
+                        flagged.add(n)
+                        out.append(self._signal(c.rule, loc, text, span))
+                    continue
                 if c.pre is not None:
                     data = encoded.get(text)
                     if data is None:
                         data = encoded[text] = encode(text)
                     span = c.pre.search_encoded(data)
                     if span is None:
+                        if results is not None:
+                            results[text] = None
                         continue
                     if c.direct:
                         span = char_span(text, data, span)
@@ -462,6 +495,8 @@ class Engine:
                         span = c.op.evaluate(text, Item(key, loc, value, utf8))
                 else:
                     span = c.op.evaluate(text, Item(key, loc, value, utf8))
+                if results is not None:
+                    results[text] = span
                 if span is None:
                     continue
                 flagged.add(n)

@@ -30,7 +30,7 @@ logger = logging.getLogger("devsecmw")
 #: Memory RE2 may use per compiled pattern or set (its DFA cache lives in it).
 MAX_MEM = 64 << 20
 #: Instructions per RE2 set (see :class:`_Re2Set`).
-SET_PROGRAM_SIZE = 6000
+SET_PROGRAM_SIZE = 12000
 
 try:  # pragma: no cover - import-time platform probe
     from re2 import _re2
