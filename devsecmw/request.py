@@ -185,7 +185,11 @@ def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
         raw_target = quote(path.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~%")
     qs = _latin1(scope.get("query_string") or b"")
     target = f"{raw_target}?{qs}" if qs else raw_target
-    headers = [(_latin1(k).lower(), _latin1(v)) for k, v in scope.get("headers") or ()]
+    raw_headers = scope.get("headers") or ()
+    try:  # ASGI headers are bytes; a server that hands str gets the slow path below
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
+    except AttributeError:
+        headers = [(_latin1(k).lower(), _latin1(v)) for k, v in raw_headers]
     client = scope.get("client") or None
     server = scope.get("server") or None
     kind = scope.get("type", "http")
