@@ -84,7 +84,21 @@ class _HeaderGetter(Getter[Sequence[tuple[str, str]]]):
         return [k for k, _ in carrier]
 
 
+class _RequestGetter(Getter[HttpRequest]):
+    """Propagators read a few headers by name: the request's header map answers in O(1)."""
+
+    def get(self, carrier: HttpRequest, key: str) -> list[str] | None:
+        key = key.lower()
+        if carrier.header(key) is None:  # the common case: one dict lookup
+            return None
+        return carrier.header_values(key)
+
+    def keys(self, carrier: HttpRequest) -> list[str]:
+        return [k for k, _ in carrier.headers]
+
+
 _getter = _HeaderGetter()
+_request_getter = _RequestGetter()
 
 
 def normalize_method(method: str) -> str:
@@ -201,7 +215,7 @@ class Telemetry:
             attrs["network.protocol.version"] = request.http_version
         span = self.tracer.start_span(
             "HTTP" if method == "_OTHER" else method,
-            context=extract(request.headers, getter=_getter),
+            context=extract(request, getter=_request_getter),
             kind=SpanKind.SERVER,
             attributes=attrs,
         )
@@ -269,9 +283,9 @@ class Telemetry:
             if not handle.owned and request.client_address and request.peer_address != request.client_address:
                 # Resolved through configured trusted proxies: more reliable than a naive reading.
                 summary["client.address"] = request.client_address
-            span.set_attributes(summary)
             if handle.owned:
-                self._finish_owned(span, request, route, status, exception)
+                self._finish_owned(span, request, route, status, exception, summary)
+            span.set_attributes(summary)  # one call: the SDK locks and validates per call
         if handle.owned:
             span.end()
         # ---- metrics
@@ -284,23 +298,25 @@ class Telemetry:
         route: str | None,
         status: int | None,
         exception: BaseException | None,
+        attrs: dict[str, Any],
     ) -> None:
+        """Name and status of a span devsecmw owns; its attributes go into ``attrs``."""
         method = normalize_method(request.method)
         name = "HTTP" if method == "_OTHER" else method
         if route:
-            span.set_attribute("http.route", route)
+            attrs["http.route"] = route
             name = f"{name} {route}"
         span.update_name(name)
         if exception is not None:
             span.record_exception(exception)
-            span.set_attribute("error.type", type(exception).__qualname__)
+            attrs["error.type"] = type(exception).__qualname__
             span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}"))
             if status is None:
                 status = 500
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
+            attrs["http.response.status_code"] = status
             if status >= 500 and exception is None:
-                span.set_attribute("error.type", str(status))
+                attrs["error.type"] = str(status)
                 span.set_status(Status(StatusCode.ERROR))
 
     def _metrics(
