@@ -6,6 +6,7 @@ evidence is a short excerpt around the match with secret-looking parts masked.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -79,6 +80,13 @@ def _name_of(location: str) -> str:
 
 
 def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
+    extra = extra if isinstance(extra, tuple) else tuple(extra)
+    if len(name) <= 256:  # parameter names repeat from request to request: answers cached
+        return _secret_name_cached(name, extra)
+    return _secret_name(name, extra)
+
+
+def _secret_name(name: str, extra: tuple[str, ...]) -> bool:
     low = name.lower()
     if low in SECRET_HEADERS:
         return True
@@ -86,6 +94,9 @@ def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
         return True
     # Short words only count whole ("pin" is a secret, "shipping" is not).
     return any(w.lower() in SECRET_NAME_WORDS for w in _WORDS.findall(name))
+
+
+_secret_name_cached = functools.lru_cache(maxsize=4096)(_secret_name)
 
 
 def is_secret_location(location: str, extra: Iterable[str] = ()) -> bool:
@@ -139,13 +150,15 @@ def scrub_query(query: str, extra_names: Iterable[str] = ()) -> str:
     """``url.query`` with secret-named parameters' values replaced (semconv: SHOULD scrub)."""
     if not query:
         return query
+    # One search of the whole query: parts only need masking when it finds something.
+    inline = _INLINE.search(query) is not None
     parts = []
     for part in query.split("&"):
         name, eq, _ = part.partition("=")
         if eq and is_secret_name(name, extra_names):
             parts.append(name + "=REDACTED")
         else:
-            parts.append(mask_inline(part))
+            parts.append(mask_inline(part) if inline else part)
     return "&".join(parts)
 
 
