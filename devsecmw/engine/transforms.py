@@ -250,7 +250,14 @@ _SHELL_EMPTY = re.compile(
     r"\$[@*!?_$#0-9-]|\$\{[^}]{0,32}\}|\$\(\s*\)|[<>]\(\s*\)|``|\$[A-Za-z](?![A-Za-z0-9_])|(?<=[A-Za-z])\$[A-Za-z_]\w*"
 )
 # Line breaks separate shell commands like ";": a run of whitespace holding one stays a line break.
-_NL_RUN = re.compile(r"\s*[\r\n]\s*")
+# (Found by whole runs: "\s*[\r\n]\s*" backtracks quadratically over long blank runs without one.)
+
+
+def _nl_run(m: re.Match[str]) -> str:
+    run = m.group(0)
+    return "\n" if "\n" in run or "\r" in run else run
+
+
 _HSPACE = re.compile(r"[^\S\n]+")
 
 
@@ -263,7 +270,7 @@ def cmd_line(value: str) -> tuple[str, bool]:
     out = out.translate(_CMD_DROP)
     out = out.replace(",", " ")
     if "\n" in out or "\r" in out:
-        out = _NL_RUN.sub("\n", out)
+        out = _WS.sub(_nl_run, out)
     out = _HSPACE.sub(" ", out).replace(" /", "/").replace(" (", "(").lower()
     return out, out != value
 
