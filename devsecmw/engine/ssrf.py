@@ -1,0 +1,365 @@
+"""Server-side request forgery: URLs and hosts that point inside the network.
+
+A pattern list of "internal addresses" is always one spelling short:
+``127.0.0.1`` is also ``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``127.1``,
+``[::1]``, ``[::ffff:7f00:1]``, ``①②⑦.⓪.⓪.①`` and ``127.0.0.1.nip.io``. This
+module parses what a URL parser would: it finds the URLs in a value (a known
+scheme followed by ``:``, with or without ``//``; scheme-relative ``//host``;
+or a bare ``host:port``), reads every host an HTTP client could end up
+connecting to (parsers disagree on ``http://a@b#@c``, so each candidate is
+judged) and classifies it:
+
+- an IP literal in any spelling inet_aton accepts (one to four parts, each
+  decimal, octal or hex; oversized values truncated to 32 bits as some clients
+  do), or an IPv6 literal (zone ids, IPv4-mapped/-compatible, NAT64 and 6to4
+  forms unwrapped), classified with :mod:`ipaddress`: not globally routable
+  (loopback, private, link-local, shared, reserved, unspecified) is internal.
+  An IPv4 written in anything but dotted decimal is an evasion in itself;
+- host names that resolve inside by design: ``localhost`` and ``*.localhost``,
+  cloud metadata names (``metadata.google.internal``, ``metadata.packet.net``,
+  ...), wildcard-DNS services that embed an IP (``nip.io``, ``xip.io``,
+  ``sslip.io``: the embedded address is classified) and ``localtest.me``.
+
+Ordinary public URLs (webhooks, redirects, image URLs in JSON) pass. Every
+step is a bounded scan of the value; :func:`detect` never raises.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+
+Span = tuple[int, int]
+
+#: At most this many URL candidates are judged per value (bounded work on hostile input).
+MAX_CANDIDATES = 32
+#: The authority part judged per URL (userinfo confusion needs the text up to the path).
+MAX_AUTHORITY = 256
+
+_SCHEMES = (
+    r"https?|ftps?|gopher|dict|ldaps?|tftp|jar|netdoc|file|local_file|sftp|ssh|scp|smb|telnet|rsync|xri|acap|imap|"
+    r"pop3|irc|rtmp|wss?|redis|mongodb|postgres(?:ql)?|mysql|memcached?|jdbc:[a-z]+|url"
+)
+#: RE2 pattern (engine prefilter): a URL scheme, a scheme-relative or bare address, a special name.
+PREFILTER = (
+    r"(?i)(?:^|[^a-z0-9+.-])(?:" + _SCHEMES + r")\s*:|(?:^|[\s\"'=<>])//|"
+    r"localhost|metadata|\.internal|nip\.io|xip\.io|sslip\.io|localtest\.me|169\.254\.|100\.100\.100\.200|"
+    r"fd00:ec2|\[[0-9a-f:.%]*:|(?:^|[^\w.])(?:\d{1,3}\.){1,3}\d{1,5}:\d{2,5}"
+)
+
+# A URL start: a known scheme (chains such as "jar:http:" and "url:file:" are one URL), then ":"
+# and up to three slashes or backslashes; or "//" at a word boundary (scheme-relative).
+_URL = re.compile(
+    r"(?i)(?<![a-z0-9+.-])((?:(?:" + _SCHEMES + r")\s*:\s*)+)([/\\]{0,3})|(?:(?<=[\s\"'=<>])|^)(//)"
+)
+_AUTH_END = re.compile(r"[/?\r\n\"'<>]")
+_BLANK = re.compile(r"\s")
+_SCHEME_SEP = re.compile(r"\s*:\s*")
+#: What may precede a URL that "starts" a value: the start itself, or markup/assignment around it.
+_URL_LEAD = frozenset("\"'>=\r\n")
+_HOST_PARTS = re.compile(r"[@#&\s]+")
+_DANGEROUS = frozenset(
+    {"gopher", "dict", "ldap", "ldaps", "tftp", "jar", "netdoc", "file", "local_file", "url"}
+)
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": ".", "\u2024": ".", "\\": None})
+
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata.packet.net",
+        "metadata.platformequinix.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "metadata.tencentyun.com",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    }
+)
+_LOOPBACK_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "localtest.me"}
+)
+_WILDCARD_DNS = (
+    "nip.io",
+    "xip.io",
+    "sslip.io",
+    "nip.direct",
+    "traefik.me",
+    "lvh.me",
+    "vcap.me",
+    "localtest.me",
+)
+_EMBEDDED_V4 = re.compile(
+    r"(?:^|[.-])((?:\d{1,3}[.-]){3}\d{1,3})(?:[.-]|$)|(?:^|[.-])([0-9a-f]{8})(?:[.-]|$)"
+)
+
+
+_METADATA_IPS = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("169.254.170.2"),
+        ipaddress.ip_address("100.100.100.200"),
+        ipaddress.ip_address("192.0.0.192"),
+        ipaddress.ip_address("fd00:ec2::254"),
+    }
+)
+
+
+def _number(part: str) -> int | None:
+    """One inet_aton part: decimal, octal (leading 0) or hex (0x)."""
+    if not part:
+        return None
+    try:
+        if part[:2] in ("0x", "0X"):
+            return int(part[2:] or "0", 16)
+        if len(part) > 1 and part[0] == "0":
+            return int(part, 8)
+        return int(part, 10)
+    except ValueError:
+        return None
+
+
+def parse_ipv4(host: str) -> tuple[ipaddress.IPv4Address, bool] | None:
+    """The IPv4 address ``host`` spells for inet_aton-style parsers, and whether it is unusual.
+
+    ``127.1``, ``2130706433``, ``0x7f.0.0.1``, ``0177.0.0.1`` and oversized numbers
+    (kept to their low 32 bits) are accepted; "unusual" is anything but four decimal parts.
+    """
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or len(host) > 64:
+        return None
+    nums = [_number(p) for p in parts]
+    if any(n is None for n in nums):
+        return None
+    values = [n for n in nums if n is not None]
+    unusual = len(parts) != 4 or any(p[:1] == "0" and p != "0" for p in parts)
+    head, last = values[:-1], values[-1]
+    if any(n > 255 for n in head):
+        return None
+    room = 8 * (4 - len(head))
+    if last >= 1 << room:
+        unusual = True
+        last &= (1 << room) - 1
+    value = 0
+    for n in head:
+        value = (value << 8) | n
+    value = (value << room) | last
+    return ipaddress.IPv4Address(value), unusual
+
+
+def _unwrap_v6(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    packed = ip.packed
+    if packed[:12] == bytes(12) and packed[12:] != bytes(4) and packed[12:] != b"\x00\x00\x00\x01":
+        return ipaddress.IPv4Address(packed[12:])  # IPv4-compatible ::a.b.c.d
+    if packed[:12] == b"\x00\x64\xff\x9b" + bytes(8):
+        return ipaddress.IPv4Address(packed[12:])  # NAT64
+    return None
+
+
+def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not ip.is_global or ip.is_multicast
+
+
+def classify(host: str) -> str | None:
+    """Why ``host`` (no port, no brackets) is an SSRF target, or ``None`` when it is not."""
+    h = host.strip().strip(".").lower()
+    if not h:
+        return None
+    if "\\" in h and h.replace("\\", ""):
+        return "backslash in host"  # h\o\s\t: parsers disagree on what it names
+    if not h.isascii():
+        h = unicodedata.normalize("NFKC", h).translate(_DOTS).lower()
+    if ":" in h:
+        try:
+            ip6 = ipaddress.IPv6Address(h.split("%", 1)[0])
+        except ValueError:
+            return None
+        if "%" in h:
+            return "ipv6 zone"
+        if ip6 in _METADATA_IPS:
+            return "metadata address"
+        inner = _unwrap_v6(ip6)
+        if inner is not None and _internal(inner):
+            return "internal ipv4 inside ipv6"
+        if _internal(ip6):
+            return "internal ipv6"
+        return None if (ip6.packed[0] & 0xE0) == 0x20 else "non-unicast ipv6"
+    if h[0].isdigit() or h[:2] == "0x":
+        parsed = parse_ipv4(h)
+        if parsed is not None:
+            ip4, unusual = parsed
+            if ip4 in _METADATA_IPS:
+                return "metadata address"
+            if _internal(ip4):
+                return "internal ipv4"
+            return "obfuscated ipv4" if unusual else None
+    if h in _LOOPBACK_NAMES or h.endswith(".localhost"):
+        return "loopback name"
+    if h in _METADATA_NAMES or h.endswith((".internal", ".svc.cluster.local")):
+        return "metadata name"
+    for suffix in _WILDCARD_DNS:
+        if h == suffix or h.endswith("." + suffix):
+            label = h[: -len(suffix)].rstrip(".")
+            if suffix in ("localtest.me", "lvh.me", "vcap.me"):
+                return "loopback name"
+            m = _EMBEDDED_V4.search(label)
+            if m is None:
+                return None
+            if m.group(1):
+                inner4 = parse_ipv4(m.group(1).replace("-", "."))
+            else:
+                inner4 = (ipaddress.IPv4Address(int(m.group(2), 16)), True)
+            if inner4 is not None and _internal(inner4[0]):
+                return "wildcard dns to internal ipv4"
+            return None
+    return None
+
+
+def _pieces(authority: str) -> Iterator[str]:
+    """Every host a parser could read in ``authority``: each ``@``/``#``/``&``/blank-separated piece."""
+    start = 0
+    for m in _HOST_PARTS.finditer(authority):
+        yield authority[start : m.start()]
+        start = m.end()
+    yield authority[start:]
+
+
+def _host_of(piece: str) -> str:
+    """The host of ``user:pass@host:port`` style pieces (userinfo already split off)."""
+    piece = piece.strip()
+    if piece.startswith("["):
+        end = piece.find("]")
+        return piece[1:end] if end > 0 else piece[1:]
+    if piece.count(":") >= 2 and "." not in piece.rsplit(":", 1)[-1]:
+        # An unbracketed IPv6 literal (lenient parsers accept it); a trailing :port is ambiguous.
+        try:
+            ipaddress.IPv6Address(piece.split("%", 1)[0])
+            return piece
+        except ValueError:
+            head = piece.rsplit(":", 1)[0]
+            return head
+    return piece.split(":", 1)[0]
+
+
+def _judge_authority(authority: str) -> str | None:
+    for piece in _pieces(authority):
+        if piece:
+            why = classify(_host_of(piece))
+            if why:
+                return why
+    return None
+
+
+def _urls(value: str) -> Iterator[tuple[int, int, str, str]]:
+    """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded)."""
+    for n, m in enumerate(_URL.finditer(value)):
+        if n >= MAX_CANDIDATES:
+            return
+        schemes = (m.group(1) or "").lower().strip()
+        scheme = _SCHEME_SEP.split(schemes, 1)[0] if schemes else ""
+        rest = m.end()
+        tail = value[rest : rest + MAX_AUTHORITY]
+        stop = _AUTH_END.search(tail)
+        authority = tail[: stop.start()] if stop else tail
+        # Blanks end the host, unless an "@" later on makes parsers disagree on which host it is.
+        blank = _BLANK.search(authority)
+        if blank and "@" not in authority[blank.start() :]:
+            authority = authority[: blank.start()]
+        yield m.start(), rest + len(authority), scheme, authority
+
+
+def _bare(value: str) -> Span | None:
+    """A value that is only an address: judged strictly (metadata, or internal with a port)."""
+    v = value.strip()
+    if not 2 <= len(v) <= 100 or not ("." in v or ":" in v):
+        return None
+    host, port = v, ""
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            return None
+        host, rest = v[1:end], v[end + 1 :]
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = rest[1:]
+        elif rest:
+            return None
+    elif v.count(":") == 1:
+        host, port = v.split(":")
+        if not port.isdigit():
+            return None
+    why = classify(host)
+    if why and (port or why == "metadata name" or _is_metadata_ip(host)):
+        start = value.find(v)
+        return start, start + len(v)
+    return None
+
+
+def _detect(value: str, anywhere: bool) -> Span | None:
+    for start, end, scheme, authority in _urls(value):
+        if not anywhere and start and value[:start].rstrip(" \t")[-1:] not in _URL_LEAD:
+            continue
+        if scheme in _DANGEROUS or scheme.startswith("jdbc"):
+            return start, max(end, start + len(scheme) + 1)
+        if _judge_authority(authority):
+            return start, end
+    return _bare(value)
+
+
+def _is_metadata_ip(host: str) -> bool:
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        parsed = parse_ipv4(host)
+        if parsed is None:
+            return False
+        ip = parsed[0]
+    return ip in _METADATA_IPS
+
+
+def detect(value: str) -> Span | None:
+    """The first URL that points inside, or None. The URL must start the value, a line, or follow
+    a quote, ``>`` or ``=`` (``<url>http://..</url>``, ``href="http://..``); prose such as
+    "my app runs on http://localhost:3000" is left to :func:`detect_anywhere`."""
+    try:
+        return _detect(value, anywhere=False)
+    except (ValueError, RecursionError):  # pragma: no cover - parsers above are total
+        return None
+
+
+def detect_anywhere(value: str) -> Span | None:
+    """Like :func:`detect`, for URLs anywhere in a text (prose, raw bodies)."""
+    try:
+        return _detect(value, anywhere=True)
+    except (ValueError, RecursionError):  # pragma: no cover
+        return None
+
+
+def make_detector(param: object) -> Callable[[str], Span | None]:
+    """``None`` or ``{"where": "start"}``: URLs that start the value; ``{"where": "anywhere"}``."""
+    where = param.get("where", "start") if isinstance(param, dict) else "start"
+    if where == "start":
+        return detect
+    if where == "anywhere":
+        return detect_anywhere
+    raise ValueError(
+        f"invalid detect_ssrf parameter {param!r} (use {{'where': 'start'}} or {{'where': 'anywhere'}})"
+    )
+
+
+__all__ = [
+    "MAX_CANDIDATES",
+    "PREFILTER",
+    "classify",
+    "detect",
+    "detect_anywhere",
+    "make_detector",
+    "parse_ipv4",
+]
