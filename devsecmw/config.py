@@ -158,6 +158,11 @@ class Config:
 
         parse_networks(self.allow_networks, "allow_networks")
         parse_networks(self.trusted_proxies, "trusted_proxies")
+        ctype = self.block_content_type
+        if not isinstance(ctype, str) or not ctype.isascii() or not ctype.isprintable() or not ctype.strip():
+            raise ConfigError(
+                f"devsecmw: invalid block_content_type {ctype!r} (must be a printable ASCII media type)"
+            )
         if not 400 <= self.block_status <= 599:
             raise ConfigError(
                 f"devsecmw: invalid block_status {self.block_status!r} (must be a 4xx or 5xx code)"

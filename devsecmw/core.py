@@ -282,10 +282,13 @@ class Inspection:
         """Reading ahead ended (body complete, cap reached, disconnect, or the wait ran out):
         inspect what arrived. What did not arrive in time is not waited for: the decision goes
         without it, and the skip is counted in ``devsecmw.errors`` (stage ``read_ahead``)."""
-        if timed_out:
-            self.runtime.telemetry.count_error("read_ahead", "timeout")
-        elif skipped is not None:
-            self.runtime.telemetry.count_error("read_ahead", skipped)
+        try:
+            if timed_out:
+                self.runtime.telemetry.count_error("read_ahead", "timeout")
+            elif skipped is not None:
+                self.runtime.telemetry.count_error("read_ahead", skipped)
+        except Exception as exc:
+            self.runtime.report("read_ahead", exc)
         self.inspect_body()
 
     # ------------------------------------------------------------------ blocking
