@@ -313,13 +313,26 @@ class SecurityMiddleware:
         if self.runtime.blocking:
             await self._call_blocking(insp, scope, receive, send)
             return
+        # Monitor mode, inline: not one more coroutine per request than before blocking existed.
         if kind == "http":
             receive, send = _http_receive(insp, receive), _http_send(insp, scope, send)
         else:
             send = _websocket_send(insp, send)
-        await self._run(insp, scope, receive, send)
+        insp.activate()
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            _note_route(scope, insp)
+            insp.finish(exc)
+            raise  # the app's exception, the same object, unchanged
+        finally:
+            insp.deactivate()
+        # Reached when the app returned without a final message (or after a websocket closed).
+        _note_route(scope, insp)
+        insp.finish()
 
     async def _run(self, insp: Inspection, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with devsecmw's span current (block mode: once the request was allowed)."""
         insp.activate()
         try:
             await self.app(scope, receive, send)
@@ -361,13 +374,7 @@ class SecurityMiddleware:
         if response is None:
             return False
         status, headers, body = response
-        try:
-            raw_headers = _header_bytes(headers)
-        except Exception as exc:  # e.g. a block_content_type that is not latin-1
-            insp.runtime.report("block_response", exc)
-            insp.blocked = False
-            insp.status = None
-            return False
+        raw_headers = _header_bytes(headers)  # ASCII: block_content_type is validated at construction
         if scope["type"] == "websocket":
             if "websocket.http.response" in (scope.get("extensions") or {}):
                 start: Message = {"type": "websocket.http.response.start", "status": status}

@@ -30,7 +30,7 @@ from starlette.routing import Route
 import devsecmw.blocking
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.blocking import render, wants_html
-from devsecmw.config import Config
+from devsecmw.config import Config, ConfigError
 from devsecmw.core import Runtime
 from devsecmw.request import from_asgi_scope
 
@@ -616,6 +616,70 @@ def test_server_receive_error_during_read_ahead_reaches_the_app(otel: Any) -> No
     with pytest.raises(ServerGone):
         asyncio.run(mw(post(length=10), receive, send))
     assert len(got) == 1 and sent == []
+
+
+def test_a_receive_left_pending_is_cancelled_when_the_request_ends(otel: Any) -> None:
+    """The read-ahead gave up on a receive; the app never asked for more: nothing is left running."""
+    cancelled: list[bool] = []
+
+    async def run() -> Run:
+        never = asyncio.Event()
+        calls = 0
+
+        async def receive() -> Message:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"name=bob", "more_body": True}
+            try:
+                await never.wait()  # an upload that stalls forever
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            raise AssertionError("unreachable")
+
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def app(scope: Any, app_receive: Any, app_send: Any) -> None:
+            await app_receive()  # the replayed first message; the rest is never asked for
+            await app_send({"type": "http.response.start", "status": 413, "headers": []})
+            await app_send({"type": "http.response.body", "body": b"too slow"})
+
+        mw = SecurityMiddleware(app, mode="block", block_read_timeout=0.05, **otel.providers)
+        await mw(post(ctype=b"application/x-www-form-urlencoded", length=10_000), receive, send)
+        await asyncio.sleep(0)  # let the cancellation reach the server's receive
+        return Run(sent=sent)
+
+    run = asyncio.run(run())
+    assert run.status == 413
+    assert cancelled == [True]
+    assert error_count(otel, "read_ahead", "timeout") == 1
+
+
+def test_blocked_under_opentelemetry_asgi_middleware(otel: Any) -> None:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    inner = SecurityMiddleware(_recorded(reader()), mode="block", **otel.providers)
+    app = OpenTelemetryMiddleware(
+        inner, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    run = asyncio.run(_serve(app, post(length=len(XSS_JSON)), body_messages(XSS_JSON, 8)))
+    assert run.status == 403 and not run.app_called
+    [span] = otel.server_spans()  # OpenTelemetry's span, enriched: one server span
+    assert span.attributes["devsecmw.blocked"] is True
+    assert "xss" in span.attributes["devsecmw.signal.types"]
+    status = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
+    assert status == 403  # OpenTelemetry saw the block response go out
+    assert json.loads(run.body)["trace_id"] == trace_id_of(span)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain\r\nx-injected: 1", "text/plain; charset=\u00e9", " "])
+def test_bad_block_content_type_fails_at_construction(ctype: str) -> None:
+    with pytest.raises(ConfigError, match="invalid block_content_type"):
+        SecurityMiddleware(reader(), mode="block", block_body="no", block_content_type=ctype)
 
 
 # --------------------------------------------------------------------------- a real framework
