@@ -69,7 +69,7 @@ def url_decode_uni(value: str) -> tuple[str, bool]:
 # Overlong UTF-8 (``%c0%ae`` = ".", ``%e0%80%af`` = "/", ``%c1%9c`` = "\\"): old IIS/Tomcat decoders
 # accepted them, so traversal filters must see the ASCII they spell. C0/C1 are never valid leads.
 _OVERLONG = re.compile(
-    rb"\xc0[\x00-\xbf]|\xc1[\x1c\x80-\xbf]|\xe0[\x80\x81][\x80-\xbf]|\xf0\x80[\x80\x81][\x80-\xbf]"
+    rb"\xc0[\x00-\xff]|\xc1[\x1c\x80-\xbf]|\xe0[\x80\x81][\x80-\xbf]|\xf0\x80[\x80\x81][\x80-\xbf]"
     rb"|\xf8\x80\x80[\x80\x81][\x80-\xbf]|\xfc\x80\x80\x80[\x80\x81][\x80-\xbf]"
 )
 # Bytes that were not UTF-8 come back from "surrogateescape" as U+DC80..U+DCFF: show them as latin-1.
@@ -78,7 +78,7 @@ _ESCAPED_BYTES = {0xDC80 + i: 0x80 + i for i in range(128)}
 
 def _overlong_char(m: re.Match[bytes]) -> bytes:
     b = m.group(0)
-    low = b[-1] & 0x3F  # lax decoders keep the low six bits of the last byte (%c0%6e is ".")
+    low = b[-1] & 0x3F  # lax decoders keep the low six bits of the last byte (%c0%6e, %c0%ee are ".")
     if len(b) == 2 and b[0] == 0xC1 and low not in (0x1C, 0x2E, 0x2F):
         low |= 0x40  # the proper value; %c1%af and %c1%1c stay "/" and "\\" as in IIS
     elif len(b) > 2:
