@@ -34,6 +34,7 @@ from devsecmw.request import from_asgi_scope
         ("%f0%80%80%ae", "."),  # four-byte overlong
         ("%c0%2e%c0%2e%c0%5c", "..\\"),  # lax decoders drop the lead byte
         ("%%c0%6e%c0%6e/", "%../"),  # ... or keep the low six bits
+        ("%c0%ee%c0%ee/", "../"),
         ("..\xc0\xaf..", "../.."),  # the parser's latin-1 text of the same bytes
         ("..%u2215", "..\u2215"),  # %u escapes (folded to "/" by fold_path_chars)
         ("%ud800x", "\ufffdx"),  # a surrogate escape never yields a lone surrogate
