@@ -64,6 +64,10 @@ TECHNIQUES = {
         "<link rel=import href=//evil.example/x.html>",
         "<xml id=i><x><c><![cdata[<img src=x>]]></c></x></xml>",
         '<?import namespace="t" implementation="#default#time2">',
+        '<meta http-equiv="Set-Cookie" content="session=attacker">',
+        '<META HTTP-EQUIV="CONTENT-TYPE" CONTENT="text/html; charset=UTF-7">',
+        '<link href="xss.js" rel=stylesheet type="text/javascript">',
+        "<style>@import url(//evil.example/x.css)</style>",
     ],
     "style with script": [
         "<style>@import 'http://evil.example/x.css';</style>",
@@ -247,6 +251,14 @@ BENIGN = {
         '<a href="mailto:a@example.com">mail</a> <a href="/docs/page">docs</a> <a href="#top">top</a>',
         '<p><img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE" alt="pasted"></p>',
         '<a href="tel:+15551234">call</a> <a href="https://javascript.info/">javascript.info</a>',
+        # A whole page pasted into an e-mail template field: charset, web font, CSS escapes.
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="Content-Type" '
+        'content="text/html; charset=UTF-8"><meta name="viewport" content="width=device-width">'
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css2?family=Inter"><style>'
+        "@import url('https://fonts.googleapis.com/css2?family=Inter'); body{font-family:Inter;color:#333}"
+        ' .q:before{content:"\\201C"}</style><title>News</title></head><body><table width="600"><tr><td>'
+        '<h1>Spring sale</h1><p>Hello {{first_name}},</p><a href="https://shop.example.com/?utm=n">Shop</a>'
+        "</td></tr></table></body></html>",
     ],
     "markdown": [
         "**bold** and _italic_ with `code` and [a link](https://example.com)",

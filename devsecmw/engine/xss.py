@@ -127,6 +127,13 @@ _ACTIVE_TAGS = frozenset({"script", "object", "embed", "applet", "vmlframe", "if
 _DATA_HOST_TAGS = frozenset({"script", "iframe", "frame", "object", "embed", "applet"})
 #: Tags that show an image: an SVG ``data:`` URL there runs no script.
 _IMAGE_TAGS = frozenset({"img", "image", "input", "picture", "source"})
+#: What ``<link rel>`` / ``<meta http-equiv>`` / charsets of an ordinary pasted page say.
+_PLAIN_LINK_RELS = frozenset(
+    {"stylesheet", "icon", "shortcut", "apple-touch-icon", "preconnect", "dns-prefetch", "canonical"}
+    | {"alternate", "preload", "manifest", "author", "license", "prev", "next"}
+)
+_PLAIN_META_EQUIV = frozenset({"content-type", "x-ua-compatible", "content-language"})
+_PLAIN_CHARSETS = _words("utf-8 utf8 iso-8859-1 windows-1252 us-ascii shift_jis euc-jp gb2312 big5")
 #: Raw-text elements: their end tag lets a value escape a script, style or title (paranoia 2).
 _RAWTEXT_TAGS = frozenset({"script", "style", "textarea", "title", "noscript", "xmp", "noembed", "noframes"})
 
@@ -744,7 +751,8 @@ _F_CSS_BAD = _Finder(
     r"(?:^|[:=,(])\s{0,16}expression\s{0,16}(\()"
     r"|url\s{0,16}\(\s{0,16}['\"]?\s{0,16}(?:javascript|vbscript|livescript)\s{0,16}(?::|$)"
     r"|behaviou?r\s{0,16}:\s{0,16}url|binding\s{0,16}:\s{0,16}url"
-    r"|(?:^|[>{};'\"]|<style[^>]{0,64}>)\s{0,16}@import\s{0,16}(?:url|['\"])"
+    # @import of a style sheet that is not https (a web font is): at a rule's start.
+    r"|(?:^|[>{};'\"]|<style[^>]{0,64}>)\s{0,16}@import(?!\s{0,16}(?:url\s{0,16}\(\s{0,16})?['\"]?\s{0,8}https://)"
 )
 #: Is there any CSS to read? (A necessary condition of what ``_F_CSS_BAD`` finds after normalising.)
 _CSS_HINT = r"style|expr|ession|behavio|binding|@import|@\\|url\s{0,8}\(|\\[0-9a-f]"
@@ -977,12 +985,9 @@ class _Scan:
         self.steps += tag.end - lt
         names = {a[0] for a in tag.attrs}
         if name == "link":
-            return "href" in names
+            return "href" in names and not self._plain_link(low, tag)
         if name == "meta":
-            if names & {"http-equiv", "charset"}:
-                return True
-            c = tag.attr("content")
-            return c is not None and c[2] >= 0 and "url=" in low[c[2] : c[3]].replace(" ", "")
+            return self._active_meta(low, tag)
         if name == "style":
             t = tag.attr("type")
             if t is not None and "script" in low[t[2] : t[3]]:
@@ -996,6 +1001,37 @@ class _Scan:
         if name == "import":
             return "implementation" in names  # an IE behaviour
         return "src" in names  # layer, ilayer, bgsound
+
+    @staticmethod
+    def _value_of(low: str, tag: Tag, name: str) -> str | None:
+        a = tag.attr(name)
+        return None if a is None else ("" if a[2] < 0 else low[a[2] : a[3]].strip())
+
+    def _plain_link(self, low: str, tag: Tag) -> bool:
+        """``<link rel="stylesheet" href="https://...">`` of a pasted page: no code, no import."""
+        rel = self._value_of(low, tag, "rel") or ""
+        href = self._value_of(low, tag, "href") or ""
+        kind = self._value_of(low, tag, "type") or ""
+        return (
+            bool(rel)
+            and set(rel.split()) <= _PLAIN_LINK_RELS
+            and href.startswith("https://")
+            and "script" not in kind
+        )
+
+    def _active_meta(self, low: str, tag: Tag) -> bool:
+        """``<meta http-equiv=refresh|set-cookie|link>``, a ``url=`` redirect, or a charset that
+        re-reads the page (UTF-7); ``<meta charset="utf-8">`` of a pasted page is not."""
+        equiv = self._value_of(low, tag, "http-equiv")
+        content = (self._value_of(low, tag, "content") or "").replace(" ", "")
+        charset = self._value_of(low, tag, "charset")
+        if equiv is not None and equiv not in _PLAIN_META_EQUIV:
+            return True
+        if "url=" in content:
+            return True
+        if charset is None and "charset=" in content:
+            charset = content.split("charset=", 1)[1].split(";", 1)[0]
+        return charset is not None and charset.strip("\"'") not in _PLAIN_CHARSETS
 
     # -- event-handler attributes
     def handlers(self, low: str) -> Span | None:
@@ -1287,10 +1323,12 @@ def _bad_style_body(body: str) -> bool:
     if "&" in body:
         body = unescape(body, 256)[0]
     css = _css_norm(body)
-    if _F_CSS_BAD.rx.search(css) or "@import" in css or "script:" in css or "expression(" in css:
+    if _F_CSS_BAD.rx.search(css) or "script:" in css or "expression(" in css:
         return True
-    # Escapes in a style block (``@\i\m\p\o\r\t``) are obfuscation: benign CSS has no need.
-    return "\\" in body or "-moz-binding" in css or "behavior:" in css
+    # An escaped at-rule (``@\i\m\p\o\r\t``) is obfuscation and nothing else.
+    if "@\\" in body:
+        return True
+    return "-moz-binding" in css or "behavior:" in css
 
 
 def _in_escaped_tag(low: str, p: int) -> bool:
