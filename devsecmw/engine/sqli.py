@@ -44,6 +44,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..body import looks_urlencoded
+
 try:  # RE2 scans for the embedded pass in linear time and far faster than re on long values
     import re2 as _re2
 except ImportError:  # pragma: no cover - platforms without a google-re2 wheel
@@ -390,15 +392,31 @@ _SYSOBJ_ALONE = frozenset(
      "master.dbo", "sys.sql_logins", "sys.databases"}
 )  # fmt: skip
 
+
 #: RE2 pattern every value :func:`detect` reports matches (a property test checks
 #: it), cheap enough that benign values skip the tokenizer: a quote, a comment
 #: opener, a separator, a call or group, a variable, a comparison, logical or cast
 #: operator, or a word that needs none of these (``1 union select 1``, ``tempdb``).
+def _alternation(words: frozenset[str] | set[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+#: Keywords the odd-case check counts (UnIoN SeLeCt): the ones PREFILTER looks for.
+_PREFILTER_WORDS = frozenset({"union", "select", "having", "waitfor", "order", "group", "case"})
 PREFILTER = (
-    r"(?i)['\"`;(#@=<>!|&]|--|/\*|::|"
-    r"\b(?:union|intersect|except|minus|order|group|having|limit|procedure|into|waitfor|or|and|xor|div|"
-    r"like|rlike|regexp|glob|between|exec|execute|declare|shutdown|select|notnull|isnull|case|"
-    + "|".join(re.escape(w) for w in sorted(_SYSOBJ_ALONE, key=len, reverse=True))
+    # Quotes, comparisons, comments, casts, @@variables, pipes: most injections have one.
+    # (typographic quotes too: see _BEST_FIT).
+    "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u201c\u201d\uff02]"
+    r"|--|/\*|::|@@|@\?|\?[|&]|\|\||&&|"
+    # ";" only where a statement can start after it, or at the very end: not "; Win64".
+    r";\s*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_STRONG) + r")\b)|"
+    # Calls that are injections alone, and MySQL's 1.e( glue.
+    r"\b(?:" + _alternation(_FN_ALONE | _FN_STRONG) + r")\s*\(|\d\.e\b|"
+    # Keywords that make an injection without any of the characters above.
+    r"\b(?:exec(?:ute)?\s*[(@]|exec(?:ute)?\s+(?:xp|sp)_|declare\s+@|(?:r?like|regexp|glob)\s*[-+.\d(]|analy[sz]e\s*\()|"
+    r"\b(?:union|select|having|waitfor|(?:order|group)\s+by|case(?:\s+\S+)?\s+when|"
+    r"into\s+(?:out|dump)file|procedure\s+analy[sz]e|execute\s+immediate|exec\s+master|"
+    + _alternation(_SYSOBJ_ALONE | _SYSPROC)
     + r")\b"
 )
 
@@ -477,6 +495,7 @@ class _Parse:
         "fail",
         "feats",
         "frames",
+        "glue",
         "keywords",
         "last",
         "last_fn",
@@ -526,6 +545,7 @@ class _Parse:
         self.exec_args = False  # EXEC proc 'arg', 2: arguments follow the name without "("
         self.keywords = 0  # SQL keywords read
         self.odd = 0  # of them, in a case no one types (UnIoN)
+        self.glue = -1  # where a "1.e" ended
         self.open_calls = False  # a call or CASE was open when the pass ended
         self.origin = 0  # where the pass started (right after the break-out quote)
         self.sqlish = False  # a token prose does not produce was read after the break-out
@@ -662,13 +682,16 @@ class _Parse:
                     return
                 continue
             if tok.kind == NUM and tok.text[-2:].lower() == ".e":
-                # MySQL reads "1.e" before "(", "," or a name as nothing: an evasion.
-                self.feat("sci_glue", tok.start)
+                # MySQL reads "1.e" glued before "(", "," or a name as nothing: an evasion
+                # ("1.e(ascii", "1.e,1"). "Question 1.e" ends there and is just skipped.
+                self.glue = tok.end
                 continue
+            if self.glue == tok.start and (tok.kind == WORD or tok.text in ("(", ",")):
+                self.feat("sci_glue", tok.start)
             if tok.kind == WORD and tok.text in _KEYWORDS:
                 self.keywords += 1
                 word = self.value[tok.start : tok.end]
-                if not (word.islower() or word.isupper() or word.istitle()):
+                if tok.text in _PREFILTER_WORDS and not (word.islower() or word.isupper() or word.istitle()):
                     self.odd += 1
                     self.feat("oddcase", tok.start)  # UnIoN SeLeCt: case games are evasion
             if self.quote and not self.sqlish and (tok.kind != WORD or tok.text in _KEYWORDS):
@@ -951,6 +974,8 @@ class _Parse:
                 # A call: a name directly before the parenthesis.
                 if last is not None and last.kind in (WORD, NAME) and self.last_operand[0] == "ident":
                     name = self.last_operand[1]
+                    if self.last_fn == "procedure" and name in ("analyse", "analyze"):
+                        self.feat("procedure", last.start)  # PROCEDURE ANALYSE(: MySQL error-based
                     self.frames.append(_Frame(_FUNC, "args", last.start, name))
                     self.st = _OPD
                     return True
@@ -1078,7 +1103,6 @@ class _Parse:
             return True
         if t == "procedure":
             self.clause_word(tok)
-            self.feat("procedure", tok.start)
             self.st, self.need = _NEED, "name"
             return True
         if t in ("asc", "desc") and fr.clause == "order":
@@ -1294,6 +1318,7 @@ class _Parse:
         if need == "name":  # PROCEDURE analyse(
             if k == WORD and t not in _RESERVED:
                 self.operand_done("ident", t, tok)
+                self.last_fn = "procedure"  # remembered until the call: see fn_call
                 return True
             return False
         if need == "rollup":
@@ -1532,8 +1557,8 @@ def _judge(p: _Parse) -> int | None:
         return f["stmt_head"]
     if "select" in f and ("sysobj" in f or "fn_sql" in f or "info" in f or "hex" in f or "fn_named" in f):
         return f["select"]
-    if "sysobj" in f and ("clause" in f or "select" in f):
-        return f["sysobj"]  # FROM information_schema.tables
+    if "sysobj_alone" in f and ("clause" in f or "select" in f):
+        return f["sysobj_alone"]  # FROM information_schema.tables
     if "inline_comment" in f:
         # SELECT/**/password/**/FROM/**/members: comments between keywords are evasion.
         for name in ("select", "bool_cmp", "bool_lit", "bool_fn", "stmt_head", "subq"):
@@ -1578,7 +1603,24 @@ _ANCHOR_RE: Any = _re2.compile(_ANCHOR_PATTERN) if _re2 is not None else re.comp
 _EMBEDDED = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})
 
 
+_ANCHOR_WORDS = (
+    "union",
+    "waitfor",
+    "into",
+    "sleep",
+    "benchmark",
+    "extractvalue",
+    "updatexml",
+    "load_file",
+    "exec",
+)
+
+
 def _anchors(value: str) -> Iterator[tuple[int, int, str]]:
+    # Most values hold none of the words: a substring test is cheaper than a call into RE2.
+    low = value.lower()
+    if not any(w in low for w in _ANCHOR_WORDS):
+        return
     # search() from a position: google-re2's finditer is slow on long values.
     pos = 0
     for _ in range(MAX_ANCHORS):
@@ -1628,13 +1670,29 @@ _BEST_FIT = str.maketrans(
 )
 
 
+# Runs of one quote character: an even run is escaped quotes, an odd one ends the string.
+_RUNS = {q: re.compile(re.escape(q) + "+") for q in ("'", '"')}
+#: Runs of doubled quotes looked through before giving up on a break-out.
+MAX_QUOTE_RUNS = 32
+
+
 def _break_out(text: str, q: str) -> int:
     """Where a value pasted between ``q`` quotes ends the string: the first ``q`` that is
     not doubled ('O''Brien' is one string), or -1."""
     i = text.find(q)
-    while i >= 0 and text.startswith(q, i + 1):
-        i = text.find(q, i + 2)
-    return i
+    if i < 0 or not text.startswith(q, i + 1):
+        return i  # the common case: a single quote
+    run = _RUNS[q]
+    for _ in range(MAX_QUOTE_RUNS):
+        m = run.match(text, i)
+        if m is None:  # pragma: no cover - text[i] is q
+            return -1
+        if (m.end() - i) % 2:
+            return m.end() - 1
+        i = text.find(q, m.end())
+        if i < 0:
+            return -1
+    return -1
 
 
 def _contexts(value: str) -> Iterator[tuple[str, int, str]]:
@@ -1727,12 +1785,14 @@ def _detect_xml(value: str) -> Span | None:
 
 
 def _detect_raw_body(value: str) -> Span | None:
-    # A body read as one value. JSON and multipart bodies are parsed into fields that
-    # the argument rules read; an XML body's values are its attributes and text.
+    # A body read as one value (decoded by the rule's transforms): JSON, urlencoded and
+    # multipart bodies are parsed into fields that 942100 reads, so only what the body
+    # parser could not split is judged here (text/plain, no Content-Type). An XML
+    # body's values are its attributes and text.
     head = value.lstrip()[:1]
     if head == "<":
         return _detect_xml(value)
-    if head in ("{", "[") or value.startswith("--"):
+    if head in ("{", "[") or value.startswith("--") or looks_urlencoded(value):
         return None
     return detect(value)
 
