@@ -95,6 +95,8 @@ TECHNIQUES = {
         "<x 1='1'onxxx=1",
         "<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert(1)>",
         "<img src=x onerror=alert&lpar;1&rpar;>",
+        "<div ng-app ng-csp><div ng-click=$event.view.alert(1)>",
+        '<button @click="alert(document.domain)">x</button>',
     ],
     "script URLs": [
         "<a href=javascript:alert(1)>x</a>",
@@ -315,6 +317,8 @@ BENIGN = {
         "document.getElementById('out').innerHTML = render(items);",
         'SELECT name FROM users WHERE id = 1; -- "quoted" (note)',
         "for (i=1;i<6;i++) { total += price[i]; }",
+        '<button @click="save()" ng-click="vm.open(item)">Save</button>',
+        "email me @john = cool",
     ],
 }
 NEGATIVES = [pytest.param(v, id=f"{k}-{i}") for k, vs in BENIGN.items() for i, v in enumerate(vs)]

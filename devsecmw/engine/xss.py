@@ -675,6 +675,10 @@ _F_STRICT_TAG = _Finder(
 )
 #: An event-handler attribute: ``on`` + letters, optional junk (``onload!#$%&()=``), then ``=``.
 _F_HANDLER = _Finder(r"on([a-z]{3,40})[^\s=>\"'a-z0-9]{0,40}\s{0,16}=", word=True)
+#: Event bindings of client-side frameworks (AngularJS, Vue, Alpine): code like ``on...=``.
+_F_FRAMEWORK_HANDLER = _Finder(
+    r"(?:ng-[a-z-]{2,30}|v-on:[a-z.-]{2,30}|x-on:[a-z.-]{2,30}|@[a-z][a-z.-]{1,30})\s{0,16}="
+)
 #: A URL attribute whose value starts like a script or data URL, possibly obfuscated with
 #: entities or control characters (``&#106;avascript:``, ``jav&#x09;ascript:``, ``\x01javascript:``).
 _F_URL_ATTR = _Finder(
@@ -774,7 +778,7 @@ _RX_PROBE = re.compile(r"&(?:lt|#0*60|#x0*3c);?|\\(?:x3c|u0*3c|u\{0*3c\})")
 #: appended when it differs) that gate them: one RE2 set pass tells which checks to run.
 _CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("danger_tags", (_F_DANGER_TAG.source, _F_SPLIT_SCRIPT.source)),
-    ("handlers", (_F_HANDLER.source,)),
+    ("handlers", (_F_HANDLER.source, _F_FRAMEWORK_HANDLER.source)),
     ("url_attrs", (_F_URL_ATTR.source, _F_SRCDOC.source, _F_SMIL.source, _F_DATABIND.source)),
     ("css", (_re2_form(_CSS_HINT),)),
     ("schemes", (_F_SCHEME.source, _F_DATA_DOC.source)),
@@ -1051,6 +1055,18 @@ class _Scan:
             # or a space of an unquoted attribute. Then it has to be a known event, or code.
             if _runs_code(value) and (m.group(1) in EVENT_NAMES or _after_breakout(low, p)):
                 return span
+        for m in self._iter(_F_FRAMEWORK_HANDLER, low):
+            # ``ng-click=$event.view.alert(1)``, ``@click="constructor.constructor('...')()"``:
+            # a framework event binding on a tag that calls a sink. Code calling its own
+            # functions (``@click="save()"``) is an ordinary template.
+            if self._enclosing_tag(low, m.start()) is None:
+                continue
+            value = self._attr_value(low, m.end())
+            if "&" in value:
+                value = _lower(unescape(value, 128)[0])
+            callee = js_call(value, 0, len(value))[1]
+            if callee in _SINKS or "constructor" in value:
+                return m.start(), min(self.n, m.end() + 24)
         return None
 
     def _attr_value(self, low: str, q: int) -> str:
