@@ -16,6 +16,48 @@
 - The span (when devsecmw owns it) is current during the app call, each
   ``next()`` and ``close()``, attached and detached around each of them.
 
+Block mode (``mode="block"``, opt-in) decides before the app runs. A request
+whose head already calls for a block is answered at once, its body never
+read. Otherwise, when it has a body, the start of the body is read ahead,
+inspected, and the decision taken; a blocked request gets the block response
+(``start_response`` with the configured status, a small JSON or HTML body by
+``Accept``, the trace id in it) and the app is never called. Once the app
+runs nothing is blocked any more: what it reads later is inspected and
+recorded only (``devsecmw.would_block``).
+
+Reading ahead, honestly: reads on ``wsgi.input`` block and PEP 3333 offers
+no timeout, so only what is sure to exist is read: with a ``CONTENT_LENGTH``,
+up to ``min(length, body_limit)`` bytes; with ``wsgi.input_terminated``
+(chunked), up to ``body_limit`` bytes or the end; with neither there is no
+body and nothing is read. The wait is bounded by a helper thread that does
+the reads (in steps of 8 KiB: a server's ``read(n)`` waits for ``n`` bytes or
+the end, so that is the granularity of what a stalled upload shows before
+the wait ends) while the request thread waits at most
+``block_read_timeout`` seconds. What did not arrive by then is not waited
+for: the decision goes on without it and the skip is counted
+(``devsecmw.errors``, stage ``read_ahead``, ``timeout``). In-memory streams
+(``io.BytesIO``, spooled files: test clients, buffering servers) are read
+inline, without a thread.
+
+The app then reads a :class:`ReplayInput`: exactly the bytes read ahead,
+then the rest of the stream as it comes (observed as in monitor mode),
+with the same methods as the tap and the same read-to-size behaviour, so
+``CONTENT_LENGTH`` keeps its meaning. There is never more than one reader
+on the server's stream: a read the helper thread still has in flight when
+the wait ends is not abandoned; the app's first read past the buffered bytes
+waits for its result (as the app's own read would have waited), and before
+the request ends (the response's ``close()``, a block response included)
+devsecmw waits for it too, so the thread never outlives the request nor
+touches a connection the server has moved on with (keep-alive draining,
+mod_wsgi's request lifetime). That last wait lasts as long as the client
+takes to send the rest of that read, bounded by the server's own timeouts
+(gunicorn's worker ``--timeout``, Apache's ``Timeout``, uWSGI's
+``socket-timeout``), just as an app reading its body would be. Under
+gevent/eventlet, threads must be monkey-patched (gunicorn's gevent and
+eventlet workers do so). When no thread can be started the head alone
+decides (counted, ``thread``). Monitor mode never reads ahead and starts no
+thread.
+
 Usage::
 
     app.wsgi_app = devsecmw.wsgi.SecurityMiddleware(app.wsgi_app)   # Flask
@@ -24,8 +66,13 @@ Usage::
 
 from __future__ import annotations
 
+import io
+import operator
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -193,15 +240,346 @@ class InputTap:
         return getattr(self._stream, name)
 
 
+#: Bytes per read while reading ahead (block mode).
+_AHEAD_STEP = 8192
+#: Streams that hold the whole body in memory: read ahead inline, a read there cannot stall.
+_IN_MEMORY = (io.BytesIO, tempfile.SpooledTemporaryFile)
+_NOTHING: Any = object()
+
+
+class _Ahead:
+    """The start of a request body, read before the app runs (block mode only).
+
+    :meth:`run` reads up to ``want`` bytes in steps, stopping early at the end of
+    the body; inline for an in-memory stream, else in a helper thread. ``stop``
+    (set under ``lock`` when the wait ends) keeps it from starting another read;
+    a read already in flight then is never abandoned: :meth:`settle` waits for it.
+    """
+
+    __slots__ = (
+        "chunks",
+        "done",
+        "eof",
+        "error",
+        "got",
+        "in_flight",
+        "lock",
+        "odd",
+        "reading",
+        "stop",
+        "stream",
+        "taken",
+        "want",
+    )
+
+    def __init__(self, stream: Any, want: int) -> None:
+        self.stream = stream
+        self.want = want
+        self.lock = threading.Lock()
+        self.done = threading.Event()  # set when run() has returned: no read in flight any more
+        self.chunks: list[bytes] = []
+        self.got = 0
+        self.eof = False
+        self.error: BaseException | None = None
+        self.odd: Any = _NOTHING  # a read that returned something other than bytes, handed on as is
+        self.reading = False
+        self.stop = False
+        self.taken = 0  # chunks already handed to the inspection
+        self.in_flight = False  # a read was in flight when the wait ended
+
+    def run(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self.stop or self.got >= self.want:
+                        return
+                    self.reading = True
+                    size = min(_AHEAD_STEP, self.want - self.got)
+                try:
+                    data = self.stream.read(size)
+                except BaseException as exc:  # the server's error: the app gets it from its own read
+                    with self.lock:
+                        self.error = exc
+                        self.reading = False
+                    return
+                with self.lock:
+                    self.reading = False
+                    if isinstance(data, memoryview):
+                        data = data.tobytes()
+                    if not isinstance(data, _BYTES):
+                        self.odd = data
+                        return
+                    if not data:
+                        self.eof = True
+                        return
+                    self.chunks.append(bytes(data))
+                    self.got += len(data)
+        finally:
+            self.done.set()
+
+    def halt(self) -> list[bytes]:
+        """The wait is over: no further read starts; the chunks read so far (handed over)."""
+        with self.lock:
+            self.stop = True
+            self.in_flight = self.reading
+            chunks = self.chunks[self.taken :]
+            self.taken = len(self.chunks)
+            return chunks
+
+    def settle(self) -> None:
+        """Wait for a read still in flight (the helper never outlives the request)."""
+        if self.in_flight:
+            self.done.wait()
+
+    def late(self) -> list[bytes]:
+        """After :meth:`settle`: what the read in flight brought (not yet handed over)."""
+        with self.lock:
+            chunks = self.chunks[self.taken :]
+            self.taken = len(self.chunks)
+            return chunks
+
+
+class ReplayInput:
+    """``wsgi.input`` after a read-ahead (block mode): the bytes read ahead, then the stream.
+
+    The app reads exactly the bytes it would have read without devsecmw, in order, through
+    the same methods as :class:`InputTap` (``read``, ``read(n)``, ``readline``,
+    ``readlines``, iteration, and ``readinto``/``readinto1``/``read1`` when the stream has
+    them) with the same read-to-size behaviour: a read the buffered bytes cannot fill is
+    completed from the stream, unless the body is known to have ended (the declared
+    length reached, or the end seen). What comes from the stream goes through an
+    :class:`InputTap`, so it is still inspected (record only: the app already runs).
+
+    A read the helper thread still had in flight when the wait ended comes first: the
+    first read past the buffered bytes waits for it. :meth:`settle` waits for it at the
+    end of the request if the app never got that far. Shared by the WSGI and Django adapters.
+    """
+
+    __slots__ = ("_ahead", "_buf", "_odd", "_pos", "_raise", "_tap")
+
+    def __init__(self, tap: InputTap, buffered: bytes, ahead: _Ahead | None) -> None:
+        self._tap = tap
+        self._buf = buffered
+        self._pos = 0
+        # Kept while it still has something for the app: a read in flight, or how the read-ahead ended.
+        pending = ahead is not None and (
+            ahead.in_flight or ahead.error is not None or ahead.odd is not _NOTHING
+        )
+        self._ahead = ahead if pending else None
+        self._raise: BaseException | None = None
+        self._odd: Any = _NOTHING
+
+    # ------------------------------------------------------------------ internals
+    def settle(self) -> None:
+        """The request is ending: a read still in flight is waited for. Never raises."""
+        ahead = self._ahead
+        if ahead is not None:
+            ahead.settle()
+
+    def _collect(self) -> None:
+        """Bring in what the helper thread still had: the result of its read in flight."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        ahead.settle()
+        late = ahead.late()
+        tap = self._tap
+        for chunk in late:
+            tap._seen(chunk, eof=False)
+        if ahead.eof:
+            tap._seen(b"", eof=True)
+        if late:
+            self._buf = self._buf[self._pos :] + b"".join(late)
+            self._pos = 0
+        self._raise = ahead.error
+        self._odd = ahead.odd
+
+    def _fill(self) -> bool:
+        """Whether buffered bytes remain (collecting a read in flight when they ran out)."""
+        if self._pos < len(self._buf):
+            return True
+        if self._ahead is not None:
+            self._collect()
+            return self._pos < len(self._buf)
+        if self._buf:
+            self._buf, self._pos = b"", 0  # replayed: let it go
+        return False
+
+    def _take(self, n: int | None) -> bytes:
+        pos = self._pos
+        end = len(self._buf) if n is None else min(len(self._buf), pos + n)
+        self._pos = end
+        return self._buf[pos:end]
+
+    def _ended(self) -> bool:
+        """Nothing more may be read from the stream within the current call."""
+        return self._tap._done or self._raise is not None or self._odd is not _NOTHING
+
+    def _more(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call the buffered bytes have no part in: the stream's (through the tap)."""
+        error = self._raise
+        if error is not None:
+            self._raise = None
+            raise error
+        odd = self._odd
+        if odd is not _NOTHING:
+            self._odd = _NOTHING
+            return odd
+        return getattr(self._tap, name)(*args, **kwargs)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._fill():
+            return self._more("read", args, kwargs)
+        size = _size(args, kwargs, "size")
+        whole = size is None or operator.index(size) < 0
+        n = 0 if whole else operator.index(size)
+        data = self._take(None if whole else n)
+        while (whole or len(data) < n) and not self._ended():
+            if self._fill():
+                data += self._take(None if whole else n - len(data))
+                continue
+            rest = self._tap.read(*args, **kwargs) if whole else self._tap.read(n - len(data))
+            return data + rest if isinstance(rest, _BYTES) else data
+        return data
+
+    def readline(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._fill():
+            return self._more("readline", args, kwargs)
+        size = _size(args, kwargs, "size")
+        limit = None if size is None or operator.index(size) < 0 else operator.index(size)
+        line = b""
+        while True:
+            if self._fill():
+                buf, pos = self._buf, self._pos
+                stop = len(buf) if limit is None else min(len(buf), pos + limit - len(line))
+                nl = buf.find(b"\n", pos, stop)
+                line += self._take((nl + 1 if nl >= 0 else stop) - pos)
+                if nl >= 0 or (limit is not None and len(line) >= limit):
+                    return line
+                continue
+            if self._ended():
+                return line
+            rest = self._tap.readline() if limit is None else self._tap.readline(limit - len(line))
+            return line + rest if isinstance(rest, _BYTES) else line
+
+    def readlines(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._fill():
+            return self._more("readlines", args, kwargs)
+        hint = args[0] if args else kwargs.get("hint")
+        limit = None if hint is None or operator.index(hint) <= 0 else operator.index(hint)
+        lines: list[bytes] = []
+        total = 0
+        while self._fill():
+            line = self.readline()
+            lines.append(line)
+            total += len(line)
+            if limit is not None and total >= limit:
+                return lines
+        if self._ended():
+            return lines
+        rest = self._tap.readlines() if limit is None else self._tap.readlines(limit - total)
+        return lines + list(rest)
+
+    def _readinto(self, name: str) -> Callable[..., Any]:
+        def readinto(buffer: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self._fill():
+                return self._more(name, (buffer, *args), kwargs)
+            view = memoryview(buffer).cast("B")
+            n = 0
+            while n < len(view):
+                if self._fill():
+                    data = self._take(len(view) - n)
+                    view[n : n + len(data)] = data
+                    n += len(data)
+                    continue
+                if name == "readinto1" or self._ended():
+                    break  # readinto1: one read at most, and the buffer was it
+                got = self._tap.readinto(view[n:])
+                n += got if isinstance(got, int) and got > 0 else 0
+                break
+            return n
+
+        return readinto
+
+    def _read1(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._fill():
+            return self._more("read1", args, kwargs)
+        size = _size(args, kwargs, "size")
+        return self._take(None if size is None or operator.index(size) < 0 else operator.index(size))
+
+    def __iter__(self) -> ReplayInput:
+        return self
+
+    def __next__(self) -> Any:
+        if not self._fill():
+            return self._more("__next__", (), {})
+        line = self.readline()
+        if not line:  # pragma: no cover - _fill() said bytes remain
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ReplayInput.__slots__:  # unset slot (copy/pickle): no recursion through _tap
+            raise AttributeError(name)
+        if name in _OPTIONAL_READS:
+            if not hasattr(self._tap._stream, name):
+                raise AttributeError(name)
+            return self._read1 if name == "read1" else self._readinto(name)
+        return getattr(self._tap, name)
+
+
+def read_ahead(insp: Inspection, stream: Any, length: int | None, in_memory: bool) -> ReplayInput:
+    """Block mode: read the start of the body before the app runs and inspect it.
+
+    ``length`` is the declared body length (``None``: a terminated body, read up to the
+    cap or its end). Returns the stream the app reads instead. Never raises: whatever
+    happens, the bytes taken from ``stream`` are in the replay.
+    """
+    config = insp.runtime.config
+    want = config.body_limit if length is None else min(length, config.body_limit)
+    tap = InputTap(stream, insp, length)
+    ahead = _Ahead(stream, want)
+    timed_out = False
+    skipped: str | None = None
+    if in_memory:
+        ahead.run()
+    else:
+        try:
+            thread = threading.Thread(target=ahead.run, name="devsecmw-read-ahead", daemon=True)
+            thread.start()
+        except RuntimeError:  # no thread to be had: the head alone decides (counted)
+            skipped = "thread"
+        else:
+            timed_out = not ahead.done.wait(config.block_read_timeout)
+    chunks = ahead.halt()
+    try:
+        for chunk in chunks:
+            tap._seen(chunk, eof=False)
+        if ahead.eof:
+            tap._seen(b"", eof=True)
+        insp.body_ahead_end(timed_out, skipped)
+    except Exception as exc:  # pragma: no cover - both calls fail open on their own
+        insp.runtime.report("read_ahead", exc)
+    return ReplayInput(tap, b"".join(chunks), ahead)
+
+
+def _nothing() -> None:
+    pass
+
+
 class _Response:
     """The app's iterable, passed through chunk by chunk; ends the inspection, always closes."""
 
-    __slots__ = ("_insp", "_iter", "_result")
+    __slots__ = ("_insp", "_iter", "_release", "_result")
 
-    def __init__(self, result: Iterable[bytes], insp: Inspection) -> None:
+    def __init__(
+        self, result: Iterable[bytes], insp: Inspection, release: Callable[[], None] = _nothing
+    ) -> None:
         self._result = result
         self._insp = insp
         self._iter: Iterator[bytes] | None = None
+        self._release = release  # block mode: settles a read-ahead before the server moves on
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -237,6 +615,7 @@ class _Response:
         finally:
             insp.finish()
             insp.deactivate()
+            self._release()
 
 
 class _SizedResponse(_Response):
@@ -255,11 +634,12 @@ class _FileTap:
     server can still use sendfile; bytes sent that way are not observed.
     """
 
-    __slots__ = ("_file", "_insp")
+    __slots__ = ("_file", "_insp", "_release")
 
-    def __init__(self, file: Any, insp: Inspection) -> None:
+    def __init__(self, file: Any, insp: Inspection, release: Callable[[], None] = _nothing) -> None:
         self._file = file
         self._insp = insp
+        self._release = release
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
         data = self._file.read(*args, **kwargs)
@@ -277,6 +657,7 @@ class _FileTap:
             raise
         finally:
             self._insp.finish()
+            self._release()
 
     def __getattr__(self, name: str) -> Any:
         if name in _FileTap.__slots__:
@@ -284,7 +665,32 @@ class _FileTap:
         return getattr(self._file, name)
 
 
-def _wrap_result(result: Iterable[bytes], environ: Environ, insp: Inspection) -> Iterable[bytes]:
+class _BlockResponse:
+    """The block response's body; ``close()`` ends the inspection, then settles the read-ahead."""
+
+    __slots__ = ("_body", "_insp", "_release")
+
+    def __init__(self, body: bytes, insp: Inspection, release: Callable[[], None]) -> None:
+        self._body = body
+        self._insp = insp
+        self._release = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter((self._body,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        try:
+            self._insp.finish()
+        finally:
+            self._release()
+
+
+def _wrap_result(
+    result: Iterable[bytes], environ: Environ, insp: Inspection, release: Callable[[], None] = _nothing
+) -> Iterable[bytes]:
     try:
         wrapper = environ.get("wsgi.file_wrapper")
         if (
@@ -295,14 +701,22 @@ def _wrap_result(result: Iterable[bytes], environ: Environ, insp: Inspection) ->
             and getattr(result, "close", None) == getattr(result.filelike, "close", None)
         ):
             blksize = getattr(result, "blksize", None)
-            tap = _FileTap(result.filelike, insp)
+            tap = _FileTap(result.filelike, insp, release)
             factory: Callable[..., Iterable[bytes]] = wrapper  # the server's class, not the app's
             return factory(tap, blksize) if blksize else factory(tap)
         if hasattr(result, "__len__"):
-            return _SizedResponse(result, insp)
+            return _SizedResponse(result, insp, release)
     except Exception as exc:
         insp.runtime.report("response", exc)
-    return _Response(result, insp)
+    return _Response(result, insp, release)
+
+
+def wsgi_status(code: int) -> str:
+    """A WSGI status line for ``code`` (``"403 Forbidden"``)."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Blocked"
 
 
 class SecurityMiddleware:
@@ -336,17 +750,30 @@ class SecurityMiddleware:
         insp = runtime.begin(request)
         if insp is None:
             return self.app(environ, start_response)
+        replay: ReplayInput | None = None
         try:
             # Tells devsecmw.django, should it also be installed, that this request is covered.
             environ[ENVIRON_KEY] = True
+            blocked = runtime.blocking and insp.check_block()  # the head alone may decide
             stream = environ.get("wsgi.input")
-            if stream is not None:
+            if stream is not None and not blocked:
                 length = content_length(environ.get("CONTENT_LENGTH"))
                 if length is None and not environ.get("wsgi.input_terminated"):
                     length = 0  # PEP 3333: no Content-Length and not terminated means no body
-                environ["wsgi.input"] = InputTap(stream, insp, length)
+                if runtime.blocking and length != 0 and insp.wants_body_ahead():
+                    replay = read_ahead(insp, stream, length, isinstance(stream, _IN_MEMORY))
+                    environ["wsgi.input"] = replay
+                    blocked = insp.check_block()
+                else:
+                    environ["wsgi.input"] = InputTap(stream, insp, length)
         except Exception as exc:
             runtime.report("input", exc)
+            blocked = insp.blocked = False  # fail open: the app runs
+        release = replay.settle if replay is not None else _nothing
+        if blocked:
+            response = self._block(environ, start_response, insp, release)
+            if response is not None:
+                return response
 
         def wrapped_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -375,17 +802,39 @@ class SecurityMiddleware:
             result = self.app(environ, wrapped_start_response)
         except BaseException as exc:
             insp.finish(exc)
+            release()
             raise
         finally:
             insp.deactivate()
-        return _wrap_result(result, environ, insp)
+        return _wrap_result(result, environ, insp, release)
+
+    @staticmethod
+    def _block(
+        environ: Environ, start_response: StartResponse, insp: Inspection, release: Callable[[], None]
+    ) -> Iterable[bytes] | None:
+        """Answer with the block response; ``None`` (the app runs) if it cannot be built."""
+        response = insp.block_response(insp.request.header("accept"))
+        if response is None:
+            return None
+        status, headers, body = response  # header values are ASCII (validated by Config)
+        try:
+            start_response(wsgi_status(status), headers)
+        except BaseException as exc:  # the server's own error: passed on, recorded
+            insp.finish(exc)
+            release()
+            raise
+        head = str(environ.get("REQUEST_METHOD", "")).upper() == "HEAD"
+        return _BlockResponse(b"" if head else body, insp, release)
 
 
 __all__ = [
     "ENVIRON_KEY",
     "InputTap",
+    "ReplayInput",
     "SecurityMiddleware",
     "content_length",
+    "read_ahead",
     "route_from_environ",
     "status_code",
+    "wsgi_status",
 ]

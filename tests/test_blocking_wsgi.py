@@ -1,0 +1,730 @@
+"""Block mode in the WSGI adapter (plain PEP 3333 apps, then Flask's test client).
+
+The body is read ahead before the app runs: inline from in-memory streams
+(``io.BytesIO``, what test clients use), in a helper thread from any other
+stream. :class:`Upload` plays a server's ``wsgi.input`` that is not in memory:
+it serves the body in parts, returns short reads like a socket, and at a
+:data:`STALL` waits until the harness releases it (when the app starts, or
+once the response has been received: "the client sends the rest later"). So
+the read-ahead's wait always runs out at a stall, whatever the machine's
+speed, and no test depends on timing. It also records whether two readers
+were ever in it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import devsecmw.blocking
+from devsecmw.config import Config
+from devsecmw.engine import Engine
+from devsecmw.wsgi import SecurityMiddleware, wsgi_status
+
+# A generous inspection budget (load-independent detection) and one compiled engine for the module.
+STEADY: dict[str, Any] = {"time_budget": 5.0, "detector": Engine(Config())}
+# Where the body is all there, the read-ahead must never be cut short by a loaded machine.
+PATIENT = 60.0
+
+SQLI_QUERY = "q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+SQLI_FORM = b"name=bob&q=1%27+UNION+SELECT+password+FROM+users--"
+XSS_JSON = b'{"user": {"name": "bob", "comment": "<script>alert(document.cookie)</script>"}}'
+BENIGN_JSON = b'{"user": {"name": "bob", "comment": "Leave it at the door, please."}}'
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+FORM = "application/x-www-form-urlencoded"
+STALL = object()
+
+
+# --------------------------------------------------------------------------- a server's input
+class Upload:
+    """A request body stream that is not in memory (see the module docstring)."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.parts: list[Any] = [p for p in parts if p is STALL or p]
+        self.resume = threading.Event()
+        self.lock = threading.Lock()
+        self.active = 0
+        self.overlap = False
+        self.readers: list[str] = []  # the thread of each read call, in order
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self.lock:
+            self.active += 1
+            self.overlap = self.overlap or self.active > 1
+            self.readers.append(threading.current_thread().name)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def _next(self, size: int | None, line: bool = False) -> bytes:
+        out = b""
+        while size is None or len(out) < size:
+            if not self.parts:
+                break
+            head = self.parts[0]
+            if head is STALL:
+                if out:
+                    break  # a short read: what has arrived so far
+                self.resume.wait()
+                self.parts.pop(0)
+                continue
+            room = len(head) if size is None else size - len(out)
+            if line and b"\n" in head[:room]:
+                room = head.index(b"\n") + 1
+            out += head[:room]
+            if room < len(head):
+                self.parts[0] = head[room:]
+            else:
+                self.parts.pop(0)
+            if line and out.endswith(b"\n"):
+                break
+        return out
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._reading():
+            return self._next(None if size is None or size < 0 else size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._reading():
+            return self._next(None if size is None or size < 0 else size, line=True)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+class UploadInto(Upload):
+    """The same, with ``readinto`` (as io.BufferedReader and many servers' inputs have)."""
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with self._reading():
+            data = self._next(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+# --------------------------------------------------------------------------- the harness
+@dataclass
+class Result:
+    status: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    app_called: bool = False
+    app_read: bytes | None = None
+
+    @property
+    def code(self) -> int:
+        return int(str(self.status)[:3])
+
+
+def environ_for(
+    method: str = "GET",
+    path: str = "/submit",
+    query: str = "",
+    body: bytes | None = None,
+    stream: Any = None,
+    ctype: str = "application/json",
+    length: int | None = -1,
+    accept: str | None = None,
+    client: str = "203.0.113.5",
+    terminated: bool = False,
+) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": client,
+        "HTTP_HOST": "t",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": stream if stream is not None else io.BytesIO(body or b""),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if body is not None or stream is not None:
+        env["CONTENT_TYPE"] = ctype
+    if length == -1 and body is not None:
+        length = len(body)
+    if length is not None and length >= 0:
+        env["CONTENT_LENGTH"] = str(length)
+    if terminated:
+        env["wsgi.input_terminated"] = True
+        env["HTTP_TRANSFER_ENCODING"] = "chunked"
+    if accept is not None:
+        env["HTTP_ACCEPT"] = accept
+    return env
+
+
+Reader = Callable[[Any], bytes]
+
+
+def read_all(s: Any) -> bytes:
+    return bytes(s.read())
+
+
+READERS: dict[str, Reader] = {
+    "read": read_all,
+    "read_n": lambda s: b"".join(iter(lambda: s.read(777), b"")),
+    "readline": lambda s: b"".join(iter(s.readline, b"")),
+    "readline_n": lambda s: b"".join(iter(lambda: s.readline(50), b"")),
+    "readlines": lambda s: b"".join(s.readlines()),
+    "iterate": lambda s: b"".join(s),
+}
+
+
+def readinto_all(s: Any) -> bytes:
+    out = bytearray()
+    buf = bytearray(1000)
+    while n := s.readinto(buf):
+        out += buf[:n]
+    return bytes(out)
+
+
+def reading_app(how: Reader = read_all, respond_first: bool = False) -> Callable[..., Iterable[bytes]]:
+    """Reads the body ``how`` it is told and answers with a digest of what it read."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if respond_first:
+            start_response("200 OK", [("content-type", "text/plain")])
+        data = (
+            how(environ["wsgi.input"])
+            if environ.get("CONTENT_LENGTH") or environ.get("wsgi.input_terminated")
+            else b""
+        )
+        environ["test.read"] = data
+        if not respond_first:
+            start_response("200 OK", [("content-type", "text/plain")])
+        return [hashlib.sha256(data).hexdigest().encode()]
+
+    return app
+
+
+def quiet_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Answers without reading the body."""
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [b"ok"]
+
+
+def run(
+    app: Callable[..., Iterable[bytes]],
+    environ: dict[str, Any],
+    otel: Any = None,
+    mw: SecurityMiddleware | None = None,
+    **options: Any,
+) -> Result:
+    """One request through ``SecurityMiddleware(app, **options)`` played by a minimal server."""
+    result = Result()
+    stream = environ["wsgi.input"]
+
+    def recorded(env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        result.app_called = True
+        if isinstance(stream, Upload):
+            stream.resume.set()  # the app runs: the rest of a stalled upload arrives
+        try:
+            return app(env, start_response)
+        finally:
+            result.app_read = env.get("test.read")
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        result.status = status
+        result.headers = {k.lower(): v for k, v in headers}
+        return lambda data: None
+
+    if mw is None:
+        providers = otel.providers if otel is not None else {}
+        mw = SecurityMiddleware(recorded, **STEADY, **providers, **options)
+    else:
+        mw.app = recorded
+    out = mw(environ, start_response)
+    try:
+        result.body = b"".join(out)
+        if isinstance(stream, Upload):
+            stream.resume.set()  # the response is out: the client goes on sending
+    finally:
+        close = getattr(out, "close", None)
+        if close is not None:
+            close()
+    return result
+
+
+def error_count(otel: Any, stage: str, error_type: str) -> int:
+    return sum(
+        int(p.value)
+        for attrs, p in otel.metric_points("devsecmw.errors")
+        if attrs.get("devsecmw.stage") == stage and attrs.get("error.type") == error_type
+    )
+
+
+def trace_id_of(span: Any) -> str:
+    return format(span.context.trace_id, "032x")
+
+
+def no_helper_threads() -> bool:
+    return not [t for t in threading.enumerate() if t.name == "devsecmw-read-ahead"]
+
+
+# --------------------------------------------------------------------------- block vs monitor
+def test_monitor_mode_observes_and_block_mode_blocks_the_same_attack(otel: Any) -> None:
+    monitored = run(reading_app(), environ_for(query=SQLI_QUERY), otel)
+    assert monitored.app_called and monitored.code == 200
+    span = otel.span()
+    assert span.attributes["devsecmw.blocked"] is False
+    assert span.attributes["devsecmw.would_block"] is True
+    otel.clear()
+
+    blocked = run(reading_app(), environ_for(query=SQLI_QUERY), otel, mode="block")
+    assert not blocked.app_called
+    assert blocked.status == "403 Forbidden"
+    span = otel.span()
+    assert span.attributes["devsecmw.blocked"] is True
+    assert span.attributes["devsecmw.classification"] == "attack"
+    assert "sqli" in span.attributes["devsecmw.signal.types"]
+    assert "auth_failure" not in span.attributes["devsecmw.signal.types"]  # devsecmw's 403, not the app's
+    assert span.attributes["http.response.status_code"] == 403
+    assert json.loads(blocked.body) == {"error": "request blocked", "trace_id": trace_id_of(span)}
+
+
+@pytest.mark.parametrize(
+    ("accept", "ctype"),
+    [(None, "application/json"), ("*/*", "application/json"), (BROWSER_ACCEPT, "text/html; charset=utf-8")],
+)
+def test_block_response_by_accept_carries_the_span_trace_id(
+    otel: Any, accept: str | None, ctype: str
+) -> None:
+    r = run(reading_app(), environ_for(query=SQLI_QUERY, accept=accept), otel, mode="block")
+    assert r.code == 403 and not r.app_called
+    assert r.headers["content-type"] == ctype
+    assert int(r.headers["content-length"]) == len(r.body)
+    assert r.headers["cache-control"] == "no-store"
+    trace_id = trace_id_of(otel.span())
+    assert trace_id != "0" * 32
+    if ctype == "application/json":
+        assert json.loads(r.body)["trace_id"] == trace_id
+    else:
+        assert f"<code>{trace_id}</code>" in r.body.decode()
+
+
+def test_custom_block_status_body_and_content_type(otel: Any) -> None:
+    options = {
+        "block_status": 451,
+        "block_body": "denied, ref {trace_id}\n",
+        "block_content_type": "text/plain",
+    }
+    r = run(reading_app(), environ_for(query=SQLI_QUERY), otel, mode="block", **options)
+    assert r.status == "451 Unavailable For Legal Reasons"
+    assert r.headers["content-type"] == "text/plain"
+    assert r.body == f"denied, ref {trace_id_of(otel.span())}\n".encode()
+    assert otel.span().attributes["http.response.status_code"] == 451
+
+
+def test_status_line_of_a_code_without_a_reason_phrase() -> None:
+    assert wsgi_status(403) == "403 Forbidden"
+    assert wsgi_status(499) == "499 Blocked"
+
+
+def test_head_request_blocked_without_a_body(otel: Any) -> None:
+    r = run(reading_app(), environ_for("HEAD", query=SQLI_QUERY), otel, mode="block")
+    assert r.code == 403 and r.body == b"" and not r.app_called
+    assert int(r.headers["content-length"]) > 0  # what a GET would have received
+
+
+def test_benign_request_in_block_mode_reaches_the_app(otel: Any) -> None:
+    r = run(reading_app(), environ_for(query="q=garden+chairs"), otel, mode="block")
+    assert r.app_called and r.code == 200
+    assert otel.span().attributes["devsecmw.blocked"] is False
+    assert "devsecmw.would_block" not in otel.span().attributes
+
+
+# --------------------------------------------------------------------------- what counts
+def test_block_types_narrow_what_blocks(otel: Any) -> None:
+    only_xss = run(reading_app(), environ_for(query=SQLI_QUERY), otel, mode="block", block_types=["xss"])
+    assert only_xss.app_called and only_xss.code == 200
+    assert "sqli" in otel.span().attributes["devsecmw.signal.types"]
+    only_sqli = run(reading_app(), environ_for(query=SQLI_QUERY), mode="block", block_types=["sqli"])
+    assert not only_sqli.app_called and only_sqli.code == 403
+
+
+def test_anomaly_signals_alone_never_block(otel: Any) -> None:
+    env = environ_for(path="/.env", query="q=%ff%fe&r=abc%00def")
+    r = run(reading_app(), env, otel, mode="block", block_threshold=1)
+    assert r.app_called and r.code == 200
+    span = otel.span()
+    assert {"private_file", "not_utf8", "null_byte"} <= set(span.attributes["devsecmw.signal.types"])
+    assert span.attributes["devsecmw.blocked"] is False
+
+
+def test_allowlisted_paths_are_never_blocked(otel: Any) -> None:
+    options = {"mode": "block", "allow_paths": ["/healthz", "/internal/*"]}
+    for path in ("/healthz", "/internal/metrics"):
+        r = run(reading_app(), environ_for(path=path, query=SQLI_QUERY), otel, **options)
+        assert r.app_called and r.code == 200
+    for span in otel.spans():  # still inspected and reported
+        assert "sqli" in span.attributes["devsecmw.signal.types"]
+        assert span.attributes["devsecmw.blocked"] is False
+    assert run(reading_app(), environ_for(path="/healthz/x", query=SQLI_QUERY), **options).code == 403
+
+
+def test_allowlisted_networks_are_never_blocked_and_their_body_is_not_read_ahead(otel: Any) -> None:
+    upload = Upload(XSS_JSON[:20], XSS_JSON[20:])
+    env = environ_for("POST", stream=upload, length=len(XSS_JSON), client="10.1.2.3")
+    r = run(reading_app(), env, otel, mode="block", allow_networks=["10.0.0.0/8"])
+    assert r.app_called and r.code == 200 and r.app_read == XSS_JSON
+    assert "devsecmw-read-ahead" not in upload.readers  # read by the app alone
+    assert "xss" in otel.span().attributes["devsecmw.signal.types"]
+    other = environ_for("POST", body=XSS_JSON, client="192.0.2.1")
+    assert run(reading_app(), other, mode="block", allow_networks=["10.0.0.0/8"]).code == 403
+
+
+# --------------------------------------------------------------------------- the body, read ahead
+@pytest.mark.parametrize(
+    ("ctype", "body", "signal"), [("application/json", XSS_JSON, "xss"), (FORM, SQLI_FORM, "sqli")]
+)
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_attack_in_the_body_is_blocked_before_the_app_runs(
+    otel: Any, ctype: str, body: bytes, signal: str, source: str
+) -> None:
+    stream = io.BytesIO(body) if source == "memory" else Upload(body[:10], body[10:])
+    env = environ_for("POST", stream=stream, ctype=ctype, length=len(body))
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert not r.app_called and r.code == 403
+    span = otel.span()
+    assert span.attributes["devsecmw.blocked"] is True
+    assert signal in span.attributes["devsecmw.signal.types"]
+    assert any(e["devsecmw.signal.location"].startswith("body:") for e in otel.events())
+    if isinstance(stream, Upload):
+        assert set(stream.readers) == {"devsecmw-read-ahead"}  # read in the helper thread
+        assert not stream.overlap
+    assert no_helper_threads()
+
+
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_benign_body_is_replayed_exactly(otel: Any, source: str) -> None:
+    stream = io.BytesIO(BENIGN_JSON) if source == "memory" else Upload(BENIGN_JSON[:7], BENIGN_JSON[7:])
+    env = environ_for("POST", stream=stream, length=len(BENIGN_JSON))
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.app_called and r.code == 200 and r.app_read == BENIGN_JSON
+    assert env["CONTENT_LENGTH"] == str(len(BENIGN_JSON))  # Content-Length means what it meant
+    assert otel.span().attributes["devsecmw.classification"] == "benign"
+
+
+BIG = b"".join(b"line %05d " % i + bytes(range(32, 127)) + b"\n" for i in range(1200))  # ~125 KB
+
+
+@pytest.mark.parametrize("how", [*READERS, "readinto"])
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_body_larger_than_the_cap_reaches_the_app_whole_and_in_order(
+    otel: Any, how: str, source: str
+) -> None:
+    reader = readinto_all if how == "readinto" else READERS[how]
+    parts = [BIG[i : i + 3000] for i in range(0, len(BIG), 3000)]
+    stream = io.BytesIO(BIG) if source == "memory" else UploadInto(*parts)
+    env = environ_for("POST", stream=stream, ctype="text/plain", length=len(BIG))
+    r = run(reading_app(reader), env, otel, mode="block", body_limit=10_000, block_read_timeout=PATIENT)
+    assert r.app_called and r.code == 200
+    assert r.app_read == BIG
+    assert error_count(otel, "read_ahead", "timeout") == 0
+    if isinstance(stream, Upload):
+        assert stream.readers[0] == "devsecmw-read-ahead" and not stream.overlap
+        # The cap, not the whole upload, was read ahead.
+        assert stream.readers.count("devsecmw-read-ahead") == 2  # 8 KiB, then the 1808 bytes left of it
+
+
+@pytest.mark.parametrize("how", ["read", "readline", "iterate"])
+def test_chunked_body_is_read_ahead_to_its_end_and_replayed(otel: Any, how: str) -> None:
+    body = b"a=1\nb=2\nc=3\n" * 50
+    env = environ_for(
+        "POST", stream=Upload(body[:5], body[5:]), ctype="text/plain", length=None, terminated=True
+    )
+    r = run(reading_app(READERS[how]), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.app_called and r.app_read == body
+
+
+def test_chunked_attack_is_blocked(otel: Any) -> None:
+    stream = Upload(SQLI_FORM[:9], SQLI_FORM[9:])
+    env = environ_for("POST", stream=stream, ctype=FORM, length=None, terminated=True)
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.code == 403 and not r.app_called
+    assert "sqli" in otel.span().attributes["devsecmw.signal.types"]
+
+
+def test_attack_within_the_cap_of_a_larger_body_is_blocked_without_reading_the_rest(otel: Any) -> None:
+    body = SQLI_FORM + b"&pad=" + b"x" * 50_000
+    upload = Upload(*[body[i : i + 1000] for i in range(0, len(body), 1000)])
+    env = environ_for("POST", stream=upload, ctype=FORM, length=len(body))
+    r = run(reading_app(), env, otel, mode="block", body_limit=2000, block_read_timeout=PATIENT)
+    assert r.code == 403 and not r.app_called
+    assert sum(len(p) for p in upload.parts) == len(body) - 2000  # the cap, not the whole upload
+
+
+def test_readinto_is_offered_only_when_the_server_stream_has_it(otel: Any) -> None:
+    seen: dict[str, bool] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen[type(environ["wsgi.input"]._tap._stream).__name__] = hasattr(environ["wsgi.input"], "readinto")
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    for stream in (Upload(BENIGN_JSON), UploadInto(BENIGN_JSON)):
+        run(app, environ_for("POST", stream=stream, length=len(BENIGN_JSON)), otel, mode="block")
+    assert seen == {"Upload": False, "UploadInto": True}
+
+
+# --------------------------------------------------------------------------- slow bodies
+def test_slow_body_is_not_waited_for_and_the_app_reads_every_byte(otel: Any) -> None:
+    # The attack arrives only once the app runs: the read-ahead cannot see it and gives up.
+    first, rest = b'{"user": {"name": "bob", ', b'"comment": "<script>alert(document.cookie)</script>"}}'
+    upload = Upload(first, STALL, rest)
+    env = environ_for("POST", stream=upload, length=len(first + rest))
+    r = run(reading_app(READERS["read_n"]), env, otel, mode="block", block_read_timeout=0.05)
+    assert r.app_called and r.code == 200  # not blocked for what it did not see
+    assert r.app_read == first + rest
+    assert not upload.overlap  # the app's first read waited for the helper's read in flight
+    assert error_count(otel, "read_ahead", "timeout") == 1
+    span = otel.span()
+    # What arrived late was inspected as the app read it, and recorded: too late to block.
+    assert "xss" in span.attributes["devsecmw.signal.types"]
+    assert span.attributes["devsecmw.blocked"] is False
+    assert span.attributes["devsecmw.would_block"] is True
+    assert no_helper_threads()
+
+
+def test_attack_seen_before_a_stall_is_blocked_and_the_read_in_flight_settled(otel: Any) -> None:
+    upload = Upload(SQLI_FORM, STALL, b"&more=1")
+    env = environ_for("POST", stream=upload, ctype=FORM, length=len(SQLI_FORM) + 7)
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=0.05)
+    assert r.code == 403 and not r.app_called
+    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.span().attributes["devsecmw.blocked"] is True
+    # close() waited for the helper's read in flight: nothing reads the stream after the request.
+    assert upload.active == 0 and upload.parts == [] and no_helper_threads()
+
+
+def test_slow_body_the_app_never_reads_is_settled_at_close(otel: Any) -> None:
+    upload = Upload(b"name=", STALL, b"bob")
+    env = environ_for("POST", stream=upload, ctype=FORM, length=8)
+    r = run(quiet_app, env, otel, mode="block", block_read_timeout=0.05)
+    assert r.code == 200 and r.body == b"ok"
+    assert upload.active == 0 and no_helper_threads()
+
+
+@pytest.mark.internal_errors_expected
+def test_stream_error_during_read_ahead_reaches_the_app_from_its_own_read(otel: Any) -> None:
+    class Gone(OSError):
+        pass
+
+    class Failing(Upload):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.parts:
+                return super().read(size)
+            raise Gone("client went away")
+
+    got: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
+        data = stream.read(5)
+        try:
+            stream.read(100)
+        except Gone as exc:
+            got.append(exc)
+        start_response("200 OK", [])
+        return [data]
+
+    env = environ_for("POST", stream=Failing(b"name=bob"), ctype=FORM, length=100)
+    r = run(app, env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.body == b"name=" and len(got) == 1
+
+
+# --------------------------------------------------------------------------- empty bodies
+@pytest.mark.parametrize("length", [0, None])
+def test_empty_post_does_not_hang_nor_read(otel: Any, length: int | None) -> None:
+    upload = Upload()  # a read of a body that does not exist would wait forever
+    env = environ_for("POST", stream=upload, length=length)
+    r = run(quiet_app, env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.code == 200 and upload.readers == []
+    assert error_count(otel, "read_ahead", "timeout") == 0
+
+
+def test_empty_chunked_post(otel: Any) -> None:
+    env = environ_for("POST", stream=Upload(), length=None, terminated=True)
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.code == 200 and r.app_read == b""
+
+
+def test_monitor_mode_never_reads_ahead(otel: Any) -> None:
+    upload = Upload(XSS_JSON)
+    r = run(quiet_app, environ_for("POST", stream=upload, length=len(XSS_JSON)), otel)
+    assert r.code == 200 and upload.readers == []
+    assert "xss" not in otel.span().attributes["devsecmw.signal.types"]
+
+
+# --------------------------------------------------------------------------- response already started
+def test_nothing_is_blocked_once_the_app_has_called_start_response(otel: Any) -> None:
+    upload = Upload(b"name=bob&", STALL, SQLI_FORM)
+    env = environ_for("POST", stream=upload, ctype=FORM, length=9 + len(SQLI_FORM))
+    r = run(reading_app(respond_first=True), env, otel, mode="block", block_read_timeout=0.05)
+    assert r.code == 200 and r.app_read == b"name=bob&" + SQLI_FORM
+    span = otel.span()
+    assert "sqli" in span.attributes["devsecmw.signal.types"]
+    assert span.attributes["devsecmw.blocked"] is False
+    assert span.attributes["devsecmw.would_block"] is True
+    assert span.attributes["http.response.status_code"] == 200
+
+
+# --------------------------------------------------------------------------- flagged clients
+def test_flagged_client_is_blocked_in_block_mode_while_flagged(otel: Any) -> None:
+    mw = SecurityMiddleware(reading_app(), mode="block", flag_attacks=3, **STEADY, **otel.providers)
+    for _ in range(3):  # each attack blocked on its own signals, and counted for the client
+        assert run(reading_app(), environ_for(query=SQLI_QUERY, client="203.0.113.9"), mw=mw).code == 403
+    assert "client_flagged" in otel.signal_types()
+    otel.clear()
+    clean = run(reading_app(), environ_for(query="q=shoes", client="203.0.113.9"), mw=mw)
+    assert clean.code == 403 and not clean.app_called
+    span = otel.span()
+    assert span.attributes["devsecmw.blocked"] is True
+    assert span.attributes["devsecmw.signal.types"] == ("client_flagged",)
+    assert run(reading_app(), environ_for(query="q=shoes", client="198.51.100.7"), mw=mw).code == 200
+
+
+def test_flagged_client_is_only_observed_in_monitor_mode(otel: Any) -> None:
+    mw = SecurityMiddleware(reading_app(), flag_attacks=3, **STEADY, **otel.providers)
+    codes = [
+        run(reading_app(), environ_for(query=SQLI_QUERY, client="203.0.113.9"), mw=mw).code for _ in range(3)
+    ]
+    assert codes == [200, 200, 200]
+    otel.clear()
+    clean = run(reading_app(), environ_for(query="q=shoes", client="203.0.113.9"), mw=mw)
+    assert clean.code == 200 and clean.app_called
+    span = otel.span()
+    assert span.attributes["devsecmw.signal.types"] == ("client_flagged",)
+    assert span.attributes["devsecmw.would_block"] is True
+    assert span.attributes["devsecmw.blocked"] is False
+
+
+# --------------------------------------------------------------------------- fail open
+@pytest.mark.internal_errors_expected
+def test_block_response_failure_lets_the_request_through(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(devsecmw.blocking, "render", broken)
+    r = run(reading_app(), environ_for("POST", body=SQLI_FORM, ctype=FORM), otel, mode="block")
+    assert r.app_called and r.code == 200 and r.app_read == SQLI_FORM
+    assert error_count(otel, "block_response", "RuntimeError") == 1
+    assert otel.span().attributes["devsecmw.blocked"] is False
+
+
+# --------------------------------------------------------------------------- Flask
+flask = pytest.importorskip("flask")
+
+
+def done(response: Any) -> Any:
+    """Read and close a test-client response, as a server would (the span ends at close)."""
+    response.get_data()
+    response.close()
+    return response
+
+
+def flask_app(**options: Any) -> Any:
+    app = flask.Flask("devsecmw_block_test")
+    app.config["called"] = []
+
+    @app.post("/echo")
+    def echo() -> Any:
+        app.config["called"].append("echo")
+        return flask.Response(flask.request.get_data(), mimetype="application/octet-stream")
+
+    @app.post("/json")
+    def json_view() -> Any:
+        app.config["called"].append("json")
+        return {"name": flask.request.get_json()["user"]["name"]}
+
+    @app.post("/form")
+    def form() -> Any:
+        app.config["called"].append("form")
+        return flask.request.form.get("name", "")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        app.config["called"].append("item")
+        return {"id": item_id}
+
+    app.wsgi_app = SecurityMiddleware(app.wsgi_app, **STEADY, **options)  # type: ignore[method-assign]
+    return app
+
+
+def test_flask_block_and_monitor_for_the_same_attacks(otel: Any) -> None:
+    for mode, expected in (("monitor", 200), ("block", 403)):
+        app = flask_app(mode=mode, block_read_timeout=PATIENT, **otel.providers)
+        client = app.test_client()
+        query = done(client.get("/items/3", query_string={"q": "1' UNION SELECT password FROM users--"}))
+        body_json = done(client.post("/json", data=XSS_JSON, content_type="application/json"))
+        body_form = done(
+            client.post("/form", data={"name": "bob", "q": "1' UNION SELECT password FROM users--"})
+        )
+        assert [query.status_code, body_json.status_code, body_form.status_code] == [expected] * 3
+        spans = otel.spans()[-3:]
+        assert [s.attributes["devsecmw.blocked"] for s in spans] == [mode == "block"] * 3
+        assert all(s.attributes["devsecmw.would_block"] is True for s in spans)
+        if mode == "block":
+            assert app.config["called"] == []  # no view ran
+            assert body_json.json == {"error": "request blocked", "trace_id": trace_id_of(spans[1])}
+            assert "http.route" not in spans[0].attributes  # Flask never routed it
+        else:
+            assert app.config["called"] == ["item", "json", "form"]
+        otel.clear()
+
+
+def test_flask_block_response_by_accept(otel: Any) -> None:
+    client = flask_app(mode="block", **otel.providers).test_client()
+    r = done(
+        client.post(
+            "/json", data=XSS_JSON, content_type="application/json", headers={"Accept": BROWSER_ACCEPT}
+        )
+    )
+    assert r.status_code == 403 and r.content_type == "text/html; charset=utf-8"
+    assert f"<code>{trace_id_of(otel.span())}</code>" in r.get_data(as_text=True)
+
+
+def test_flask_bodies_pass_whole_in_block_mode(otel: Any) -> None:
+    app = flask_app(mode="block", body_limit=4096, block_read_timeout=PATIENT, **otel.providers)
+    client = app.test_client()
+    assert done(client.post("/echo", data=BIG)).data == BIG
+    assert done(client.post("/json", data=BENIGN_JSON, content_type="application/json")).json == {
+        "name": "bob"
+    }
+    assert done(client.post("/form", data={"name": "O'Brien"})).data == b"O'Brien"
+    assert done(client.post("/echo", data=b"")).data == b""
+    assert app.config["called"] == ["echo", "json", "form", "echo"]
+    assert not any(s.attributes["devsecmw.blocked"] for s in otel.spans())
+
+
+def test_flask_flagged_client(otel: Any) -> None:
+    client = flask_app(mode="block", flag_attacks=2, **otel.providers).test_client()
+    for _ in range(2):
+        assert (
+            done(client.get("/items/1", query_string={"q": "<script>alert(1)</script>"})).status_code == 403
+        )
+    assert done(client.get("/items/1")).status_code == 403  # flagged: even a clean request
+    other = done(client.get("/items/1", environ_base={"REMOTE_ADDR": "198.51.100.8"}))
+    assert other.status_code == 200
