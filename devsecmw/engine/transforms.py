@@ -20,7 +20,7 @@ Transform = Callable[[str], tuple[str, bool]]
 MAX_DECODE_ROUNDS = 3
 
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
-_PCT_U = re.compile(r"%u([0-9A-Fa-f]{4})")
+_PCT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")  # IIS reads %U0027 like %u0027
 _WS = re.compile(r"\s+")
 _SQL_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.S)
 _JS_ESC = re.compile(r"\\(?:x([0-9A-Fa-f]{2})|u\{?([0-9A-Fa-f]{4,6})\}?|([0-7]{1,3}))")
