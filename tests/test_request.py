@@ -1,0 +1,93 @@
+"""The request model built from an ASGI scope or a WSGI environ keeps what was on the wire."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from devsecmw.engine.targets import body_values, head_values
+from devsecmw.request import from_asgi_scope, from_wsgi_environ, parse_cookies, parse_qsl
+
+
+def scope(**kw: Any) -> dict[str, Any]:
+    base = {"type": "http", "method": "GET", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"",
+            "headers": [], "http_version": "1.1", "scheme": "https", "client": ("198.51.100.7", 5000),
+            "server": ("10.0.0.1", 443)}  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def test_raw_target_is_kept_exactly() -> None:
+    req = from_asgi_scope(scope(raw_path=b"/a/..%2f%2E/b", path="/a/../b", query_string=b"x=%27&x=2&y"))
+    assert req.target == "/a/..%2f%2E/b?x=%27&x=2&y"
+    assert req.path == "/a/../b"
+    assert (req.client_address, req.client_port, req.scheme) == ("198.51.100.7", 5000, "https")
+
+
+def test_raw_path_missing_is_reencoded() -> None:
+    req = from_asgi_scope(scope(raw_path=None, path="/é x"))
+    assert req.target == "/%C3%A9%20x"
+
+
+def test_duplicate_headers_in_wire_order_and_latin1() -> None:
+    headers = [(b"X-Tag", b"one"), (b"x-tag", b"two"), (b"User-Agent", b"caf\xe9")]
+    req = from_asgi_scope(scope(headers=headers))
+    assert req.headers == [("x-tag", "one"), ("x-tag", "two"), ("user-agent", "café")]
+    assert req.header("x-tag") == "one, two"
+    assert req.header_values("x-tag") == ["one", "two"]
+
+
+def test_repeated_query_keys_in_order() -> None:
+    req = from_asgi_scope(scope(query_string=b"id=1&id=2&name=a+b&flag&=v&bad=%zz&e=%C3%A9&x=%FF"))
+    got = [(f.name, f.value, f.utf8) for f in req.query]
+    assert got == [("id", "1", True), ("id", "2", True), ("name", "a b", True), ("flag", "", True),
+                   ("", "v", True), ("bad", "%zz", True), ("e", "é", True), ("x", "\xff", False)]  # fmt: skip
+    assert [f.location for f in req.query][:2] == ["query:id", "query:id"]
+
+
+def test_cookies() -> None:
+    fields = parse_cookies(['theme=dark; _ga=GA1.2.3; q="quoted"', "late=1"])
+    assert [(f.name, f.value, f.location) for f in fields] == [
+        ("theme", "dark", "cookie:theme"),
+        ("_ga", "GA1.2.3", "cookie:_ga"),
+        ("q", "quoted", "cookie:q"),
+        ("late", "1", "cookie:late"),
+    ]
+
+
+def test_wsgi_environ() -> None:
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/caf\xc3\xa9", "QUERY_STRING": "a=1&a=2",
+               "RAW_URI": "/caf%C3%A9?a=1&a=2", "HTTP_X_TAG": "one", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": "2", "REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "4000",
+               "SERVER_PROTOCOL": "HTTP/1.0", "wsgi.input": io.BytesIO(b"{}"),
+               "wsgi.url_scheme": "http"}  # fmt: skip
+    req = from_wsgi_environ(environ)
+    assert req.target == "/caf%C3%A9?a=1&a=2"
+    assert req.path == "/café"
+    assert ("content-type", "application/json") in req.headers and ("x-tag", "one") in req.headers
+    assert [f.value for f in req.query] == ["1", "2"]
+    assert (req.http_version, req.client_address, req.client_port) == ("1.0", "203.0.113.9", 4000)
+
+
+def test_wsgi_without_raw_uri_requotes_path() -> None:
+    req = from_wsgi_environ({"REQUEST_METHOD": "GET", "PATH_INFO": "/a b", "QUERY_STRING": "q=1"})
+    assert req.target == "/a%20b?q=1"
+
+
+def test_head_values_address_every_part() -> None:
+    req = from_asgi_scope(scope(query_string=b"id=1", headers=[(b"cookie", b"sid=x"), (b"accept", b"*/*")]))
+    keys = {(k, loc) for k, loc, _v, _u in head_values(req)}
+    assert {("method", "method"), ("path", "path"), ("query", "query:id"), ("query.names", "query:id"),
+            ("cookies", "cookie:sid"), ("header:accept", "header:accept"),
+            ("headers.names", "header:cookie")} <= keys  # fmt: skip
+    assert ("header:cookie", "header:cookie") not in keys  # cookies have their own target
+
+
+def test_parse_qsl_never_raises_on_junk() -> None:
+    assert [(f.name, f.value) for f in parse_qsl("%%%&&=&%")] == [("%%%", ""), ("", ""), ("%", "")]
+
+
+def test_body_values_none_for_binary() -> None:
+    req = from_asgi_scope(scope(method="POST", headers=[(b"content-type", b"image/png")]))
+    req.add_body(b"\x89PNG....", 1024)
+    assert body_values(req) == []
