@@ -5,25 +5,27 @@ single- or un-quoted attribute value, inside a string of a script, or inside a
 style. Running a full tokenizer per context from every offset would be
 quadratic (and slow in Python), so the detector works in three stages:
 
-1. **Gate.** One RE2 set pass over the lower-cased value says which checks
-   have a candidate at all; most values that reach the detector need one or two.
-2. **Candidates.** Each check's regular expression finds the places where
-   active content could start: a dangerous tag name right after ``<``, an
-   ``on...=`` attribute, a URL attribute whose value does not start like an
-   ordinary URL, a quote followed by a JS operator and a call, a call of a JS
-   sink... Patterns start with a literal or a small class and use bounded
-   repeats only, so each scan is one linear pass in C.
+1. **Gate.** One RE2 set pass over the lower-cased value (and its entity-decoded
+   form) says which checks have a candidate at all; most values need one or two.
+2. **Candidates.** Each check has patterns for where active content could start:
+   a dangerous tag name right after ``<``, an ``on...=`` attribute, a URL
+   attribute whose value starts like ``javascript:``, a quote followed by a JS
+   operator and a call, a call of a JS sink... RE2 scans for them (linear, and
+   fast when they are rare); ``re`` matches at each hit for the groups.
 3. **Verification** of each candidate in a bounded window, the way a browser
    would read it: the enclosing start tag is parsed like an HTML5 tokenizer
    (quoting, ``/`` separators, attribute values that hide ``>``), attribute
    values are entity-decoded and stripped of the characters browsers ignore in
    URL schemes (``jav&#x09;ascript:``), CSS is read without comments and
    escapes, and JS is tokenised to tell a call (``alert(1)``) from prose that
-   merely mentions a word (``alert (from the bank)``).
+   merely mentions a word (``alert (from the bank)``) or code whose strings the
+   value opened and closed itself (``f("a", g(1))``).
 
-Work is bounded: windows are capped, and the number of verifications per value
-is capped in proportion to its length. A value that exhausts that budget is
-reported: benign text does not carry hundreds of attack-shaped fragments.
+Work is bounded: windows are capped, and candidates per value are capped in
+proportion to its length. Markup-shaped candidates share one budget, and a value
+that exhausts it is reported: benign text does not carry a hundred of them. The
+checks that also read ordinary source code (JS break-outs, sinks, globals) each
+have their own budget and stop quietly when it is spent.
 
 The module exposes ``PREFILTER`` (RE2 syntax: every value the detector reports
 matches it), ``detect(value) -> (start, end) | None``, and ``make_detector(param)``
