@@ -37,6 +37,26 @@ It has no detection logic of its own; per request it builds the request model
   here and devsecmw enriches it (one server span). That instrumentation ends
   its span when the response leaves the middleware chain, so devsecmw then
   records its verdict at that point, streaming or not.
+
+Block mode (``mode="block"``, opt-in) decides before ``get_response``: a
+request whose head, body read ahead or flagged client calls for a block gets
+an ``HttpResponse`` with the rendered status, headers and body (the trace id
+in it), returned from this middleware; the views and every middleware below
+never see the request. The body is read ahead from ``request._stream`` up to
+the inspection cap and replayed to the view byte for byte
+(:class:`devsecmw.wsgi.ReplayInput`):
+
+- under WSGI ``request._stream`` is Django's ``LimitedStream`` over
+  ``wsgi.input`` (Django reads ``CONTENT_LENGTH`` bytes, none without it), so
+  the read-ahead is that of :mod:`devsecmw.wsgi`: ``min(length, cap)`` bytes
+  in a helper thread, waited for at most ``block_read_timeout`` seconds, a
+  read still in flight waited for before the response is closed;
+- under ASGI Django has already received the whole body into a spooled file
+  before any middleware runs, so it is read ahead inline, no thread, no wait,
+  and replayed from memory.
+
+A body another middleware already read (``request._body``) is inspected from
+there. Once the view runs nothing is blocked any more (record only).
 """
 
 from __future__ import annotations
@@ -52,7 +72,7 @@ from .config import Config
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
-from .wsgi import ENVIRON_KEY, InputTap, content_length
+from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead
 
 SETTINGS_NAME = "DEVSECMW"
 _EXC_ATTR = "_devsecmw_exception"
@@ -146,6 +166,11 @@ async def _async_stream(content: AsyncIterable[bytes], insp: Inspection) -> Asyn
         insp.finish()
 
 
+def _settle(replay: ReplayInput | None) -> None:
+    if replay is not None:
+        replay.settle()
+
+
 class SecurityMiddleware:
     """devsecmw for Django (``MIDDLEWARE``), sync and async."""
 
@@ -184,32 +209,45 @@ class SecurityMiddleware:
         insp = self._begin(request)
         if insp is None:
             return self.get_response(request)
+        replay = self._gate(request, insp)
+        if insp.blocked:
+            blocked = self._block(request, insp, replay)
+            if blocked is not None:
+                return blocked
         insp.activate()
         try:
             response = self.get_response(request)
         except BaseException as exc:
             self._route(request, insp)
             insp.finish(exc)
+            _settle(replay)
             raise
         finally:
             insp.deactivate()
-        return self._response(request, response, insp)
+        return self._response(request, response, insp, replay)
 
     async def __acall__(self, request: Any) -> Any:
         get_response: Callable[[Any], Awaitable[Any]] = self.get_response
         insp = self._begin(request)
         if insp is None:
             return await get_response(request)
+        # Under ASGI the body is in memory: the read-ahead is inline and never waits.
+        replay = self._gate(request, insp)
+        if insp.blocked:
+            blocked = self._block(request, insp, replay)
+            if blocked is not None:
+                return blocked
         insp.activate()
         try:
             response = await get_response(request)
         except BaseException as exc:
             self._route(request, insp)
             insp.finish(exc)
+            _settle(replay)
             raise
         finally:
             insp.deactivate()
-        return self._response(request, response, insp)
+        return self._response(request, response, insp, replay)
 
     def process_exception(self, request: Any, exception: Exception) -> None:
         """Remember the view's exception for the span; Django goes on handling it (returns None)."""
@@ -225,20 +263,59 @@ class SecurityMiddleware:
         except Exception as exc:
             runtime.report("request", exc)
             return None
-        insp = runtime.begin(model)
-        if insp is None:
-            return None
+        return runtime.begin(model)
+
+    def _gate(self, request: Any, insp: Inspection) -> ReplayInput | None:
+        """Tap (or, in block mode, read ahead) the body; decide whether to block (``insp.blocked``)."""
+        runtime = self.runtime
+        replay: ReplayInput | None = None
         try:
+            blocked = runtime.blocking and insp.check_block()  # the head alone may decide
             state = vars(request)
             body = state.get("_body")
             if isinstance(body, bytes):
                 insp.body_chunk(body, more=False)  # read by a middleware before us: already in memory
-            elif state.get("_stream") is not None:
+                if runtime.blocking and not blocked:
+                    insp.check_block()
+            elif state.get("_stream") is not None and not blocked:
+                stream = state["_stream"]
                 length = content_length(request.META.get("CONTENT_LENGTH"))
-                request._stream = InputTap(state["_stream"], insp, length)
+                asgi = isinstance(getattr(request, "scope", None), dict)
+                if not asgi and length is None:
+                    length = 0  # Django under WSGI reads CONTENT_LENGTH bytes, none without it
+                if runtime.blocking and length != 0 and insp.wants_body_ahead():
+                    replay = read_ahead(insp, stream, length, in_memory=asgi)
+                    request._stream = replay
+                    insp.check_block()
+                else:
+                    request._stream = InputTap(stream, insp, length)
         except Exception as exc:
             runtime.report("input", exc)
-        return insp
+            insp.blocked = False  # fail open: the view runs
+        return replay
+
+    def _block(self, request: Any, insp: Inspection, replay: ReplayInput | None) -> Any:
+        """The block response, returned instead of calling the view; ``None`` if it cannot be built."""
+        rendered = insp.block_response(insp.request.header("accept"))
+        if rendered is None:
+            return None
+        status, headers, body = rendered
+        try:
+            http = importlib.import_module("django.http")
+
+            response = http.HttpResponse(b"" if request.method == "HEAD" else body, status=status)
+            for name, value in headers:
+                response[name] = value
+            closers = response._resource_closers
+        except Exception as exc:  # e.g. a block_content_type Django refuses as a header
+            self.runtime.report("block_response", exc)
+            insp.blocked = False
+            insp.status = None
+            return None
+        insp.finish()
+        if replay is not None:
+            closers.append(replay.settle)  # the server is done with the response: settle the read
+        return response
 
     # ------------------------------------------------------------------ response
     @staticmethod
@@ -249,7 +326,16 @@ class SecurityMiddleware:
         except Exception as exc:
             insp.runtime.report("route", exc)
 
-    def _response(self, request: Any, response: Any, insp: Inspection) -> Any:
+    def _response(
+        self, request: Any, response: Any, insp: Inspection, replay: ReplayInput | None = None
+    ) -> Any:
+        if replay is not None:
+            # A read-ahead still in flight is settled when the server is done with the response.
+            closers = getattr(response, "_resource_closers", None)
+            if isinstance(closers, list):
+                closers.append(replay.settle)
+            else:
+                replay.settle()
         self._route(request, insp)
         exception: BaseException | None = None
         try:

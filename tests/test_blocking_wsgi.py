@@ -635,9 +635,6 @@ def test_block_response_failure_lets_the_request_through(otel: Any, monkeypatch:
 
 
 # --------------------------------------------------------------------------- Flask
-flask = pytest.importorskip("flask")
-
-
 def done(response: Any) -> Any:
     """Read and close a test-client response, as a server would (the span ends at close)."""
     response.get_data()
@@ -646,6 +643,7 @@ def done(response: Any) -> Any:
 
 
 def flask_app(**options: Any) -> Any:
+    flask = pytest.importorskip("flask")
     app = flask.Flask("devsecmw_block_test")
     app.config["called"] = []
 
