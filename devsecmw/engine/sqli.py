@@ -78,7 +78,7 @@ ANCHOR_TOKENS = 48
 # ends are optional), so a match costs O(token) and tokenizing is linear. The
 # last alternatives make the pattern total.
 _TOKEN_RE = re.compile(
-    r"""\s*(?:
+    r"""[\s\x00]*(?:
       (?P<lc>(?:--|\#)[^\n]*)
     | (?P<vc>/\*!\d*)
     | (?P<bc>/\*)
@@ -409,13 +409,15 @@ PREFILTER = (
     "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u201c\u201d\uff02]"
     r"|--|/\*|::|@@|@\?|\?[|&]|\|\||&&|"
     # ";" only where a statement can start after it, or at the very end: not "; Win64".
-    r";\s*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_STRONG) + r")\b)|"
+    r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_STRONG) + r")\b)|"
     # Calls that are injections alone, and MySQL's 1.e( glue.
-    r"\b(?:" + _alternation(_FN_ALONE | _FN_STRONG) + r")\s*\(|\d\.e\b|"
+    r"\b(?:" + _alternation(_FN_ALONE | _FN_STRONG) + r")[\s+]*\(|\d\.e\b|"
     # Keywords that make an injection without any of the characters above.
-    r"\b(?:exec(?:ute)?\s*[(@]|exec(?:ute)?\s+(?:xp|sp)_|declare\s+@|(?:r?like|regexp|glob)\s*[-+.\d(]|analy[sz]e\s*\()|"
-    r"\b(?:union|select|having|waitfor|(?:order|group)\s+by|case(?:\s+\S+)?\s+when|"
-    r"into\s+(?:out|dump)file|procedure\s+analy[sz]e|execute\s+immediate|exec\s+master|"
+    # ("[\s+]": a raw form body spells spaces "+").
+    r"\b(?:exec(?:ute)?[\s+]*[(@]|exec(?:ute)?[\s+]+(?:xp|sp)_|declare[\s+]+@|"
+    r"(?:r?like|regexp|glob)[\s+]*[-+.\d(]|analy[sz]e[\s+]*\()|"
+    r"\b(?:union|select|having|waitfor|(?:order|group)[\s+]+by|case(?:[\s+]+\S+)?[\s+]+when|"
+    r"into[\s+]+(?:out|dump)file|procedure[\s+]+analy[sz]e|execute[\s+]+immediate|exec[\s+]+master|"
     + _alternation(_SYSOBJ_ALONE | _SYSPROC)
     + r")\b"
 )
@@ -1794,7 +1796,7 @@ def _detect_raw_body(value: str) -> Span | None:
         return _detect_xml(value)
     if head in ("{", "[") or value.startswith("--") or looks_urlencoded(value):
         return None
-    return detect(value)
+    return detect(value.replace("+", " "))  # a form parser's space; same length, same spans
 
 
 _MODES: dict[str, Callable[[str], Span | None]] = {"path": _detect_path, "raw_body": _detect_raw_body}
