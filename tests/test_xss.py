@@ -206,7 +206,6 @@ TECHNIQUES = {
         " ADw-script AD4-alert(1) ADw-/script AD4-",
         "\xbcscript\xbealert(\xa2XSS\xa2)\xbc/script\xbe",
     ],
-    "filter probes": ["onmouseover", "onError", "&#x0003C", "&lt", "\\x3c"],
 }
 POSITIVES = [pytest.param(v, id=f"{k}-{i}") for k, vs in TECHNIQUES.items() for i, v in enumerate(vs)]
 
@@ -233,6 +232,28 @@ def test_evidence_span_points_at_the_payload(value: str, marker: str) -> None:
     start, end = span
     window = value[max(0, start - 8) : end + 8]
     assert marker in window
+
+
+PROBES = ["onmouseover", " onError ", "&#x0003C", "&#60;", "&lt", "\\x3c", "\\u003c"]
+
+
+@pytest.mark.parametrize("value", PROBES)
+def test_filter_probes_have_their_own_rule(value: str) -> None:
+    probe = RULES["941120"]
+    assert probe.matches_value(value) is not None
+    assert compile_pattern(probe.operator.prefilter or "").search(value) is not None
+    assert hit(value) is None  # not active content: 941100 stays silent
+
+
+@pytest.mark.parametrize("value", ["online", "onboarding", "on load", "once", "&lt;b&gt;bold&lt;/b&gt;", "<"])
+def test_filter_probe_rule_needs_the_whole_value(value: str) -> None:
+    assert RULES["941120"].matches_value(value) is None
+
+
+def test_filter_probe_rule_reads_values_not_names() -> None:
+    signals = engine_signals(Req.json_body({"onError": "retry", "trigger": "click"}))
+    assert fired(signals, "xss") == set()
+    assert ("xss", "query:q", "941120") in fired(engine_signals(Req.query("q", "onmouseover")), "xss")
 
 
 # --------------------------------------------------------------------------- benign

@@ -50,10 +50,12 @@ from .matcher import compile_pattern
 
 Span = tuple[int, int]
 
+#: What :func:`detect_probe` reports is a whole value matching this (RE2 syntax).
+PROBE_PREFILTER = r"(?im)^\s*(?:on[a-z]{3,40}|&(?:lt|#0*60|#x0*3c);?|\\(?:x3c|u0*3c|u\{0*3c\}))\s*$"
 #: Every value the detector reports contains one of these (RE2 syntax). Broad on purpose:
 #: it only decides whether the detector runs at all; most benign values never match it.
 PREFILTER = (
-    r"(?i)<[a-z!/?]|¼|ADw-|\bon[a-z]{3,}[^a-z0-9=]{0,60}=|(?m:^\s*on[a-z]{3,40}\s*$)|(?m:^\s*&lt\s*$)"
+    r"(?i)<[a-z!/?]|¼|ADw-|\bon[a-z]{3,}[^a-z0-9=]{0,60}="
     r"|\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|u\{)|script|mocha:|mhtml:|&#|&[a-z]{2,10};|&\{|\bdata\s*:"
     r"|\b(?:href|src|action|formaction|data[a-z]{0,12}|srcdoc|background|lowsrc|dynsrc|poster|codebase"
     r"|values|to|from|by|ping|cite|longdesc|code|classid|style)\s*="
@@ -1404,10 +1406,6 @@ def scan(value: str, strict: bool = False) -> ScanResult:
     n = len(value)
     if not n:
         return ScanResult(None, 0)
-    # An event-handler name (``onmouseover``) or an encoded ``<`` sent alone: the
-    # reconnaissance step of a fuzzer, filling a tag's attribute position or testing decoding.
-    if n <= _PROBE_MAX and _is_probe(value):
-        return ScanResult((0, n), n)
     text, anchors = value, list[tuple[int, int]]()
     if "\\" in value:  # payloads written as JS escapes: ``\x3cscript\x3e``, ``al\u0065rt(1)``
         text, anchors = _rewrite(value, _RX_JS_ESCAPE, _decode_js_escape, _MAX_DECODES)
@@ -1471,8 +1469,19 @@ def detect_raw_body(value: str, strict: bool = False) -> Span | None:
         return None
 
 
+def detect_probe(value: str) -> Span | None:
+    """A filter probe sent alone: an event-handler name (``onmouseover``) or an encoded ``<``.
+
+    Not active content by itself: the reconnaissance step of a fuzzer that fills a tag's
+    attribute position with every handler name, or tests which encodings of ``<`` survive.
+    Its own rule (941120), on parameter values only: a JSON key may well be ``onError``.
+    """
+    n = len(value)
+    return (0, n) if 0 < n <= _PROBE_MAX and _is_probe(value) else None
+
+
 def make_detector(param: Any = None) -> Callable[[str], Span | None]:
-    """The detector for a rule's ``value``: ``{"strict": bool, "mode": "value" | "raw_body"}``."""
+    """The detector for a rule's ``value``: ``{"strict": bool, "mode": "value" | "raw_body" | "probe"}``."""
     opts = param if isinstance(param, dict) else {}
     unknown = sorted(set(opts) - {"strict", "mode", "prefilter"})
     if unknown:
@@ -1481,17 +1490,21 @@ def make_detector(param: Any = None) -> Callable[[str], Span | None]:
     mode = opts.get("mode", "value")
     if mode == "raw_body":
         return (lambda v: detect_raw_body(v, True)) if strict else detect_raw_body
+    if mode == "probe":
+        return detect_probe
     if mode != "value":
-        raise ValueError(f"invalid detect_xss mode {mode!r} (must be 'value' or 'raw_body')")
+        raise ValueError(f"invalid detect_xss mode {mode!r} (must be 'value', 'raw_body' or 'probe')")
     return detect_strict if strict else detect
 
 
 __all__ = [
     "EVENT_NAMES",
     "PREFILTER",
+    "PROBE_PREFILTER",
     "ScanResult",
     "Tag",
     "detect",
+    "detect_probe",
     "detect_raw_body",
     "detect_strict",
     "js_active",
