@@ -273,6 +273,20 @@ def test_raw_body_mode() -> None:
     assert raw("<r><name>O&apos;Brien</name></r>") is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["11!=1", "'1' not regexp '2'", "DELETE FROM users", "1 UNION SELECT name", "x OR a=b", "admin@x.org';"],
+)
+def test_strict_mode_reports_fragments_that_default_mode_leaves(value: str) -> None:
+    assert sqli.detect(value) is None
+    assert sqli.detect_strict(value) is not None
+
+
+@pytest.mark.parametrize("value", ["Does the 'Group by' option work?", "red and blue", "O'Brien", "1-2 wk"])
+def test_strict_mode_still_passes_prose(value: str) -> None:
+    assert sqli.detect_strict(value) is None
+
+
 def test_make_detector_rejects_unknown_modes() -> None:
     assert sqli.make_detector(None) is sqli.detect
     with pytest.raises(ValueError, match="mode"):

@@ -51,7 +51,16 @@ try:  # RE2 scans for the embedded pass in linear time and far faster than re on
 except ImportError:  # pragma: no cover - platforms without a google-re2 wheel
     _re2 = None
 
-__all__ = ["MAX_TOKENS", "PREFILTER", "Token", "detect", "explain", "make_detector", "tokenize"]
+__all__ = [
+    "MAX_TOKENS",
+    "PREFILTER",
+    "Token",
+    "detect",
+    "detect_strict",
+    "explain",
+    "make_detector",
+    "tokenize",
+]
 
 Span = tuple[int, int]
 
@@ -1260,9 +1269,11 @@ class _Parse:
                 return True
             return False
         if need == "not":
-            if t in _CMP_WORDS or t == "between":
-                if t == "between":
-                    self.between += 1
+            if t in _CMP_WORDS:  # NOT LIKE, NOT REGEXP: a comparison like the others
+                self.compare(tok)
+                return True
+            if t == "between":
+                self.between += 1
                 self.compare_done(tok)
                 self.st = _OPD
                 return True
@@ -1581,6 +1592,27 @@ def _judge(p: _Parse) -> int | None:
     return None
 
 
+def _judge_strict(p: _Parse) -> int | None:
+    """Paranoia 2: also fragments that are SQL but change little on their own, which
+    probes and chained attacks send and ordinary values seldom are: a comparison of two
+    literals ("11!=1"), any UNION SELECT, a statement head ("DELETE FROM users"), a
+    clause after a value ("1 ORDER BY name"), a condition on a column ("x OR a=b"), a
+    bare call of an SQL function, a break-out that only ends the statement ("x';")."""
+    at = _judge(p)
+    if at is not None or not p.complete():
+        return at
+    f = p.feats
+    names = ("litcmp", "union_any", "stack_any", "stmt_head", "bool_cmp", "fn_sql", "sysobj", "json_op")
+    for name in names:
+        if name in f:
+            return f[name]
+    if "clause" in f and p.keywords >= 2 and not p.quote:
+        return f["clause"]
+    if p.quote and "semicolon" in f and p.n <= 3:
+        return f["semicolon"]  # x';  x'/* c */;
+    return None
+
+
 def _trunc_plausible(p: _Parse) -> bool:
     # "admin'--" truncates a query; "the students' -- all of them" is prose with a dash.
     # A break-out right before a comment counts when what precedes the quote is one
@@ -1724,11 +1756,20 @@ def _run(value: str, quote: str, pos: int, limit: int = MAX_TOKENS) -> _Parse:
 
 def detect(value: str) -> Span | None:
     """The span of SQL injection evidence in ``value``, or None."""
+    return _detect(value, _judge)
+
+
+def detect_strict(value: str) -> Span | None:
+    """:func:`detect`, plus the fragments paranoia level 2 reports (see :func:`_judge_strict`)."""
+    return _detect(value, _judge_strict)
+
+
+def _detect(value: str, judge: Callable[[_Parse], int | None]) -> Span | None:
     budget = TOTAL_TOKENS
     for quote, pos, text in _contexts(value):
         p = _run(text, quote, pos, min(MAX_TOKENS, budget))
         budget -= p.n
-        at = _judge(p)
+        at = judge(p)
         if at is not None:
             start = pos - 1 if quote else at
             return (max(0, min(start, at)), max(p.end, at + 1))
@@ -1799,20 +1840,25 @@ def _detect_raw_body(value: str) -> Span | None:
     return detect(value.replace("+", " "))  # a form parser's space; same length, same spans
 
 
-_MODES: dict[str, Callable[[str], Span | None]] = {"path": _detect_path, "raw_body": _detect_raw_body}
+_MODES: dict[str, Callable[[str], Span | None]] = {
+    "path": _detect_path,
+    "raw_body": _detect_raw_body,
+    "strict": detect_strict,
+}
 
 
 def make_detector(param: object) -> Callable[[str], Span | None]:
-    """The detector for a rule's ``value``: none, or ``{"mode": "path" | "raw_body"}``.
+    """The detector for a rule's ``value``: none, or ``{"mode": "path" | "raw_body" | "strict"}``.
 
     ``path`` judges each ``/``-separated segment; ``raw_body`` skips bodies that are
-    JSON, XML or multipart (their fields are arguments) and judges the rest whole.
+    JSON, urlencoded or multipart (their fields are arguments) and judges the rest
+    whole, or an XML body's values; ``strict`` is :func:`detect_strict` (paranoia 2).
     """
     if param is None:
         return detect
     mode = param.get("mode") if isinstance(param, dict) else None
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(
-            f"invalid detect_sqli parameter {param!r} (use {{'mode': 'path'}} or {{'mode': 'raw_body'}})"
+            f"invalid detect_sqli parameter {param!r} (mode must be one of {', '.join(sorted(_MODES))})"
         )
     return _MODES[mode]
