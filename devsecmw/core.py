@@ -32,6 +32,8 @@ from .signals import Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
 _perf = time.perf_counter
+#: Methods whose HTTP/1 requests carry no body unless a Content-Length or Transfer-Encoding says so.
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
 class Runtime:
@@ -253,8 +255,10 @@ class Inspection:
         """Whether block mode should read the body before the app runs, so the decision sees it.
 
         Not when it cannot matter: nothing is inspected (``body_limit=0``), the request is never
-        blocked (allowlisted), or there is no body (HTTP/1 without ``Content-Length`` nor
-        ``Transfer-Encoding``, or ``Content-Length: 0``; HTTP/2 and 3 frame bodies without them).
+        blocked (allowlisted), or there is surely no body (``Content-Length: 0``, or an HTTP/1
+        GET, HEAD, OPTIONS, DELETE or TRACE with neither ``Content-Length`` nor
+        ``Transfer-Encoding``). Otherwise it reads (a POST without them, any HTTP/2 or 3
+        request): no body costs one empty message, which the server hands over at once.
         """
         try:
             runtime = self.runtime
@@ -265,7 +269,7 @@ class Inspection:
             chunked = req.header("transfer-encoding") is not None
             if not chunked and (
                 (length is not None and length.strip() == "0")
-                or (length is None and req.http_version in ("1.0", "1.1"))
+                or (length is None and req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
             ):
                 return False
             return not runtime.allowlisted(req)
