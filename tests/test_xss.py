@@ -464,6 +464,10 @@ def test_xml_body_payloads(body: str) -> None:
     [
         '<?xml version="1.0"?><order id="7"><item>Fish &amp; chips</item><note>a &lt; b</note></order>',
         "<rss version='2.0'><channel><link>https://example.com/</link><title>News</title></channel></rss>",
+        # A feed whose descriptions are escaped HTML, hundreds of items: read as one text.
+        "<?xml version='1.0'?><rss><channel>"
+        + "<item><description>&lt;p&gt;Hello &lt;b&gt;world&lt;/b&gt;&lt;/p&gt;</description></item>" * 400
+        + "</channel></rss>",
         '{"comment": "<script>alert(1)</script>"}',  # JSON: its fields go to 941100
         "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
     ],

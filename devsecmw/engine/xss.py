@@ -952,27 +952,7 @@ class _Scan:
 
     # -- the whole value is a script URL (it lands in an href or src)
     def value_start(self, low: str) -> Span | None:
-        head = low[: _VALUE_WINDOW * 2]
-        if ":" not in head and "&" not in head:
-            return None
-        stripped = head.lstrip(" \t\n\r\f\v\x00")
-        if stripped[:1].isascii() and stripped[:1] not in _SCHEME_FIRST:
-            return None  # cannot start even an obfuscated javascript:, vbscript:, data: ...
-        norm = _url_norm(head)
-        span = (0, min(self.n, 32))
-        if norm.startswith(_SCRIPT_SCHEMES):
-            colon = norm.find(":")
-            if not stripped.startswith(norm[: colon + 1]):
-                return span  # an obfuscated scheme (entities, controls inside) is intent enough
-            # ``javascript: the good parts`` is a book title; ``javascript:alert(1)`` is not.
-            # The other script schemes are not words anyone writes in prose.
-            body = stripped[colon + 1 :]
-            if not norm.startswith("javascript:") or _SCHEME_BODY.match(body) or js_active(body):
-                return span
-            return None
-        if norm.startswith(("data:", "mhtml:")) and _dangerous_url(norm):
-            return span
-        return None
+        return (0, min(self.n, 32)) if _is_script_url(low) else None
 
     # -- tags dangerous by name
     def danger_tags(self, low: str) -> Span | None:
@@ -1331,6 +1311,26 @@ class _QuoteParity:
         return count % 2 == 0
 
 
+def _is_script_url(low: str) -> bool:
+    """Is the (lower-cased) value, as a whole, a URL that runs script where it lands?"""
+    head = low[: _VALUE_WINDOW * 2]
+    if ":" not in head and "&" not in head:
+        return False
+    stripped = head.lstrip(" \t\n\r\f\v\x00")
+    if stripped[:1].isascii() and stripped[:1] not in _SCHEME_FIRST:
+        return False  # cannot start even an obfuscated javascript:, vbscript:, data: ...
+    norm = _url_norm(head)
+    if norm.startswith(_SCRIPT_SCHEMES):
+        colon = norm.find(":")
+        if not stripped.startswith(norm[: colon + 1]):
+            return True  # an obfuscated scheme (entities, controls inside) is intent enough
+        # ``javascript: the good parts`` is a book title; ``javascript:alert(1)`` is not.
+        # The other script schemes are not words anyone writes in prose.
+        body = stripped[colon + 1 :]
+        return not norm.startswith("javascript:") or bool(_SCHEME_BODY.match(body)) or js_active(body)
+    return norm.startswith(("data:", "mhtml:")) and _dangerous_url(norm)
+
+
 def _skip_spaces(text: str, i: int, most: int = 16) -> int:
     end = min(len(text), i + most)
     while i < end and text[i] in " \t\n\r\f":
@@ -1443,30 +1443,48 @@ _PREFILTER = compile_pattern(PREFILTER)
 
 
 def detect_raw_body(value: str, strict: bool = False) -> Span | None:
-    """An XML document: each text node, CDATA section and attribute value, entity-decoded.
+    """An XML document: its text nodes, CDATA sections and attribute values, entity-decoded.
 
     Form, JSON and multipart fields reach the value rule through the body parser; an XML
-    document arrives whole, with its payloads behind ``&lt;`` and ``&quot;``. Other
-    bodies (JSON, forms, plain text) are left to the rules that see their fields.
+    document arrives whole, with its payloads behind ``&lt;`` and ``&quot;``. The decoded
+    pieces are read as one text (separated by line breaks and a NUL, which no markup or
+    script construct spans in benign documents): one linear scan whatever their number.
+    Other bodies (JSON, forms, plain text) are left to the rules that see their fields.
     """
     try:
         if not _XML_START.match(value):
             return None
-        budget = _BUDGET_BASE + len(value) // _BUDGET_PER
+        parts: list[str] = []
+        starts: list[int] = []  # offset of each piece in the joined text
+        where: list[Span] = []  # the piece's span in the document
+        size = 0
+        decodes = 4 * _MAX_DECODES  # character references decoded in the whole document
         for m in _XML_PIECES.finditer(value):
             k = m.lastindex or 1
             piece = m.group(k)
             if not piece or piece.isspace():
                 continue
-            text = unescape(piece)[0] if "&" in piece else piece
-            if _PREFILTER.search(text) is None:
-                continue
-            budget -= 1
-            if budget < 0 or scan(text, strict).span is not None:
-                return m.start(k), m.end(k)
-        return None
+            if "&" in piece and decodes > 0:
+                text, anchors = unescape(piece, decodes)
+                decodes -= len(anchors)
+            else:
+                text = piece
+            if _is_script_url(_lower(text)):  # a piece that is a script URL on its own
+                return m.span(k)
+            starts.append(size)
+            where.append(m.span(k))
+            parts.append(text)
+            size += len(text) + len(_PIECE_SEP)
+        joined = _PIECE_SEP.join(parts)
+        if not joined or _PREFILTER.search(joined) is None:
+            return None
+        span = scan(joined, strict).span
+        return None if span is None else where[bisect_right(starts, span[0]) - 1]
     except Exception:  # pragma: no cover - defensive
         return None
+
+
+_PIECE_SEP = "\n\x00\n"
 
 
 def detect_probe(value: str) -> Span | None:
