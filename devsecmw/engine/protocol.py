@@ -3,8 +3,9 @@
 Each check is a small total function ``str -> (start, end) | None`` selected by the
 rule's ``value`` (``{"check": "range", "max": 20}``), so one module serves the
 ``detect_protocol`` operator of several rules. Most checks read one header value;
-the request-level ones read ``headers.raw``: the request line then one
-``name: value`` line per header in wire order (see :mod:`devsecmw.engine.targets`).
+the request-level ones read ``headers.raw``: ``METHOD HTTP/version`` then one line per
+header in wire order, with the value for the headers that frame the message
+(see :func:`devsecmw.engine.targets.head_raw`).
 Every check is linear in its input and never raises on hostile text.
 
 What these checks cannot see: a server in front of the application may already
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote_plus
+
+from ..body import looks_urlencoded
 
 Span = tuple[int, int]
 Check = Callable[[str], Span | None]
@@ -42,7 +46,7 @@ class _Head:
         first, _, rest = raw.partition("\n")
         parts = first.split(" ")
         self.method = parts[0]
-        self.version = parts[-1][5:] if len(parts) > 2 and parts[-1].startswith("HTTP/") else ""
+        self.version = parts[-1][5:] if len(parts) > 1 and parts[-1].startswith("HTTP/") else ""
         self.lines: list[tuple[str, str, int, int]] = []
         pos = len(first) + 1
         if not rest:
@@ -259,17 +263,51 @@ def _range(value: str, most: int = 20) -> Span | None:
 _OVERRIDE_NAMES = frozenset({"_method", "x-http-method-override", "x-http-method", "x-method-override"})
 
 
-def _method_override(value: str, allow: frozenset[str] = frozenset()) -> Span | None:
-    """``_method=TRACE`` (a parameter, as ``name=value``) or an override header's value."""
-    name, eq, method = value.partition("=")
-    if eq:
-        if name.strip().lower() not in _OVERRIDE_NAMES:
+def _is_form(text: str) -> bool:
+    """An urlencoded body (``a=b&c=d``), not JSON, XML or prose that merely holds a ``=``."""
+    head = text.lstrip()[:1]
+    return head not in ("{", "[", "<", "") and looks_urlencoded(text)
+
+
+def _pairs(query: str, pos: int) -> Iterator[tuple[str, str, int, int]]:
+    """``(name, value, start, end)`` of each ``name=value`` of ``query`` (offsets from ``pos``)."""
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq:
+            yield unquote_plus(name), unquote_plus(value), pos, pos + len(part)
+        pos += len(part) + 1
+
+
+def _method_override(value: str, allow: frozenset[str], where: str) -> Span | None:
+    """A method override to a method not in ``allow``: an override header's value
+    (``where="header"``), ``_method=TRACE`` in a request target's query (``"uri"``) or in
+    an urlencoded body (``"form"``)."""
+    if where == "header":
+        return None if value.strip().lower() in allow else (0, len(value))
+    if where == "uri":
+        q = value.find("?")
+        if q < 0:
             return None
+        pairs = _pairs(value[q + 1 :], q + 1)
+    elif _is_form(value):
+        pairs = _pairs(value, 0)
     else:
-        method = value
-    if method.strip().lower() in allow:
         return None
-    return 0, len(value)
+    for name, method, start, end in pairs:
+        if name.strip().lower() in _OVERRIDE_NAMES and method.strip().lower() not in allow:
+            return start, end
+    return None
+
+
+_BAD_ESCAPE = re.compile(r"%(?:[^0-9A-Fa-fu]|[0-9A-Fa-f](?:[^0-9A-Fa-f]|$)|$)|(?i:%uff[0-9a-f]{2})")
+
+
+def _form_encoding(body: str) -> Span | None:
+    """An urlencoded body with a malformed percent-escape or an IIS ``%uFFxx`` full-width one."""
+    if "%" not in body or not _is_form(body):
+        return None
+    m = _BAD_ESCAPE.search(body)
+    return m.span() if m else None
 
 
 # ---------------------------------------------------------------- multipart
@@ -352,6 +390,7 @@ _RAW_CHECKS: dict[str, Check] = {
     "restricted_headers": _restricted_headers,
     "cache_control": _cache_control,
     "accept_encoding": _accept_encoding,
+    "form_encoding": _form_encoding,
 }
 
 
@@ -370,7 +409,10 @@ def make_detector(param: Any) -> Check:
         return lambda v: _range(v, most)
     if name == "method_override":
         allow = frozenset(str(m).lower() for m in param.get("allow", ()))
-        return lambda v: _method_override(v, allow)
+        where = str(param.get("in", "header"))
+        if where not in ("header", "uri", "form"):
+            raise ValueError(f"method_override: invalid 'in' {where!r} (must be header, uri or form)")
+        return lambda v: _method_override(v, allow, where)
     if name == "multipart":
         quote = bool(param.get("quote", False))
         return lambda v: _multipart(v, quote)

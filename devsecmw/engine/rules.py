@@ -18,12 +18,12 @@ A rule file is ``{"ruleset": name, "version": v, "rules": [...]}``; a rule is::
       "examples": {"match": ["../../etc/passwd"], "nomatch": ["a..b"]}
     }
 
-Synthetic targets: ``headers.raw`` is the request line and one ``name: value`` line per
-header in wire order (credential values redacted), for checks that need the header block
-as a whole; ``args.raw`` (``query.raw``, ``body.fields.raw``) is each query or urlencoded
-body parameter as sent, ``name=value`` with its percent-encoding; ``args.names.offsite``
-are the parameter names of a request whose Referer (or Origin) is absent or names
-another host than Host.
+Synthetic targets: ``headers.raw`` is ``METHOD HTTP/version`` then one line per header
+in wire order (``name: value`` for the headers that frame the message, Host,
+Content-Length, Transfer-Encoding, Content-Type..., the bare ``name:`` for the others),
+for checks that need the header block as a whole; ``args.names.offsite`` are the
+parameter names of a request whose Referer (or Origin) is absent or names another host
+than Host.
 
 Errors name the file, the rule and the problem, and list the allowed choices.
 """
@@ -59,11 +59,9 @@ TARGETS: frozenset[str] = frozenset(
         "cookies.names",
         "headers",
         "headers.names",
-        # Synthetic: the request line and header block as text, parameters as sent on the
-        # wire, and parameter names of requests that did not come from a page of this site.
+        # Synthetic: the request line and header block as text, and parameter names of
+        # requests that did not come from a page of this site.
         "headers.raw",
-        "query.raw",
-        "body.fields.raw",
         "query.names.offsite",
         "body.names.offsite",
     }
@@ -71,7 +69,6 @@ TARGETS: frozenset[str] = frozenset(
 ALIASES = {
     "args": ("query", "body"),
     "args.names": ("query.names", "body.names"),
-    "args.raw": ("query.raw", "body.fields.raw"),
     "args.names.offsite": ("query.names.offsite", "body.names.offsite"),
 }
 HEAD_KEYS = frozenset(
@@ -86,13 +83,10 @@ HEAD_KEYS = frozenset(
         "headers",
         "headers.names",
         "headers.raw",
-        "query.raw",
         "query.names.offsite",
     }
 )
-BODY_KEYS = frozenset(
-    {"body", "body.names", "body.raw", "body.files", "body.fields.raw", "body.names.offsite"}
-)
+BODY_KEYS = frozenset({"body", "body.names", "body.raw", "body.files", "body.names.offsite"})
 
 RULE_KEYS = frozenset(
     {

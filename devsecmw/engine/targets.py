@@ -62,8 +62,6 @@ def head_values(request: HttpRequest) -> list[Value]:
             out.append((key, key, value, True))
         out.append(("headers.names", key, name, True))
     out.append(("headers.raw", "headers", head_raw(request), True))
-    for f in request.query:
-        out.append(("query.raw", f.location, f.raw, True))
     if request.query and offsite(request):
         for f in request.query:
             if f.name:
@@ -71,21 +69,38 @@ def head_values(request: HttpRequest) -> list[Value]:
     return out
 
 
-#: Substrings of header names whose values ``headers.raw`` never carries (credentials).
-_SECRET_HEADER_PARTS = ("auth", "cookie", "token", "key", "secret", "session", "pass", "signature")
+#: Headers whose values ``headers.raw`` carries: the ones that frame, route or qualify the
+#: message. Every other header appears by name only (its value is inspected elsewhere).
+FRAMING_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "content-type",
+        "content-encoding",
+        "content-range",
+        "connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "range",
+        "if",
+        "lock-token",
+        "proxy",
+    }
+)
 
 
 def head_raw(request: HttpRequest) -> str:
-    """The request line and one ``name: value`` line per header, in wire order.
-
-    For checks on the header block as a whole (conflicting Content-Length and
-    Transfer-Encoding, repeated headers). Credential values are replaced, names kept.
-    """
-    lines = [f"{request.method} {request.target} HTTP/{request.http_version}"]
+    """The request's head as structural checks need it: ``METHOD HTTP/version``, then one
+    line per header in wire order, ``name: value`` for :data:`FRAMING_HEADERS` and the bare
+    ``name:`` for the others (no credential, cookie or user-agent text, and short: this is
+    scanned on every request)."""
+    lines = [f"{request.method} HTTP/{request.http_version}"]
+    framing = FRAMING_HEADERS
     for name, value in request.headers:
-        if any(p in name for p in _SECRET_HEADER_PARTS):
-            value = "[redacted]"
-        lines.append(f"{name}: {value}")
+        lines.append(f"{name}: {value}" if name in framing else f"{name}:")
     return "\n".join(lines)
 
 
@@ -102,11 +117,19 @@ def offsite(request: HttpRequest) -> bool:
     ref = request.header("referer") or request.header("origin")
     if not ref:
         return True
+    host_header = (request.header("host") or "").strip()
+    # Fast path, the common case: "https://<Host>/..." from a page of this site.
+    scheme_end = ref.find("://")
+    if scheme_end > 0 and host_header:
+        rest = ref[scheme_end + 3 :]
+        n = len(host_header)
+        if rest.startswith(host_header) and rest[n : n + 1] in ("", "/", "?", "#"):
+            return False
     try:
         ref_host = urlsplit(ref.strip()).hostname
     except ValueError:
         return True
-    host = _host((request.header("host") or "").strip())
+    host = _host(host_header)
     return ref_host is None or host is None or ref_host != host
 
 
@@ -124,10 +147,6 @@ def body_values(request: HttpRequest) -> list[Value]:
         out.append(("body.names", f.location, f.value, f.utf8))
     for f in pb.files:
         out.append(("body.files", f.location, f.value, f.utf8))
-    if pb.fields and pb.fields[0].location.startswith("body:form:"):
-        # Form fields and their names are parallel lists (body._form_fields).
-        for f, k in zip(pb.fields, pb.keys, strict=False):
-            out.append(("body.fields.raw", f.location, f"{k.raw}={f.raw}", True))
     if pb.keys and offsite(request):
         for f in pb.keys:
             out.append(("body.names.offsite", f.location, f.value, f.utf8))
@@ -143,6 +162,7 @@ def body_items(request: HttpRequest) -> list[Item]:
 
 
 __all__ = [
+    "FRAMING_HEADERS",
     "SKIP_HEADERS",
     "Item",
     "Value",
