@@ -237,6 +237,18 @@ BENIGN = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0",
     "It\u2019s a nice day, isn\u2019t it?",
     "ORder by date",
+    "user (admin)",
+    "database (postgres)",
+    "sleep (well)",
+    "Why does WHERE name = '' OR 1=1 return all rows?",
+    "How do I write SELECT * FROM orders WHERE total > 100 ORDER BY date?",
+    "JOIN the two tables ON a.id = b.id",
+    "don't use 'select' as a column name",
+    "a <= b and b >= c",
+    '=IF(A1>5,"yes","no")',
+    "5\u203210\u2033 tall",
+    "Section 1.e",
+    "Union Jack flag, 3x5 ft",
 ]
 
 

@@ -370,6 +370,13 @@ _FN_ALONE = frozenset(
         "current_setting", "utl_http", "utl_inaddr", "dbms_pipe", "dbms_lock",
     }
 )  # fmt: skip
+#: SQL functions named like English words: a call of one on a lone bare name is prose.
+_WORD_FNS = frozenset(
+    {"sleep", "user", "database", "version", "schema", "compress", "uncompress", "concat", "coalesce",
+     "substring", "substr", "char", "ascii", "mid", "hex", "floor", "exp", "cast", "convert", "instr",
+     "locate", "overlay", "banner", "nchar", "ord", "elt", "benchmark", "trim", "left", "right", "if"}
+)  # fmt: skip
+
 #: Names of system catalogues and objects (as a whole name or one part of a dotted one).
 _SYSOBJ = frozenset(
     {
@@ -415,7 +422,7 @@ _PREFILTER_WORDS = frozenset({"union", "select", "having", "waitfor", "order", "
 PREFILTER = (
     # Quotes, comparisons, comments, casts, @@variables, pipes: most injections have one.
     # (typographic quotes too: see _BEST_FIT).
-    "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u201c\u201d\uff02]"
+    "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u2032\u201c\u201d\uff02\u2033]"
     r"|--|/\*|::|@@|@\?|\?[|&]|\|\||&&|"
     # ";" only where a statement can start after it, or at the very end: not "; Win64".
     r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_STRONG) + r")\b)|"
@@ -649,8 +656,12 @@ class _Parse:
             name = {"union": "union", "stack": "stack", "sub": "subq"}.get(sel.origin, "select")
             self.feat(name, sel.start)
 
-    def fn_call(self, name: str, pos: int) -> None:
+    def fn_call(self, name: str, pos: int, args: _Frame) -> None:
         self.feat("fn_any", pos)
+        if name in _WORD_FNS and args.ops == 1 and args.first == "ident":
+            # "user (admin)", "sleep (well)": a word and a parenthesis, not a call anyone sends.
+            self._logic_mark("fn")
+            return
         if name in _FN_STRONG:
             self.feat("fn_sql", pos)
         if name in _FN_ALONE:
@@ -761,7 +772,7 @@ class _Parse:
             self.close_logic(fr)
             self.end_select(fr)
             if fr.kind == _FUNC and closing:
-                self.fn_call(fr.fn, fr.start)  # "benchmark(", "load_file(": the application closes it
+                self.fn_call(fr.fn, fr.start, fr)  # "benchmark(", "load_file(": the application closes it
             elif fr.kind == _SUBQ and closing:
                 self._logic_mark("sub")
                 self.select_real()
@@ -1203,7 +1214,7 @@ class _Parse:
         self.end_select(fr)
         self.frames.pop()
         if fr.kind == _FUNC:
-            self.fn_call(fr.fn, fr.start)
+            self.fn_call(fr.fn, fr.start, fr)
             self.operand_done("fn", fr.fn, tok)
         elif fr.kind == _SUBQ:
             self._logic_mark("sub")
@@ -1697,9 +1708,11 @@ _BEST_FIT = str.maketrans(
         "\u02bc": "'",  # modifier letter apostrophe
         "\u00b4": "'",  # acute accent
         "\uff07": "'",  # fullwidth apostrophe
+        "\u2032": "'",  # prime
         "\u201c": '"',  # left double quotation mark
         "\u201d": '"',  # right double quotation mark
         "\uff02": '"',  # fullwidth quotation mark
+        "\u2033": '"',  # double prime
     }
 )
 
