@@ -4,37 +4,46 @@ A keyword list flags "select specialty hospital" and misses ``1e0union/**/select
 This module asks the question an attacker has to answer instead: *read in the
 place where the application pastes it, does this value turn into SQL?*
 
-The value is read in three contexts:
+The value is read in several contexts:
 
 - **as-is** (a number or an unquoted fragment: ``WHERE id = <value>``): the whole
-  value must parse as SQL, as an expression or the continuation of one;
+  value must parse as SQL, as an expression or the continuation of one
+  (``1 OR 1=1``, ``1)) OR ((1=1``, ``-1 UNION SELECT ...``);
 - **after a single quote** and **after a double quote** (``WHERE name = '<value>'``):
-  everything up to the first quote is string content, that quote closes the
-  string (the *break-out*) and what follows must parse as SQL; a string left
-  open at the end is closed by the application's own quote.
+  the value up to the break-out (the first quote that is not doubled: ``O''Brien``
+  stays in the string) is string content, and what follows must parse as SQL; a
+  string left open at the end is closed by the application's own quote;
+- the same after typographic quotes (``\u2019``, ``\u2032``...) that "best fit"
+  code-page conversions turn into ASCII ones.
 
 The tokenizer knows strings, numbers (hex, scientific, ``1e0union``), words,
-``@``/``@@`` variables, backtick names, operators and the three comment styles,
-MySQL's executable ``/*!50000 ... */`` comments included (their content is
-SQL). Other comments are whitespace, so ``UNION/**/SELECT`` reads ``UNION SELECT``.
+``@``/``@@`` variables, backtick and bracket names, operators (PostgreSQL's JSON
+ones included) and the three comment styles, MySQL's executable ``/*!50000 ...*/``
+comments included (their content is SQL). Other comments are whitespace, so
+``UNION/**/SELECT`` reads ``UNION SELECT``.
 
 A small parser walks the tokens with a stack of parentheses and stops at the
 first token SQL would reject, so prose ("O'Brien", "it's 5 o'clock", "union of
 workers") fails within a few tokens. While the tokens stay valid it records what
 makes an injection: a condition after ``OR``/``AND`` (a tautology when
 unquoted), a comment right after a break-out (``admin'--``), ``UNION SELECT``
-with a real column list, stacked statements (``; DROP TABLE``), calls of
-time/error/file/information functions (``sleep(``, ``extractvalue(``,
-``load_file(``), ``@@version``, system catalogues, ``ORDER BY 3`` probes,
-``INTO OUTFILE``, ``WAITFOR DELAY``. A verdict needs both: SQL that stays valid
-(to the end of the value, to a truncating comment, or through a stacked
-statement's head) and such a feature. A last pass looks for the unmistakable
-features alone (``UNION SELECT 1,2``, ``sleep(5)``, ``WAITFOR DELAY '0:0:5'``)
-inside larger text, such as a payload appended to a URL in a Referer.
+with a real column list, stacked statements (``; DROP TABLE``, ``; EXEC
+xp_cmdshell``), calls of time/error/file/information functions (``sleep(``,
+``extractvalue(``, ``load_file(``), ``@@version``, system catalogues, ``ORDER BY
+3`` probes, ``INTO OUTFILE``, ``WAITFOR DELAY``, comments or odd letter case used
+as evasion. A verdict needs both: SQL that stays valid (to the end of the value,
+to a truncating comment, or through a stacked statement's head) and such a
+feature (:func:`_judge`). A last pass looks for the unmistakable features alone
+(``UNION SELECT 1,2``, ``sleep(5)``, ``WAITFOR DELAY '0:0:5'``) inside larger
+text, such as a payload appended to a URL in a Referer.
+
+:func:`detect_strict` (paranoia 2) also reports SQL fragments that change little
+alone. :func:`make_detector` gives the rule variants: path segments, raw bodies.
 
 Cost: each pass reads tokens left to right once, does bounded work per token and
-stops at the first invalid one or after :data:`MAX_TOKENS`; so the time is linear
-in the value and bounded whatever it holds. :func:`detect` never raises.
+stops at the first invalid one; all passes over a value read at most
+:data:`TOTAL_TOKENS` tokens, so the time is linear in the value and bounded
+whatever it holds. :func:`detect` never raises (a property test checks it).
 """
 
 from __future__ import annotations
@@ -73,13 +82,6 @@ MAX_DEPTH = 40
 #: Positions the embedded pass tries at most, and tokens it reads at each.
 MAX_ANCHORS = 8
 ANCHOR_TOKENS = 48
-
-# --------------------------------------------------------------------------- prefilter
-#: RE2 pattern that every injection :func:`detect` reports matches (a property test
-#: checks it): a quote, a comment opener, a statement separator, a call or group, a
-#: variable, a comparison or logical operator, or a keyword that needs none of these
-#: (``1 union select 1``, ``1 order by 3``, ``1 or true``, ``x waitfor delay``).
-# (Defined below the vocabulary it is built from.)
 
 # --------------------------------------------------------------------------- tokenizer
 # One alternative per token kind; each either consumes its token or fails at its
@@ -294,8 +296,6 @@ _STMT_NEXT: dict[str, frozenset[str] | None] = {
     "execute": None,
     "call": None,  # a procedure call
     "copy": None,
-    "copy_dir": None,
-    "update_set": frozenset({"set"}),
     "backup": frozenset({"database", "log"}),
     "restore": frozenset({"database", "log"}),
     "load": frozenset({"data", "xml"}),
@@ -326,9 +326,9 @@ _NOT_AT_START = frozenset({"if", "do", "use", "begin", "set", "call", "kill", "h
 #: Statements MSSQL accepts without a ``;`` in front (``1' WAITFOR DELAY '0:0:5'``).
 _IMPLICIT_STMT = frozenset({"waitfor", "exec", "execute", "declare", "shutdown", "dbcc"})
 
-#: Functions whose call is an injection on its own: time delays, error-based
-#: extraction, file and network access, information about the server.
-_FN_STRONG = frozenset(
+#: Functions (and a few other names) only SQL has: string building, information about
+#: the server, time delays, error-based extraction, file and network access.
+_FN_SQL = frozenset(
     {
         "sleep", "benchmark", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "randomblob", "extractvalue",
         "updatexml", "xmltype", "load_file", "load_extension", "version", "database", "schema", "user",
@@ -351,8 +351,12 @@ _FN_STRONG = frozenset(
         "sqlid_to_sqlhash", "dbms_xmlgen", "getxml", "ctxsys", "ordsys", "bitand", "rownum",
     }
 )  # fmt: skip
-#: Of those, the ones a value may be made of alone: a bare call (``sleep(5)``,
-#: ``extractvalue(1,...)``) rather than a call inside an injected condition.
+#: Calls that are an injection wherever they parse: delays and error-based extraction.
+_FN_ATTACK = frozenset(
+    {"sleep", "benchmark", "pg_sleep", "extractvalue", "updatexml", "load_file", "randomblob"}
+)
+#: Calls a value may be made of alone (``sleep(5)``, ``database()``, ``concat(0x7e,``)
+#: rather than a call inside an injected condition.
 _FN_ALONE = frozenset(
     {
         "sleep", "benchmark", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "randomblob", "extractvalue",
@@ -409,25 +413,29 @@ _SYSOBJ_ALONE = frozenset(
 )  # fmt: skip
 
 
-#: RE2 pattern every value :func:`detect` reports matches (a property test checks
-#: it), cheap enough that benign values skip the tokenizer: a quote, a comment
-#: opener, a separator, a call or group, a variable, a comparison, logical or cast
-#: operator, or a word that needs none of these (``1 union select 1``, ``tempdb``).
+# --------------------------------------------------------------------------- prefilter
 def _alternation(words: frozenset[str] | set[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 
 
 #: Keywords the odd-case check counts (UnIoN SeLeCt): the ones PREFILTER looks for.
 _PREFILTER_WORDS = frozenset({"union", "select", "having", "waitfor", "order", "group", "case"})
+
+#: RE2 pattern every value :func:`detect` reports matches (a property test checks
+#: it), so that most benign values never reach the tokenizer: a quote, a comparison,
+#: a comment opener, a cast, ``@@``, ``||``, a ``;`` a statement can follow, a call
+#: of an SQL function, or one of the few keywords an injection can rest on alone
+#: (``1 union select 1``, ``1 order by 3``, ``tempdb``). :func:`detect_strict` is not
+#: covered: its rule carries a broader prefilter of its own.
 PREFILTER = (
     # Quotes, comparisons, comments, casts, @@variables, pipes: most injections have one.
     # (typographic quotes too: see _BEST_FIT).
     "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u2032\u201c\u201d\uff02\u2033]"
     r"|--|/\*|::|@@|@\?|\?[|&]|\|\||&&|"
     # ";" only where a statement can start after it, or at the very end: not "; Win64".
-    r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_STRONG) + r")\b)|"
+    r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_SQL) + r")\b)|"
     # Calls that are injections alone, and MySQL's 1.e( glue.
-    r"\b(?:" + _alternation(_FN_ALONE | _FN_STRONG) + r")[\s+]*\(|\d\.e\b|"
+    r"\b(?:" + _alternation(_FN_ALONE | _FN_SQL) + r")[\s+]*\(|\d\.e\b|"
     # Keywords that make an injection without any of the characters above.
     # ("[\s+]": a raw form body spells spaces "+").
     r"\b(?:exec(?:ute)?[\s+]*[(@]|exec(?:ute)?[\s+]+(?:xp|sp)_|declare[\s+]+@|"
@@ -573,10 +581,6 @@ class _Parse:
         if name not in self.feats:
             self.feats[name] = pos
 
-    @property
-    def top(self) -> _Frame:
-        return self.frames[-1]
-
     def operand_done(self, kind: str, text: str, tok: Token) -> None:
         """An operand is complete at the current level."""
         fr = self.frames[-1]
@@ -662,17 +666,17 @@ class _Parse:
             # "user (admin)", "sleep (well)": a word and a parenthesis, not a call anyone sends.
             self._logic_mark("fn")
             return
-        if name in _FN_STRONG:
+        if name in _FN_SQL:
             self.feat("fn_sql", pos)
         if name in _FN_ALONE:
             self.feat("fn_alone", pos)
-        if name in ("sleep", "benchmark", "pg_sleep", "extractvalue", "updatexml", "load_file", "randomblob"):
+        if name in _FN_ATTACK:
             self.feat("fn_strong", pos)
         self._logic_mark("fn")
         self.select_real()
 
     def word_info(self, word: str, tok: Token) -> None:
-        if "_" in word and word in _FN_STRONG:
+        if "_" in word and word in _FN_SQL:
             self.feat("fn_named", tok.start)  # SELECT pg_sleep
             self.select_real()
         if word in _SYSOBJ:
@@ -946,8 +950,7 @@ class _Parse:
             self.must_call = True
             return True
         if t in _RESERVED:
-            # Inside a call, FROM/FOR/AS/USING/IN separate arguments (SUBSTRING(x FROM 1 FOR 2)).
-            return False
+            return False  # a reserved word where an operand belongs: prose, not SQL
         self.word_info(t, tok)
         self.operand_done("ident", t, tok)
         self.last_fn = t
@@ -1409,7 +1412,7 @@ class _Parse:
             self.frames.append(_Frame(_GROUP, "where", tok.start))
             self.st = _OPD
             return True
-        if k == WORD and t not in _STMT_NEXT and t in _FN_STRONG:
+        if k == WORD and t not in _STMT_NEXT and t in _FN_SQL:
             # ;IIF(1=1,1,1/0), ;SLEEP(5): a call standing as a statement.
             self.st = _OPD
             self.feat("stack_call", tok.start)
@@ -1428,7 +1431,7 @@ class _Parse:
     def statement_next(self, tok: Token) -> bool:
         head = self.stmt
         k, t = tok.kind, tok.text
-        allowed = _STMT_NEXT[head]
+        allowed = _STMT_NEXT.get(head) if head != "update_set" else frozenset({"set"})
         if allowed is not None:
             if k != WORD or t not in allowed:
                 return False
@@ -1477,8 +1480,8 @@ class _Parse:
         if head in ("call", "begin", "prepare", "update", "grant", "revoke", "dbcc", "kill"):
             # A name must follow; the call or the rest is read as an expression.
             if k == WORD and t not in _RESERVED:
-                if head == "update":
-                    self.st, self.need = _NEED, "set"
+                if head == "update":  # UPDATE users SET ...
+                    self.st, self.need = _NEED, "stmt"
                     self.stmt = "update_set"
                     return True
                 self.feat("stack_weak", tok.start)
