@@ -102,7 +102,10 @@ EVENT_NAMES = _words(
     "webkitanimationiteration webkitanimationstart webkitmouseforcechanged "
     "webkitmouseforcedown webkitmouseforceup webkitmouseforcewillbegin "
     "webkitplaybacktargetavailabilitychanged webkittransitionend webkitwillrevealbottom "
-    "wheel zoom"
+    "wheel zoom "
+    # Internet Explorer's own (HTML+TIME, data binding, editing), still in every attack list.
+    "mediacomplete mediaerror outofsync redo resizeend resizestart resume reverse rowdelete "
+    "rowinserted rowsenter seek syncrestored timeerror trackchange undo urlflip"
 )
 
 #: JS functions that execute code or show that it ran: calling one is what a payload is for.
