@@ -7,9 +7,10 @@ text and never raises.
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote_to_bytes
 
 MAX_JSON_DEPTH = 64  # deeper values are still in the raw text, just not addressed one by one
 MAX_FIELDS = 2048  # bounded work per request, whatever the body holds
@@ -46,6 +47,29 @@ class ParsedBody:
     error: str | None = None
 
 
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def unquote_bytes(raw: bytes | str) -> bytes:
+    """``urllib.parse.unquote_to_bytes``, a few times faster on long values.
+
+    The standard one loops in Python over every ``%``; here every ``%XX`` becomes
+    ``\\xXX`` and the C escape decoder reads them (original backslashes doubled first).
+    A ``%`` not followed by two hex digits stays as it is, as there. Text is read as UTF-8.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if b"%" not in raw:
+        return raw
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")
+    try:
+        return codecs.escape_decode(raw.replace(b"%", b"\\x"))[0]
+    except ValueError:  # a stray "%": spelled as the escape of "%" itself
+        fixed = _BAD_ESCAPE.sub(b"\\\\x25", raw)
+        return codecs.escape_decode(fixed.replace(b"%", b"\\x"))[0]
+
+
 def _decode(raw: bytes) -> tuple[str, bool]:
     try:
         return raw.decode("utf-8"), True
@@ -72,12 +96,10 @@ def _form_fields(text: str, prefix: str) -> tuple[list[Field], list[Field]]:
         name, _, value = part.partition("=")
         # Most names and values hold no escape: no bytes round trip for them.
         dn, ok1 = (
-            _decode(unquote_to_bytes(name.replace("+", " ")))
-            if "%" in name
-            else (name.replace("+", " "), True)
+            _decode(unquote_bytes(name.replace("+", " "))) if "%" in name else (name.replace("+", " "), True)
         )
         dv, ok2 = (
-            _decode(unquote_to_bytes(value.replace("+", " ")))
+            _decode(unquote_bytes(value.replace("+", " ")))
             if "%" in value
             else (value.replace("+", " "), True)
         )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
-from .body import Field, ParsedBody, parse_body
+from .body import Field, ParsedBody, parse_body, unquote_bytes
 
 
 def decode_bytes(raw: bytes) -> tuple[str, bool]:
@@ -38,7 +38,7 @@ def percent_decode(value: str, plus: bool = False) -> tuple[str, bool]:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:  # already text, not wire bytes: keep its characters
         raw = value.encode("utf-8", "surrogatepass")
-    return decode_bytes(unquote_to_bytes(raw) if "%" in value else raw)
+    return decode_bytes(unquote_bytes(raw) if "%" in value else raw)
 
 
 def parse_qsl(qs: str, location: str = "query") -> list[Field]:
