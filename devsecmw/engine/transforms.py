@@ -13,7 +13,9 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote
+
+from ..body import unquote_bytes
 
 Transform = Callable[[str], tuple[str, bool]]
 
@@ -32,6 +34,12 @@ _PATH_PARAM = re.compile(r";[^/?]*")
 
 def _pct_once(value: str) -> str:
     # errors="surrogateescape" would leak surrogates into later steps; latin-1 keeps one char per byte.
+    if value.isascii():  # the same answer as unquote's, from the faster byte decoder
+        raw = unquote_bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
     try:
         return unquote(value, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -104,7 +112,7 @@ def _deep_round(value: str) -> str:
     except UnicodeEncodeError:
         raw = out.encode("utf-8", "surrogatepass")
     if pct:
-        raw = unquote_to_bytes(raw)
+        raw = unquote_bytes(raw)
     if raw.isascii():
         return raw.decode("ascii")
     raw = _OVERLONG.sub(_overlong_char, raw)
