@@ -239,7 +239,7 @@ class Inspection:
         inspects what it read ahead; when that wait ended early, what the app reads later is
         inspected again at the end (record only: the app already has the request).
         """
-        if self.finished:
+        if self.finished or not self.request.body:
             return
         try:
             size = len(self.request.body)
