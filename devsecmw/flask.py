@@ -9,6 +9,11 @@ once and :func:`uninit_app` undoes it.
 OpenTelemetry's ``FlaskInstrumentor`` may be applied before or after: it starts
 its span in a ``before_request`` hook, which always runs inside devsecmw, so
 devsecmw's span is the SERVER span and Flask's becomes an INTERNAL child.
+
+Block mode (``init_app(app, mode="block")``) is the WSGI adapter's: a blocked
+request is answered before Flask runs (no view, no ``before_request`` hook, no
+route, so its span has no ``http.route``), and Flask reads ``request.stream``,
+``get_data()``, ``form`` and ``files`` from the replayed body exactly as sent.
 """
 
 from __future__ import annotations

@@ -529,6 +529,10 @@ class ReplayInput:
         return getattr(self._tap, name)
 
 
+def _spawn(target: Callable[[], None]) -> None:
+    threading.Thread(target=target, name="devsecmw-read-ahead", daemon=True).start()
+
+
 def read_ahead(insp: Inspection, stream: Any, length: int | None, in_memory: bool) -> ReplayInput:
     """Block mode: read the start of the body before the app runs and inspect it.
 
@@ -546,8 +550,7 @@ def read_ahead(insp: Inspection, stream: Any, length: int | None, in_memory: boo
         ahead.run()
     else:
         try:
-            thread = threading.Thread(target=ahead.run, name="devsecmw-read-ahead", daemon=True)
-            thread.start()
+            _spawn(ahead.run)
         except RuntimeError:  # no thread to be had: the head alone decides (counted)
             skipped = "thread"
         else:

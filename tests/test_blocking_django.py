@@ -39,6 +39,7 @@ from test_blocking_wsgi import (  # noqa: E402
     trace_id_of,
 )
 
+import devsecmw.blocking  # noqa: E402
 import devsecmw.django  # noqa: E402
 
 MW = "devsecmw.django.SecurityMiddleware"
@@ -376,3 +377,20 @@ def test_flagged_client_blocked_in_block_mode_observed_in_monitor_mode(otel: Any
             assert attacks == [200, 200] and clean.status_code == 200
             assert span.attributes["devsecmw.blocked"] is False
         otel.clear()
+
+
+# --------------------------------------------------------------------------- fail open
+@pytest.mark.internal_errors_expected
+@pytest.mark.parametrize("kind", KINDS)
+def test_block_response_failure_lets_the_request_through(
+    otel: Any, kind: str, called: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(devsecmw.blocking, "render", broken)
+    with project(otel, mode="block", block_read_timeout=PATIENT):
+        r = send(kind, "post", "/form/", data=SQLI_FORM, content_type=FORM)
+    assert r.status_code == 200 and r.content == b"bob" and called == ["form"]
+    assert error_count(otel, "block_response", "RuntimeError") == 1
+    assert otel.span().attributes["devsecmw.blocked"] is False

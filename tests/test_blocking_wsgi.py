@@ -23,10 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import devsecmw.blocking
+import devsecmw.wsgi
 from devsecmw.config import Config
-from devsecmw.engine import Engine
+from devsecmw.engine import Budget, Engine
+from devsecmw.request import HttpRequest
+from devsecmw.signals import Signal
 from devsecmw.wsgi import SecurityMiddleware, wsgi_status
 
 # A generous inspection budget (load-independent detection) and one compiled engine for the module.
@@ -100,10 +105,23 @@ class Upload:
             return self._next(None if size is None or size < 0 else size, line=True)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
-        return list(iter(self.readline, b""))
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
 
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
+    def __iter__(self) -> Upload:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
 
 
 class UploadInto(Upload):
@@ -487,6 +505,124 @@ def test_readinto_is_offered_only_when_the_server_stream_has_it(otel: Any) -> No
     for stream in (Upload(BENIGN_JSON), UploadInto(BENIGN_JSON)):
         run(app, environ_for("POST", stream=stream, length=len(BENIGN_JSON)), otel, mode="block")
     assert seen == {"Upload": False, "UploadInto": True}
+
+
+class Blind:
+    """A detector that finds nothing, fast: the property below is about bytes, not detection."""
+
+    def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
+        return []
+
+
+REPLAY_MW: dict[int, SecurityMiddleware] = {}
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["read", "read_all", "readline", "readline_all", "readlines", "next", "readinto",
+                         "read1", "readinto1"]),
+        st.integers(min_value=0, max_value=300),
+    ),
+    max_size=12,
+)  # fmt: skip
+
+
+def apply(stream: Any, ops: list[tuple[str, int]]) -> list[Any]:
+    """What each call returned; read1/readinto1 may return less than asked (recorded as bytes read)."""
+    out: list[Any] = []
+    for op, n in ops:
+        if op in ("read1", "readinto1") and not hasattr(stream, op):
+            continue
+        if op == "read":
+            out.append(stream.read(n))
+        elif op == "read_all":
+            out.append(stream.read())
+        elif op == "readline":
+            out.append(stream.readline(n))
+        elif op == "readline_all":
+            out.append(stream.readline())
+        elif op == "readlines":
+            out.append(stream.readlines(n))
+        elif op == "next":
+            out.append(next(stream, None))
+        elif op == "readinto":
+            buf = bytearray(n)
+            out.append(bytes(buf[: stream.readinto(buf)]))
+        elif op == "read1":
+            out.append(("short", stream.read1(n)))
+        else:
+            buf = bytearray(n)
+            out.append(("short", bytes(buf[: stream.readinto1(buf)])))
+    out.append(stream.read())  # the rest
+    return out
+
+
+def flat(results: list[Any]) -> bytes:
+    parts: list[bytes] = []
+    for r in results:
+        r = r[1] if isinstance(r, tuple) else r
+        parts.extend(r if isinstance(r, list) else [r or b""])
+    return b"".join(parts)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+    cap=st.sampled_from([1, 5, 37, 100, 600]),
+    ops=OPS,
+    source=st.sampled_from(["memory", "stream"]),
+)
+def test_replay_returns_what_the_original_stream_returns(
+    lines: list[bytes], cap: int, ops: list[tuple[str, int]], source: str
+) -> None:
+    body = b"\n".join(lines)
+
+    def fresh() -> Any:
+        return (
+            io.BytesIO(body)
+            if source == "memory"
+            else UploadInto(*[body[i : i + 37] for i in range(0, len(body), 37)])
+        )
+
+    expected = apply(fresh(), ops)
+    got: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        got.extend(apply(environ["wsgi.input"], ops))
+        start_response("200 OK", [])
+        return [b""]
+
+    env = environ_for("POST", stream=fresh(), length=len(body))
+    mw = REPLAY_MW.get(cap)
+    if mw is None:  # built once per cap: construction costs far more than a request
+        mw = REPLAY_MW[cap] = SecurityMiddleware(
+            app, mode="block", body_limit=cap, detector=Blind(), block_read_timeout=PATIENT
+        )
+    run(app, env, mw=mw)
+    assert flat(got) == flat(expected) == body  # every byte, in order
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, tuple):  # a short read may stop earlier (at the end of the read-ahead)
+            if g != e:
+                break  # from here on the two streams are at different positions
+        else:  # calls that fill what they ask for return the very same
+            assert g == e
+
+
+@pytest.mark.internal_errors_expected
+def test_no_thread_to_be_had_means_the_head_alone_decides(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_thread(target: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(devsecmw.wsgi, "_spawn", no_thread)
+    upload = Upload(SQLI_FORM[:10], SQLI_FORM[10:])
+    env = environ_for("POST", stream=upload, ctype=FORM, length=len(SQLI_FORM))
+    r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
+    assert r.app_called and r.code == 200 and r.app_read == SQLI_FORM  # inspected as the app read it
+    assert error_count(otel, "read_ahead", "thread") == 1
+    span = otel.span()
+    assert "sqli" in span.attributes["devsecmw.signal.types"]
+    assert span.attributes["devsecmw.blocked"] is False and span.attributes["devsecmw.would_block"] is True
+    assert (
+        run(reading_app(), environ_for(query=SQLI_QUERY), mode="block").code == 403
+    )  # the head still decides
 
 
 # --------------------------------------------------------------------------- slow bodies
