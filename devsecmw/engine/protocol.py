@@ -310,6 +310,18 @@ def _form_encoding(body: str) -> Span | None:
     return m.span() if m else None
 
 
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = re.compile(
+    rf"\s*{_TCHARS}/{_TCHARS}\s*"
+    rf"(?:;\s*(?:{_TCHARS}\s*=\s*(?:\"(?:[^\"\\\r\n]|\\.)*\"|[^;\"\s]+)\s*)?)*"
+)
+
+
+def _content_type(value: str) -> Span | None:
+    """``type/subtype`` then ``; name=value`` parameters (RFC 9110), nothing else."""
+    return None if _MEDIA_TYPE.fullmatch(value) else (0, len(value))
+
+
 # ---------------------------------------------------------------- multipart
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FILENAME = re.compile(r"(?i)(?:^|;)\s*(file)?name\*?\s*=\s*(\"(?:[^\"\\\r\n]|\\.)*\"?|[^;\r\n]*)")
@@ -318,8 +330,9 @@ _FILENAME = re.compile(r"(?i)(?:^|;)\s*(file)?name\*?\s*=\s*(\"(?:[^\"\\\r\n]|\\
 def _multipart(body: str, quote: bool = False) -> Span | None:
     """Part headers a strict parser would refuse, or that make parsers disagree: names
     with bytes outside the token set, folded lines, a second Content-Disposition,
-    ``Content-Transfer-Encoding``, a charset used for filter evasion, and quotes,
-    ``;``, ``=`` or backslashes inside a file or field name."""
+    ``Content-Transfer-Encoding``, a charset used for filter evasion (in a part's
+    Content-Type or the ``_charset_`` field), and quotes, ``;``, ``=`` or backslashes
+    inside a file or field name."""
     start = 0
     while start < len(body) and body[start] in "\r\n":
         start += 1
@@ -339,6 +352,12 @@ def _multipart(body: str, quote: bool = False) -> Span | None:
         if found is not None:
             return found
         nxt = body.find(delim, head_end)
+        if _CHARSET_FIELD.search(body, pos, head_end):
+            # The "_charset_" field sets the charset of every other field (HTML 5).
+            value_start = head_end + (3 if body.startswith("\n\r\n", head_end) else 2)
+            value_end = nxt if nxt >= 0 else len(body)
+            if _bad_charset(body[value_start:value_end].strip()):
+                return value_start, value_end
         if nxt < 0:
             return None
         pos = body.find("\n", nxt + len(delim))
@@ -346,6 +365,9 @@ def _multipart(body: str, quote: bool = False) -> Span | None:
             return None
         pos += 1
     return None
+
+
+_CHARSET_FIELD = re.compile(r"(?i)\bname\s*=\s*\"?_charset_[\";\r\n]")
 
 
 def _part_headers(body: str, pos: int, end: int, quote: bool) -> Span | None:
@@ -391,6 +413,7 @@ _RAW_CHECKS: dict[str, Check] = {
     "cache_control": _cache_control,
     "accept_encoding": _accept_encoding,
     "form_encoding": _form_encoding,
+    "content_type": _content_type,
 }
 
 
