@@ -71,6 +71,7 @@ def test_checks_are_total(value: str) -> None:
         "method_override",
         "multipart",
         "form_encoding",
+        "content_type",
     ):
         span = protocol.make_detector({"check": name})(value)
         assert span is None or 0 <= span[0] <= span[1] <= len(value)
@@ -160,6 +161,11 @@ PROTOCOL_CASES = [
         "header:content-type",
         "921421",
     ),
+    (
+        Req("/post", "POST", body=b"a=b", content_type="application/json, text/plain"),
+        "header:content-type",
+        "920470",
+    ),
     (hdr(("sec-fetch-user", "foo")), "header:sec-fetch-user", "920275"),
     (hdr(("x test", "1")), "header:x test", "920273"),
     (Req.query("foo", "bar\r\nSet-Cookie: admin=1"), "query:foo", "921110"),
@@ -209,6 +215,8 @@ MULTIPART_BAD = [
     b'--b\r\nContent-Disposition: form-data; name="f"; filename="te;st.txt"\r\n\r\nx\r\n--b--\r\n',
     b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n'
     b'Content-Disposition: form-data; name="g"\r\n\r\nx\r\n--b--\r\n',
+    b'--b\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\nibm037\r\n'
+    b'--b\r\nContent-Disposition: form-data; name="q"\r\n\r\nx\r\n--b--\r\n',
 ]
 
 
