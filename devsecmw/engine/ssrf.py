@@ -30,6 +30,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from itertools import islice
 
 Span = tuple[int, int]
 
@@ -49,16 +50,59 @@ PREFILTER = (
     r"fd00:ec2|\[[0-9a-f:.%]*:|(?:^|[^\w.])(?:\d{1,3}\.){1,3}\d{1,5}:\d{2,5}"
 )
 
-# A URL start: a known scheme (chains such as "jar:http:" and "url:file:" are one URL), then ":"
-# and up to three slashes or backslashes; or "//" at a word boundary (scheme-relative).
-_URL = re.compile(
-    r"(?i)(?<![a-z0-9+.-])((?:(?:" + _SCHEMES + r")\s*:\s*)+)([/\\]{0,3})|(?:(?<=[\s\"'=<>])|^)(//)"
+# A URL at a given position: a known scheme (chains such as "jar:http:" and "url:file:" are one
+# URL), then ":" and up to three slashes or backslashes; or "//" (scheme-relative). Used with
+# ``match(value, pos)`` on candidate positions only, so no scan tries every scheme everywhere.
+_SCHEME = r"(?:" + _SCHEMES + r")\s*:\s*"
+_URL_AT = re.compile(r"(?i)(" + _SCHEME + r"(?:" + _SCHEME + r"){0,2})([/\\]{0,3})|//")
+# Where a URL may start a value: after leading blanks, or after markup/assignment characters.
+_LEADS = re.compile(r"[\"'>=\r\n][ \t]*")
+_SCHEME_WORDS = frozenset(
+    [
+        "http",
+        "https",
+        "ftp",
+        "ftps",
+        "gopher",
+        "dict",
+        "ldap",
+        "ldaps",
+        "tftp",
+        "jar",
+        "netdoc",
+        "file",
+        "local_file",
+        "sftp",
+        "ssh",
+        "scp",
+        "smb",
+        "telnet",
+        "rsync",
+        "xri",
+        "acap",
+        "imap",
+        "pop3",
+        "irc",
+        "rtmp",
+        "ws",
+        "wss",
+        "redis",
+        "mongodb",
+        "postgres",
+        "postgresql",
+        "mysql",
+        "memcache",
+        "memcached",
+        "jdbc",
+        "url",
+    ]
 )
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+#: Candidate positions examined per value (leads or colons): bounded work on hostile input.
+MAX_POSITIONS = 1024
 _AUTH_END = re.compile(r"[/?\r\n\"'<>]")
 _BLANK = re.compile(r"\s")
 _SCHEME_SEP = re.compile(r"\s*:\s*")
-#: What may precede a URL that "starts" a value: the start itself, or markup/assignment around it.
-_URL_LEAD = frozenset("\"'>=\r\n")
 _HOST_PARTS = re.compile(r"[@#&\s]+")
 _DANGEROUS = frozenset(
     {"gopher", "dict", "ldap", "ldaps", "tftp", "jar", "netdoc", "file", "local_file", "url"}
@@ -258,10 +302,51 @@ def _judge_authority(authority: str) -> str | None:
     return None
 
 
-def _urls(value: str) -> Iterator[tuple[int, int, str, str]]:
+def _positions(value: str, anywhere: bool) -> Iterator[int]:
+    """Where a URL may start: the value's start and markup leads; with ``anywhere``, also each
+    scheme word before a ":" and each "//" (each kind bounded by :data:`MAX_POSITIONS`)."""
+    yield len(value) - len(value.lstrip(" \t\r\n"))
+    for m in islice(_LEADS.finditer(value), MAX_POSITIONS):
+        yield m.end()
+    if not anywhere:
+        return
+    for pos in islice(_find_all(value, ":"), MAX_POSITIONS):
+        start = _scheme_before(value, pos)
+        if start >= 0:
+            yield start
+    yield from islice(_find_all(value, "//"), MAX_POSITIONS)
+
+
+def _scheme_before(value: str, colon: int) -> int:
+    """Start of the scheme word right before the ``:`` at ``colon``, or -1 (looks back <= 24 chars)."""
+    end = colon
+    while end > 0 and colon - end < 4 and value[end - 1] in " \t":
+        end -= 1
+    start = end
+    while start > 0 and end - start < 20 and value[start - 1] in _WORD_CHARS:
+        start -= 1
+    word = value[start:end].lower()
+    if word in _SCHEME_WORDS and (start == 0 or value[start - 1] not in "+.-"):
+        return start
+    return -1
+
+
+def _find_all(value: str, needle: str) -> Iterator[int]:
+    pos = value.find(needle)
+    while pos >= 0:
+        yield pos
+        pos = value.find(needle, pos + len(needle))
+
+
+def _urls(value: str, anywhere: bool) -> Iterator[tuple[int, int, str, str]]:
     """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded)."""
-    for n, m in enumerate(_URL.finditer(value)):
-        if n >= MAX_CANDIDATES:
+    found = 0
+    for pos in _positions(value, anywhere):
+        m = _URL_AT.match(value, pos)
+        if m is None:
+            continue
+        found += 1
+        if found > MAX_CANDIDATES:
             return
         schemes = (m.group(1) or "").lower().strip()
         scheme = _SCHEME_SEP.split(schemes, 1)[0] if schemes else ""
@@ -303,9 +388,7 @@ def _bare(value: str) -> Span | None:
 
 
 def _detect(value: str, anywhere: bool) -> Span | None:
-    for start, end, scheme, authority in _urls(value):
-        if not anywhere and start and value[:start].rstrip(" \t")[-1:] not in _URL_LEAD:
-            continue
+    for start, end, scheme, authority in _urls(value, anywhere):
         if scheme in _DANGEROUS or scheme.startswith("jdbc"):
             return start, max(end, start + len(scheme) + 1)
         if _judge_authority(authority):
@@ -356,6 +439,7 @@ def make_detector(param: object) -> Callable[[str], Span | None]:
 
 __all__ = [
     "MAX_CANDIDATES",
+    "MAX_POSITIONS",
     "PREFILTER",
     "classify",
     "detect",

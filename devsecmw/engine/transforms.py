@@ -253,10 +253,10 @@ def remove_comments(value: str) -> tuple[str, bool]:
 
 _CMD_DROP = str.maketrans("", "", "\\\"'^")
 # Shell expansions that are empty in an attacker's shell, used to split words: c$@at, cat$u /etc,
-# ${x}, $(), ``, <() (special and one-letter variables are unset in a fresh ``sh -c``).
-_SHELL_EMPTY = re.compile(
-    r"\$[@*!?_$#0-9-]|\$\{[^}]{0,32}\}|\$\(\s*\)|[<>]\(\s*\)|``|\$[A-Za-z](?![A-Za-z0-9_])|(?<=[A-Za-z])\$[A-Za-z_]\w*"
-)
+# ${x}, $(), ``, <() (special and one-letter variables are unset in a fresh ``sh -c``). The
+# patterns start with a literal "$" so the scan skips to candidates.
+_SHELL_EMPTY = re.compile(r"\$(?:[@*!?_$#0-9-]|\{[^}]{0,32}\}|\(\s*\)|[A-Za-z](?![A-Za-z0-9_]))")
+_SHELL_VAR = re.compile(r"\$[A-Za-z_]\w*")
 # Line breaks separate shell commands like ";": a run of whitespace holding one stays a line break.
 # (Found by whole runs: "\s*[\r\n]\s*" backtracks quadratically over long blank runs without one.)
 
@@ -266,20 +266,36 @@ def _nl_run(m: re.Match[str]) -> str:
     return "\n" if "\n" in run or "\r" in run else run
 
 
-_HSPACE = re.compile(r"[^\S\n]+")
+# Runs of blanks other than one lone space (a regex scan of a large body is costly: only when needed).
+_BLANKS = re.compile(r"  +|[\t\f\v\r][ \t\f\v\r]*")
+
+
+def _glued_var(m: re.Match[str]) -> str:
+    # $XX right after a letter (sh$XX, cat$u) splits a word; elsewhere it is a real variable.
+    start = m.start()
+    return "" if start and m.string[start - 1].isalpha() else m.group(0)
 
 
 def cmd_line(value: str) -> tuple[str, bool]:
     """Shell evasions undone: quotes/backslashes/carets inside words, ``$IFS``, empty expansions
     (``c$@at``, ``pi``ng``, ``sh$XX``), brace commas; spaces compressed, line breaks kept."""
-    out = value.replace("${IFS}", " ").replace("$IFS$9", " ").replace("$IFS", " ")
-    if "$" in out or "`" in out or "(" in out:
+    out = value
+    if "$" in out:
+        out = out.replace("${IFS}", " ").replace("$IFS$9", " ").replace("$IFS", " ")
         out = _SHELL_EMPTY.sub("", out)
+        if "$" in out:
+            out = _SHELL_VAR.sub(_glued_var, out)
+    if "`" in out:
+        out = out.replace("``", "")
+    if "()" in out:
+        out = out.replace("<()", "").replace(">()", "")
     out = out.translate(_CMD_DROP)
     out = out.replace(",", " ")
     if "\n" in out or "\r" in out:
         out = _WS.sub(_nl_run, out)
-    out = _HSPACE.sub(" ", out).replace(" /", "/").replace(" (", "(").lower()
+    if "  " in out or "\t" in out or "\r" in out or "\f" in out or "\v" in out:
+        out = _BLANKS.sub(" ", out)
+    out = out.replace(" /", "/").replace(" (", "(").lower()
     return out, out != value
 
 
