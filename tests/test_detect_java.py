@@ -94,6 +94,13 @@ JAVA_CASES = [
         "944100",
     ),
     (Req.header("x-filename", "shell.jsp "), "java", "header:x-filename", "944140"),
+    (
+        Req.header("cookie", "java.io.BufferedInputStream=x"),
+        "java",
+        "cookie:java.io.BufferedInputStream",
+        "944135",
+    ),
+    (Req.json_body({"type": "org.apache.commons"}), "java", "body:json:type", "944135"),
 ]
 
 LOG4SHELL_CASES = [
@@ -158,7 +165,12 @@ def test_through_the_asgi_middleware(otel: Any) -> None:
 BENIGN = [
     Req.query("q", "Install the Java Runtime Environment from java.com"),
     Req.query("q", "java runtime download"),
-    Req.form("report", "Exception in thread main\n\tat java.lang.Thread.run(Thread.java:748)"),
+    Req.form(
+        "report",
+        "java.io.FileNotFoundException: /tmp/x\n\tat java.io.FileInputStream.open0(Native Method)\n"
+        "\tat org.apache.commons.io.FileUtils.readFileToString(FileUtils.java:1)\n"
+        "\tat java.lang.Thread.run(Thread.java:748)",
+    ),
     Req.json_body({"template": "Hello ${name}, your order ${order.id} ships today"}),
     Req.query("path", "${HOME}/bin:${PATH}"),
     Req.query("q", "rose garden"),
