@@ -159,6 +159,13 @@ BENIGN = [
     Req.query("q", "{{ name }}"),
     Req.json_body({"price": 5, "filter": {"category": "books", "in_stock": True}, "$schema": "x"}),
     Req("/api/items?$filter=price%20gt%205&$top=10&$search=blue"),  # OData
+    Req.json_body(
+        {
+            "query": "query Search($q: String, $size: Int, $in: [ID!]) { search(q: $q, size: $size) { id } }",
+            "variables": {"q": "shoes", "size": 10},
+        }
+    ),
+    Req.form("code", "if (a || b == c) { total = price * 2 }"),
     Req.query("q", "prototype design review with the constructor"),
     Req.query("q", "child process of the parent"),
     Req.form("comment", "while you wait, this is fine; return policy is 30 days"),
