@@ -256,6 +256,8 @@ class _CleanCache:
         return len(self._d)
 
 
+_MISSING: _Plan = object.__new__(_Plan)  # "no plan for this key" sentinel (None: no rule)
+
 # One value being inspected: (key, location, value, utf8, plan, views, texts-by-reduced-chain)
 _Entry = tuple[str, str, str, bool, _Plan, dict[Chain, Chain], dict[Chain, str]]
 
@@ -416,7 +418,7 @@ class Engine:
     ) -> tuple[list[list[_Entry]], list[dict[str, int]]]:
         plans = ph.plans
         header_plan = ph.header_plan
-        cache = self.clean_values
+        cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
         entries: list[list[_Entry]] = [[], []]
         texts: list[dict[str, int]] = [{}, {}]
         # Values repeat within a request (JSON arrays of similar objects, their keys): one
@@ -424,21 +426,20 @@ class Engine:
         done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
         work = 0
         for key, loc, value, utf8 in values:
-            try:
-                plan = plans[key]
-            except KeyError:
+            plan = plans.get(key, _MISSING)
+            if plan is _MISSING:
                 if not key.startswith("header:"):
                     continue
                 plan = header_plan
             if plan is None:
+                continue
+            if plan.cacheable and utf8 and (key, value) in cache:
                 continue
             g = plan.group
             memo_key = (id(plan), value)
             known = done.get(memo_key)
             if known is not None:
                 entries[g].append((key, loc, value, utf8, plan, known[0], known[1]))
-                continue
-            if plan.cacheable and utf8 and (key, value) in cache:
                 continue
             red = plan.planner.for_mask(trigger_mask(value))
             memo = red.apply(value)

@@ -57,7 +57,7 @@ def head_values(request: HttpRequest) -> list[Value]:
             out.append(("cookies.names", f.location, f.name, True))
     skip = SKIP_HEADERS
     for name, value in request.headers:
-        key = header_key(name)
+        key = _header_keys.get(name) or header_key(name)
         if name not in skip:
             out.append((key, key, value, True))
         out.append(("headers.names", key, name, True))
