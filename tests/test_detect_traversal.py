@@ -112,6 +112,7 @@ TRAVERSAL_CASES = [
     (Req.query("cfg", "WEB-INF/web.xml"), "query:cfg", "930120"),
     (Req.header("user-agent", "cat /root/.aws/credentials"), "header:user-agent", "930110"),
     (Req.path("/@fs/etc/passwd"), "path", "930125"),
+    (Req("/view?page=config.php%00.jpg"), "query:page", "930105"),
 ]
 
 
