@@ -265,14 +265,13 @@ _Entry = tuple[str, str, str, bool, _Plan, dict[Chain, Chain], dict[Chain, str]]
 class _Scan:
     """A group's joined text and where each distinct text sits in it (computed on demand)."""
 
-    __slots__ = ("by_text", "data", "located", "segment_entries", "starts", "texts")
+    __slots__ = ("by_text", "data", "located", "starts", "texts")
 
     def __init__(self, texts: dict[str, int]) -> None:
         self.by_text = texts
         self.texts = list(texts)
         self.data: Encoded = encode(SEP.join(self.texts))
         self.starts: list[int] = []
-        self.segment_entries: dict[int, list[int]] | None = None
         #: prefilter -> located texts (rules often share a prefilter: a tokenizer's gate).
         self.located: dict[str, set[int] | None] = {}
 
@@ -493,7 +492,9 @@ class Engine:
                 else:
                     where = scan.located[prefilter] = scan.locate(c.joined, min(len(todo), _LOCATE_MAX))
                 if where is not None:
-                    todo = self._entries_in(scan, ents, where, todo)
+                    # Only the values whose own view (for this rule's chain) holds a match.
+                    by_text, chain = scan.by_text, c.chain
+                    todo = [n for n in todo if by_text.get(ents[n][6][ents[n][5][chain]]) in where]
             chain = c.chain
             # The same text in several values (or views): one evaluation. Only for operators
             # whose decision depends on the text alone.
@@ -529,26 +530,6 @@ class Engine:
                 flagged.add(n)
                 out.append(self._signal(c.rule, loc, text, span))
         return flagged
-
-    @staticmethod
-    def _entries_in(scan: _Scan, ents: list[_Entry], where: set[int], among: list[int]) -> list[int]:
-        """Those of the entries ``among`` one of whose views is among the texts ``where``."""
-        if not where:
-            return []
-        seg = scan.segment_entries
-        if seg is None:
-            seg = {}
-            by_text = scan.by_text
-            for n, e in enumerate(ents):
-                for t in set(e[6].values()):
-                    k = by_text.get(t)
-                    if k is not None:
-                        seg.setdefault(k, []).append(n)
-            scan.segment_entries = seg
-        found: set[int] = set()
-        for k in where:
-            found.update(seg.get(k, ()))
-        return [n for n in among if n in found]
 
     def _check_utf8(self, c: _Compiled, ents: list[_Entry], out: list[Signal], flagged: set[int]) -> None:
         idx = c.index
