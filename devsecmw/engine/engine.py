@@ -76,8 +76,8 @@ CACHE_SIZE = 4096
 #: Characters transformed between two budget checks.
 _CHECK_EVERY = 16384
 #: Bytes per set scan call on long joined texts, and their overlap (see _scan_in_chunks).
-SCAN_CHUNK = 16384
-SCAN_OVERLAP = 1024
+SCAN_CHUNK = 8192
+SCAN_OVERLAP = 512
 #: Searches a rule may spend locating its prefilter in a joined text before it simply
 #: checks every value it targets (keeps a prefilter that spans values linear).
 _LOCATE_MAX = 16
