@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Where devsecmw's microseconds go on one request, outside and inside the engine.
+
+Each component of the request path is timed on its own, in process, on the
+same requests as the overhead referee's ``get`` and ``post_json`` mixes (a
+browser GET with a short query and cookies; a 2 KiB JSON POST), so the
+figures add up to (roughly) what ``benchmarks/overhead.py`` measures end to end:
+
+- ``model``: building the request model from the ASGI scope (``from_asgi_scope``);
+- ``telemetry``: ``Telemetry.start`` + ``finish`` for a benign request (own SERVER span,
+  its attributes, the request counter and the duration histogram), and the same when
+  devsecmw enriches a span an outer instrumentation owns (``enrich``);
+- ``core``: ``Runtime.begin`` + ``response_start`` + ``response_chunk`` + ``finish`` with a
+  detector that finds nothing, minus ``telemetry``: client table, block bookkeeping,
+  decision, leak sniffing;
+- ``engine``: the detector alone, per phase (``head``; ``body`` for the POST);
+- ``adapter``: the ASGI middleware with a detector that finds nothing, minus the bare app,
+  ``model``, ``telemetry`` and ``core``: receive/send wrappers, context switching, route;
+- ``total``: the ASGI middleware as shipped, minus the bare app (the referee's "added").
+
+Every figure is the median over rounds of a round's mean, in microseconds per
+request; components run interleaved round by round so machine drift hits all
+alike. Sums of medians are not exactly the medians of sums: read the
+components as a breakdown, ``total`` as the measurement.
+
+    python benchmarks/request_path.py               # both mixes, 9 rounds
+    python benchmarks/request_path.py --mix get --rounds 5 --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from devsecmw.core import Runtime
+from devsecmw.engine import Budget
+from devsecmw.request import HttpRequest, from_asgi_scope
+from devsecmw.signals import Signal, Verdict
+
+BROWSER: list[tuple[bytes, bytes]] = [
+    (b"host", b"shop.example.com"),
+    (
+        b"user-agent",
+        b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    ),
+    (b"accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    (b"accept-language", b"en-US,en;q=0.9"),
+    (b"accept-encoding", b"gzip, deflate, br"),
+    (b"referer", b"https://shop.example.com/catalog?page=1"),
+    (b"cookie", b"session=8f14e45fceea167a5a36dedd4bea2543; theme=dark; _ga=GA1.2.1234567890.1700000000"),
+    (b"sec-fetch-mode", b"navigate"),
+    (b"connection", b"keep-alive"),
+]
+
+
+def json_order(size: int) -> bytes:
+    items: list[str] = []
+    i = 0
+    while sum(len(x) for x in items) < size:
+        items.append(
+            f'{{"sku":"SKU-{i:05d}","name":"Blue cotton shirt, size {i % 5}","qty":{i % 7},'
+            f'"note":"Leave it at the door, please; ring twice."}}'
+        )
+        i += 1
+    return ('{"order":[' + ",".join(items) + '],"coupon":"WINTER-10"}').encode()
+
+
+#: name -> (method, path, query, headers, body): the referee's mixes of the same names.
+MIXES: dict[str, tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = {
+    "get": ("GET", "/api/items", b"category=books&page=2&sort=price&q=python+cookbook", BROWSER, b""),
+    "post_json": (
+        "POST",
+        "/api/items",
+        b"",
+        [*BROWSER, (b"content-type", b"application/json")],
+        json_order(2048),
+    ),
+}
+RESPONSE_HEADERS = [(b"content-length", b"18"), (b"content-type", b"application/json")]
+RESPONSE_BODY = b'{"ok":true,"n":0}'
+
+
+class NoSignals:
+    """A detector that finds nothing, at no cost: isolates everything around the engine."""
+
+    def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
+        return []
+
+
+def scope_for(mix: str, i: int) -> dict[str, Any]:
+    method, path, query, headers, _ = MIXES[mix]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+        "root_path": "", "headers": headers,
+        "client": ("198.18.0.1", 40000 + i % 1000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+
+
+def providers() -> tuple[Any, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class Drop(SpanProcessor):  # spans are recorded, then dropped: exporting is not ours to time
+        pass
+
+    tp = TracerProvider()
+    tp.add_span_processor(Drop())
+    return tp, MeterProvider()
+
+
+def app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def items(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse({"ok": True, "n": len(body)})
+
+    return Starlette(routes=[Route("/api/items", items, methods=["GET", "POST"])])
+
+
+# --------------------------------------------------------------------------- components
+Timer = Callable[[str, int], float]  # (mix, n) -> seconds for n requests
+
+
+def time_model(mix: str, n: int) -> float:
+    scopes = [scope_for(mix, i) for i in range(n)]
+    perf = time.perf_counter
+    t0 = perf()
+    for s in scopes:
+        from_asgi_scope(s)
+    return perf() - t0
+
+
+def make_telemetry_timer(enrich: bool) -> Timer:
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind
+
+    tp, mp = providers()
+    runtime = Runtime.from_options(tp, mp, detector=NoSignals())
+    telemetry = runtime.telemetry
+    verdict_signals: list[Signal] = []
+    outer_tracer = tp.get_tracer("outer")
+
+    def run(mix: str, n: int) -> float:
+        requests = [from_asgi_scope(scope_for(mix, i)) for i in range(n)]
+        for r in requests:
+            r.route = "/api/items"
+        perf = time.perf_counter
+        spent = 0.0
+        for r in requests:
+            token = None
+            outer = None
+            if enrich:  # what OpenTelemetry's ASGI middleware has made current before devsecmw runs
+                outer = outer_tracer.start_span("GET /api/items", kind=SpanKind.SERVER)
+                token = context.attach(trace.set_span_in_context(outer))
+            t0 = perf()
+            handle = telemetry.start(r)
+            verdict = Verdict("benign", 0, verdict_signals)
+            telemetry.finish(handle, r, verdict, 200, None, 1e-4)
+            spent += perf() - t0
+            if token is not None and outer is not None:
+                context.detach(token)
+                outer.end()
+        return spent
+
+    return run
+
+
+def make_core_timer() -> Timer:
+    tp, mp = providers()
+    runtime = Runtime.from_options(tp, mp, detector=NoSignals())
+
+    def run(mix: str, n: int) -> float:
+        requests = [from_asgi_scope(scope_for(mix, i)) for i in range(n)]
+        body = MIXES[mix][4]
+        perf = time.perf_counter
+        t0 = perf()
+        for r in requests:
+            insp = runtime.begin(r)
+            if insp is None:
+                continue
+            if body:
+                insp.body_chunk(body, False)
+            r.route = "/api/items"
+            insp.response_start(200, RESPONSE_HEADERS)
+            insp.response_chunk(RESPONSE_BODY)
+            insp.finish()
+        return perf() - t0
+
+    return run
+
+
+def make_engine_timer(phase: str) -> Timer:
+    runtime = Runtime.from_options(*providers())
+    detector = runtime.detector
+    budget_s = runtime.config.time_budget
+
+    def run(mix: str, n: int) -> float:
+        body = MIXES[mix][4]
+        requests = [from_asgi_scope(scope_for(mix, i)) for i in range(n)]
+        for r in requests:
+            if body:
+                r.add_body(body, runtime.config.body_limit)
+                r.body_complete = True
+        perf = time.perf_counter
+        spent = 0.0
+        for r in requests:
+            if phase == "body" and not body:
+                continue
+            if phase == "body":  # the head ran before the body, as in a request
+                detector.inspect(r, "head", Budget(deadline=perf() + budget_s))
+            t0 = perf()
+            detector.inspect(r, phase, Budget(deadline=t0 + budget_s))
+            spent += perf() - t0
+        return spent
+
+    return run
+
+
+def make_asgi_timer(target: Any, loop: asyncio.AbstractEventLoop) -> Timer:
+    async def drive(mix: str, n: int) -> float:
+        body = MIXES[mix][4]
+        perf = time.perf_counter
+        spent = 0.0
+        for i in range(n):
+            scope = scope_for(mix, i)
+            queue = [body]
+
+            async def receive(queue: list[bytes] = queue) -> dict[str, Any]:
+                if queue:
+                    return {"type": "http.request", "body": queue.pop(), "more_body": False}
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                pass
+
+            t0 = perf()
+            await target(scope, receive, send)
+            spent += perf() - t0
+        return spent
+
+    return lambda mix, n: loop.run_until_complete(drive(mix, n))
+
+
+# --------------------------------------------------------------------------- report
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--n", type=int, default=1000, help="requests per component and round")
+    ap.add_argument("--mix", action="append", choices=sorted(MIXES), help="only this mix (repeatable)")
+    args = ap.parse_args(argv)
+
+    from devsecmw.asgi import SecurityMiddleware
+
+    loop = asyncio.new_event_loop()
+    tp, mp = providers()
+    timers: dict[str, Timer] = {
+        "model": time_model,
+        "telemetry": make_telemetry_timer(enrich=False),
+        "telemetry (enrich)": make_telemetry_timer(enrich=True),
+        "core + telemetry": make_core_timer(),
+        "engine head": make_engine_timer("head"),
+        "engine body": make_engine_timer("body"),
+        "bare app": make_asgi_timer(app(), loop),
+        "asgi, no signals": make_asgi_timer(
+            SecurityMiddleware(app(), tracer_provider=tp, meter_provider=mp, detector=NoSignals()), loop
+        ),
+        "asgi, as shipped": make_asgi_timer(
+            SecurityMiddleware(app(), tracer_provider=tp, meter_provider=mp), loop
+        ),
+    }
+    print(f"µs per request: median of {args.rounds} rounds x {args.n} requests, components interleaved")
+    for mix in args.mix or list(MIXES):
+        for timer in timers.values():  # warm-up: imports, caches, first-request paths
+            timer(mix, max(args.n // 10, 10))
+        rounds: dict[str, list[float]] = {name: [] for name in timers}
+        for _ in range(args.rounds):
+            for name, timer in timers.items():
+                gc.collect()
+                rounds[name].append(timer(mix, args.n) / args.n * 1e6)
+        med = {name: statistics.median(v) for name, v in rounds.items()}
+        core = med["core + telemetry"] - med["telemetry"]
+        total = med["asgi, as shipped"] - med["bare app"]
+        adapter = med["asgi, no signals"] - med["bare app"] - med["model"] - med["core + telemetry"]
+        engine = med["engine head"] + (med["engine body"] if MIXES[mix][4] else 0.0)
+        print(f"\n{mix}: {MIXES[mix][0]} {MIXES[mix][1]}")
+        rows = [
+            ("model (from_asgi_scope)", med["model"]),
+            ("telemetry start+finish (own span)", med["telemetry"]),
+            ("telemetry start+finish (enrich outer span)", med["telemetry (enrich)"]),
+            ("core bookkeeping (begin..finish, no telemetry)", core),
+            ("adapter (wrappers, context, route)", adapter),
+            ("engine head", med["engine head"]),
+        ]
+        if MIXES[mix][4]:
+            rows.append(("engine body", med["engine body"]))
+        rows += [
+            ("= around the engine (asgi, no signals - bare)", med["asgi, no signals"] - med["bare app"]),
+            ("total added (asgi as shipped - bare)", total),
+            ("  of which engine", engine),
+            ("bare app", med["bare app"]),
+        ]
+        for label, value in rows:
+            print(f"  {label:48} {value:8.1f}")
+    loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
