@@ -80,3 +80,33 @@ def test_scrub_query_keeps_names_and_masks_secret_values() -> None:
 def test_evidence_never_raises_and_is_bounded(value: str, a: int, b: int) -> None:
     ev = redact.evidence("query:q", value, min(a, b), max(a, b))
     assert len(ev) <= redact.MAX_EVIDENCE
+
+
+def test_scrub_query_masks_inline_secrets_in_ordinary_parameters() -> None:
+    assert redact.scrub_query("q=shoes&next=/cb?api_key=s3cr3t") == "q=shoes&next=/cb?api_key=***"
+    assert redact.scrub_query("q=Bearer%20x&page=2") == "q=Bearer%20x&page=2"  # '%20' is not whitespace
+    assert redact.scrub_query("q=Bearer xyz&page=2") == "q=***&page=2"
+    assert (
+        redact.scrub_query("category=books&page=2&q=python+cookbook")
+        == "category=books&page=2&q=python+cookbook"
+    )
+
+
+# The pre-check that spares most queries the inline regex must never skip a query the regex matches.
+_INLINE_PIECES = st.sampled_from(
+    ["pass", "PassWord", "pwd", "secret", "TOKEN", "api_key", "ApiKey", "access-key", "sessionid", "auth",
+     "bearer ", "eyJ", "eyJhbGciOi.eyJzdWIiOi.", "AKIA", "ASIA", "-----BEGIN RSA PRIVATE KEY-----",
+     "=", ":", "'", '"', " ", "&", "x", "0", "K", "\u212a", "\u017f", "\u0130", "\u0131", "é"]
+)  # fmt: skip
+
+
+@given(st.lists(_INLINE_PIECES | st.text(max_size=4), max_size=12).map("".join))
+def test_inline_precheck_never_hides_a_match(text: str) -> None:
+    if redact._INLINE.search(text) is not None:
+        assert redact._may_hold_inline(text)
+    assert redact.mask_inline(text) == redact._INLINE.sub(redact._mask, text)
+
+
+def test_inline_precheck_skips_ordinary_text() -> None:
+    assert not redact._may_hold_inline("category=books&page=2&sort=price&q=python+cookbook")
+    assert redact._may_hold_inline("\u212aEY=1")  # non-ASCII: the regex decides (the Kelvin sign folds to k)
