@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
-from opentelemetry.propagate import extract
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
 from .redact import scrub_query
@@ -100,6 +102,38 @@ class _RequestGetter(Getter[HttpRequest]):
 _getter = _HeaderGetter()
 _request_getter = _RequestGetter()
 
+#: What ``extract`` gives when the request carries no propagation header and the first propagator
+#: is W3C trace context: a new, empty context (never the current one). Contexts are immutable.
+_EMPTY_CONTEXT = otel_context.Context()
+#: The one header each well-known propagator's ``extract`` reads before anything else.
+_EXTRACT_HEADER: dict[type, str] = {
+    TraceContextTextMapPropagator: "traceparent",
+    W3CBaggagePropagator: "baggage",
+}
+#: A plan: the headers that can change what ``extract`` returns, and what it returns without them.
+_Plan = tuple[tuple[str, ...], otel_context.Context | None]
+
+
+def _extract_plan(textmap: TextMapPropagator) -> _Plan | None:
+    """When ``textmap`` is made only of the W3C propagators (OpenTelemetry's default), the headers
+    whose absence makes ``extract`` a no-op; ``None`` for any other propagator (always extract:
+    a propagator's ``fields`` need not list every header its ``extract`` reads, B3's does not)."""
+    props: object = [textmap]
+    if type(textmap) is CompositePropagator:
+        props = getattr(textmap, "_propagators", None)
+    if not isinstance(props, list | tuple):
+        return None
+    headers = []
+    for p in props:
+        header = _EXTRACT_HEADER.get(type(p))
+        if header is None:
+            return None
+        headers.append(header)
+    # Without its header each returns the context it was given; the first is given none, and
+    # then starts from an empty context (trace context) or the current one (baggage).
+    first = type(props[0]) if props else None
+    return tuple(headers), (_EMPTY_CONTEXT if first is TraceContextTextMapPropagator else None)
+
 
 def normalize_method(method: str) -> str:
     upper = method.upper()
@@ -151,6 +185,36 @@ def _attr(span: trace.Span, *names: str) -> Any:
     return None
 
 
+#: Distinct (method, route, status, classification) metric attribute sets kept ready.
+_MAX_METRIC_KEYS = 2048
+
+
+class _MetricAttrs:
+    """The attribute dicts of one (method, route, status, classification): built once, never mutated
+    (the SDK copies what it keeps)."""
+
+    __slots__ = ("_by_type", "request", "timing")
+
+    def __init__(self, method: str, route: str | None, status: int | None, classification: str) -> None:
+        base: dict[str, Any] = {"http.request.method": method}
+        if route:
+            base["http.route"] = route
+        self.timing = {**base, ATTR_CLASSIFICATION: classification}
+        if status is not None:
+            base["http.response.status_code"] = status
+        base[ATTR_CLASSIFICATION] = classification
+        self.request = base
+        self._by_type: dict[str, dict[str, Any]] = {}
+
+    def for_type(self, signal_type: str) -> dict[str, Any]:
+        attrs = self._by_type.get(signal_type)
+        if attrs is None:
+            attrs = {**self.request, ATTR_TYPE: signal_type}
+            if len(self._by_type) < 64:  # signal types are a fixed vocabulary
+                self._by_type[signal_type] = attrs
+        return attrs
+
+
 class Telemetry:
     """Tracer and instruments, created once per middleware instance."""
 
@@ -180,6 +244,27 @@ class Telemetry:
             unit="{error}",
             description="devsecmw internal errors (each failed open: the request went on).",
         )
+        self._textmap: TextMapPropagator | None = None
+        self._plan: _Plan | None = None
+        # Metric attribute dicts by (method, route, status, classification): a bounded space by
+        # design, so most requests reuse ready dicts instead of building three per request.
+        self._metric_attrs: dict[tuple[str, str | None, int | None, str], _MetricAttrs] = {}
+
+    def _parent(self, request: HttpRequest) -> otel_context.Context | None:
+        """The context the server span starts in: ``extract`` only when it can find something."""
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:  # set_global_textmap may replace it at any time
+            self._plan = _extract_plan(textmap)
+            self._textmap = textmap
+        plan = self._plan
+        if plan is not None:
+            headers, without = plan
+            for h in headers:
+                if request.header(h) is not None:
+                    break
+            else:
+                return without
+        return propagate.extract(request, getter=_request_getter)
 
     # ------------------------------------------------------------------ spans
     def start(self, request: HttpRequest) -> SpanHandle:
@@ -188,7 +273,9 @@ class Telemetry:
             # An instrumentation outside already owns the server span. (A span that is current
             # but not recording, sampled out or ended, only parents ours: the sampler decides.)
             return SpanHandle(current, owned=False)
-        method = normalize_method(request.method)
+        method = request.method
+        if method not in KNOWN_METHODS:
+            method = normalize_method(method)
         attrs: dict[str, Any] = {
             "http.request.method": method,
             "url.path": request.path,
@@ -198,11 +285,13 @@ class Telemetry:
             attrs["http.request.method_original"] = request.method[:32]
         if request.query_string:
             attrs["url.query"] = scrub_query(request.query_string)
-        if request.client_address:
-            attrs["client.address"] = request.client_address
-        if request.peer_address and request.peer_address != request.client_address:
-            attrs["network.peer.address"] = request.peer_address
-        if request.client_port is not None and request.peer_address in (None, request.client_address):
+        client = request.client_address
+        peer = request.peer_address
+        if client:
+            attrs["client.address"] = client
+        if peer and peer != client:
+            attrs["network.peer.address"] = peer
+        elif request.client_port is not None and (peer is None or peer == client):  # no proxy between
             attrs["client.port"] = request.client_port
         if request.server_address:
             attrs["server.address"] = request.server_address
@@ -215,9 +304,9 @@ class Telemetry:
             attrs["network.protocol.version"] = request.http_version
         span = self.tracer.start_span(
             "HTTP" if method == "_OTHER" else method,
-            context=extract(request, getter=_request_getter),
+            context=self._parent(request),
             kind=SpanKind.SERVER,
-            attributes=attrs,
+            attributes=attrs,  # all at start, in one call: samplers see them
         )
         return SpanHandle(span, owned=True)
 
@@ -254,25 +343,15 @@ class Telemetry:
                 status = int(raw) if isinstance(raw, int) else None
         # ---- events and summary attributes
         if span.is_recording():
-            emitted = 0
-            seen: set[tuple[str, str, str | None]] = set()
-            dropped = 0
-            for s in verdict.signals:
-                if s.key in seen:
-                    continue
-                seen.add(s.key)
-                if emitted >= self.max_events:
-                    dropped += 1
-                    continue
-                self.record_signal(span, s)
-                emitted += 1
+            signals = verdict.signals
+            dropped = self._record_signals(span, signals) if signals else 0
             summary: dict[str, Any] = {
                 ATTR_CLASSIFICATION: verdict.classification,
-                ATTR_TYPES: verdict.types,
+                ATTR_TYPES: verdict.types if signals else [],
                 ATTR_SCORE: verdict.score,
                 ATTR_BLOCKED: verdict.blocked,
             }
-            if leak_after_attack(verdict.signals):
+            if signals and leak_after_attack(signals):
                 summary[ATTR_LEAK_AFTER_ATTACK] = True
             if verdict.would_block:
                 summary[ATTR_WOULD_BLOCK] = True
@@ -291,6 +370,21 @@ class Telemetry:
         # ---- metrics
         self._metrics(request, verdict, route, status, duration)
 
+    def _record_signals(self, span: trace.Span, signals: list[Signal]) -> int:
+        """One event per distinct signal, at most ``max_events``; returns how many were dropped."""
+        emitted = dropped = 0
+        seen: set[tuple[str, str, str | None]] = set()
+        for s in signals:
+            if s.key in seen:
+                continue
+            seen.add(s.key)
+            if emitted >= self.max_events:
+                dropped += 1
+                continue
+            self.record_signal(span, s)
+            emitted += 1
+        return dropped
+
     def _finish_owned(
         self,
         span: trace.Span,
@@ -301,12 +395,11 @@ class Telemetry:
         attrs: dict[str, Any],
     ) -> None:
         """Name and status of a span devsecmw owns; its attributes go into ``attrs``."""
-        method = normalize_method(request.method)
-        name = "HTTP" if method == "_OTHER" else method
         if route:
+            method = normalize_method(request.method)
             attrs["http.route"] = route
-            name = f"{name} {route}"
-        span.update_name(name)
+            # Without a route the name stays the one given at start (the method): no rename.
+            span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
         if exception is not None:
             span.record_exception(exception)
             attrs["error.type"] = type(exception).__qualname__
@@ -327,16 +420,18 @@ class Telemetry:
         status: int | None,
         duration: float,
     ) -> None:
-        base: dict[str, Any] = {"http.request.method": normalize_method(request.method)}
-        if route:
-            base["http.route"] = route
-        timing = dict(base)
-        timing[ATTR_CLASSIFICATION] = verdict.classification
-        self.duration.record(duration, timing)
-        if status is not None:
-            base["http.response.status_code"] = status
-        base[ATTR_CLASSIFICATION] = verdict.classification
-        self.requests.add(1, base)
+        method = request.method
+        if method not in KNOWN_METHODS:
+            method = normalize_method(method)
+        key = (method, route, status, verdict.classification)
+        attrs = self._metric_attrs.get(key)
+        if attrs is None:
+            attrs = _MetricAttrs(*key)
+            if len(self._metric_attrs) >= _MAX_METRIC_KEYS:  # only a misbehaving route source gets here
+                self._metric_attrs.clear()
+            self._metric_attrs[key] = attrs
+        self.duration.record(duration, attrs.timing)
+        self.requests.add(1, attrs.request)
         if verdict.signals:
             counts: dict[str, int] = {}
             seen: set[tuple[str, str, str | None]] = set()
@@ -345,9 +440,7 @@ class Telemetry:
                     seen.add(s.key)
                     counts[s.type] = counts.get(s.type, 0) + 1
             for t, n in counts.items():
-                attrs = dict(base)
-                attrs[ATTR_TYPE] = t
-                self.signals.add(n, attrs)
+                self.signals.add(n, attrs.for_type(t))
 
     def count_error(self, stage: str, error_type: str) -> None:
         self.errors.add(1, {"devsecmw.stage": stage, "error.type": error_type})
