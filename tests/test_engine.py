@@ -16,9 +16,9 @@ import pytest
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
-from devsecmw.engine.engine import CACHE_SIZE, SEP, joined_pattern
+from devsecmw.engine.engine import CACHE_SIZE, join_texts, joined_pattern
 from devsecmw.engine.matcher import compile_pattern
-from devsecmw.engine.rules import Rule, parse_rule
+from devsecmw.engine.rules import Rule, RuleError, parse_rule
 from devsecmw.request import HttpRequest, from_asgi_scope
 from devsecmw.signals import Signal
 
@@ -164,6 +164,38 @@ def test_cache_is_bounded() -> None:
     assert len(e.clean_values) <= CACHE_SIZE
 
 
+def test_clean_head_parts_are_skipped_whole_and_attacks_never_cached() -> None:
+    e = Engine(rules=[rule("900019", "evil", ["args", "cookies", "headers"])])
+    headers = [("cookie", "sid=abc"), ("accept", "text/html")]
+    assert found(e, get("/?q=book", headers=headers)) == set()
+    assert len(e.clean_parts) == 3  # request line, Cookie header, header block
+    # The same parts again: nothing is even parsed (a query that was never split stays so).
+    again = get("/?q=book", headers=headers)
+    assert e.inspect(again, "head") == []
+    assert again._query is None and again._cookies is None
+    # Each part is inspected again as soon as it differs.
+    assert found(e, get("/?q=evil", headers=headers)) == {("900019", "query:q")}
+    assert found(e, get("/?q=book", headers=[("cookie", "sid=evil"), *headers[1:]])) == {
+        ("900019", "cookie:sid")
+    }
+    assert found(e, get("/?q=book", headers=[*headers, ("x-a", "evil")])) == {("900019", "header:x-a")}
+    for _ in range(2):  # an attack is found every time: its part is never cached
+        assert found(e, get("/?q=evil", headers=headers)) == {("900019", "query:q")}
+
+
+def test_head_part_keys_leave_credentials_out() -> None:
+    e = Engine(rules=[rule("900020", "evil", ["headers"])])
+    e.inspect(get("/", headers=[("authorization", "Bearer s3cret"), ("accept", "x")]), "head")
+    assert not any("s3cret" in repr(k) for k in list(e.clean_parts._d))
+
+
+def test_exhausted_budget_caches_no_head_part() -> None:
+    e = Engine(rules=[rule("900021", "evil", ["args"])])
+    e.inspect(get("/?q=1", headers=[("accept", "text/html")]), "head", Budget(deadline=-1.0))
+    assert len(e.clean_parts) == 0
+    assert found(e, get("/?q=evil")) == {("900021", "query:q")}
+
+
 # ---------------------------------------------------------------------------- budget
 class FakeClock:
     def __init__(self, step: float) -> None:
@@ -255,6 +287,9 @@ def test_middleware_counts_an_exhausted_budget(otel: Any, monkeypatch: pytest.Mo
         (r"[\^$]x", ["a^x"], True),  # "^" and "$" inside a class are literals
         (r"\$\{x", ["${x"], True),
         (r"a{2,300}b", ["c", "aab"], True),
+        (r"[^a-z]", ["abc", "\uffff"], True),  # a value holding the separator itself
+        (r"^[^x]{3}$", ["ab\uffff"], True),
+        (r"a.c", ["a\uffffc"], True),
     ],
 )
 def test_joined_pattern_matches_where_the_pattern_does(
@@ -265,7 +300,33 @@ def test_joined_pattern_matches_where_the_pattern_does(
     assert any(plain.search(v) for v in values) == expected
     # Whenever some value matches alone, the joined text matches (a superset).
     if expected:
-        assert joined.search(SEP.join(values)) is not None
+        assert joined.search(join_texts(values)) is not None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "values"),
+    [
+        (r"[^A-Za-z]", ["GET", "abc"]),
+        (r"^.{5,}$", ["abc", "de"]),
+        (r"a\S+b", ["a", "b"]),
+        (r"a\W", ["a", "b"]),
+        (r"[^]a-]x", ["a", "x"]),
+    ],
+)
+def test_joined_pattern_never_spans_values(pattern: str, values: list[str]) -> None:
+    # Negated classes, "." and \S/\W/\D stop at the separator: no candidate out of thin air.
+    assert not any(compile_pattern(pattern).search(v) for v in values)
+    assert compile_pattern(joined_pattern(pattern)).search(join_texts(values)) is None
+
+
+def test_value_holding_the_separator_is_still_found() -> None:
+    e = Engine(rules=[rule("900022", "^[^a-z]$", ["args"])])
+    assert found(e, get("/?a=abc&b=%EF%BF%BF&c=def")) == {("900022", "query:b")}
+
+
+def test_prefilter_naming_the_separator_is_rejected() -> None:
+    with pytest.raises(RuleError, match="reserved"):
+        Engine(rules=[rule("900023", "a\\x{FFFF}", ["args"])])
 
 
 def test_engines_with_the_same_rules_share_compiled_sets() -> None:

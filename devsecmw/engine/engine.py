@@ -9,20 +9,29 @@ body) the work is:
 2. **One scan per group.** The distinct view texts of a group of values are
    joined by a separator, encoded to UTF-8 once, and scanned by the RE2 sets of
    all the group's prefilters (:func:`joined_pattern`: anchors also match at the
-   separator, bounded repeats loosened; a superset of the per-value match). Head
-   values form two groups: headers (which repeat from request to request, see
-   below) and the rest.
+   separator, negated classes and ``.`` never do, bounded repeats loosened; a
+   superset of the per-value match). Groups: parameters (path, query, cookies;
+   body fields and names), headers (which repeat from request to request, see
+   below), and one of its own for each structural value (method, target,
+   ``headers.raw``, ``body.raw``), so that a parameter rule's ``[\r\n]`` never
+   meets the header block and the method rule's ``[^A-Za-z]`` never meets a path.
 3. **Confirmation.** Only rules whose prefilter occurs are evaluated. Each one
    first locates its prefilter in the joined text, which tells which values it
    occurs in; those values alone are then checked exactly, on the rule's own
    view. A prefilter found in some other value or view costs an extra search,
    never a false signal.
 
-Header values and names that produced no signal are remembered in a bounded,
-thread-safe cache keyed by ``(header, value)``: the User-Agent and Accept of the
-next request skip steps 1-3. Only a complete, signal-free inspection is cached,
-and the rules of one :class:`Engine` never change, so a cached value would
-produce nothing anyway.
+Two bounded, thread-safe caches remember what produced no signal in a complete
+inspection (nothing is cached once the budget ran out; the rules of one
+:class:`Engine` never change, and each engine has its own caches, so an entry
+can never outlive the rules that judged it):
+
+- head parts, each keyed by its raw text: the request line (method, target and
+  whether the request came from elsewhere), the Cookie header, and the header block
+  (names and values but credentials). A browser repeats them request after request:
+  a repeated part is skipped whole, not even parsed;
+- header values and the names of headers, parameters and cookies, keyed by
+  ``(key, value)``: the User-Agent of a new header block still skips steps 1-3.
 
 Compiled rule sets are shared by engines built from identical rules and warmed
 at construction (RE2 builds its automata lazily: the first requests would pay).
@@ -35,10 +44,11 @@ and blocking decisions live in :mod:`devsecmw.scoring`.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -59,7 +69,7 @@ from .matcher import (
     loosen,
 )
 from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, load_all
-from .targets import Item, Value, body_values, head_values
+from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
 
 #: Between values in a joined scan: a noncharacter no rule looks for. Anchors are rewritten
 #: to match it (see :func:`joined_pattern`), so "^" still means the start of every value.
@@ -100,12 +110,22 @@ class Budget:
         return self.exhausted
 
 
+#: Stands in for :data:`SEP` inside a text (a value may hold it) in joined scans: no rule can
+#: tell the two apart (both are noncharacters; rules naming either are rejected).
+SEP_STAND_IN = "\ufffe"
+_NAMES_SEP = re.compile(r"[\ufffe\uffff]|\\x\{0*fff[ef]\}", re.I)
+_NOT_SEP = {"S": r"[^\s" + SEP + "]", "W": r"[^\w" + SEP + "]", "D": r"[^\d" + SEP + "]"}
+
+
 def joined_pattern(pattern: str) -> str:
     r"""``pattern`` for a scan of values joined by :data:`SEP`: matches wherever it does.
 
     ``^``/``\A`` and ``$``/``\z`` also match at the separator (which they then
     consume: the set only says *whether*), and long bounded repeats are loosened
-    (:func:`~devsecmw.engine.matcher.loosen`).
+    (:func:`~devsecmw.engine.matcher.loosen`). ``.``, ``\S``, ``\W``, ``\D`` and
+    negated classes never match the separator, so a match never spans two values:
+    ``[^a-z]`` does not occur in ``GET`` because the next value starts with ``/``.
+    (``.`` also matches a line break here: a superset, whatever the flags.)
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -117,20 +137,35 @@ def joined_pattern(pattern: str) -> str:
             nxt = pattern[i + 1]
             if not in_class and nxt in "Az":
                 out.append(start if nxt == "A" else end)
+            elif not in_class and nxt in _NOT_SEP:
+                out.append(_NOT_SEP[nxt])
             else:
                 out.append(pattern[i : i + 2])
             i += 2
             continue
         if in_class:
+            if c == "[" and pattern.startswith("[:", i):  # [[:alpha:]]: a POSIX class inside
+                close = pattern.find(":]", i + 2)
+                if close > 0:
+                    out.append(pattern[i : close + 2])
+                    i = close + 2
+                    continue
             in_class = c != "]"
         elif c == "[":
             in_class = True
+            if pattern.startswith("[^", i):
+                # The separator first; a leading "]" or "-" (literals there) escaped to stay so.
+                out.append("[^" + SEP)
+                i += 2
+                if i < n and pattern[i] in "]-":
+                    out.append("\\" + pattern[i])
+                    i += 1
+                continue
             out.append(c)
             i += 1
-            for lead in "^]":
-                if i < n and pattern[i] == lead:
-                    out.append(lead)
-                    i += 1
+            if i < n and pattern[i] == "]":  # "[]...": the "]" is a member, not the end
+                out.append("]")
+                i += 1
             continue
         elif c == "^":
             out.append(start)
@@ -140,9 +175,22 @@ def joined_pattern(pattern: str) -> str:
             out.append(end)
             i += 1
             continue
+        elif c == ".":
+            out.append(f"[^{SEP}]")
+            i += 1
+            continue
         out.append(c)
         i += 1
     return loosen("".join(out))
+
+
+def join_texts(texts: list[str]) -> str:
+    """Texts joined for one scan by :func:`joined_pattern` s: by :data:`SEP`, a separator
+    inside a text replaced by :data:`SEP_STAND_IN` (same UTF-8 length: offsets hold)."""
+    joined = SEP.join(texts)
+    if joined.count(SEP) >= len(texts):
+        joined = SEP.join([t.replace(SEP, SEP_STAND_IN) for t in texts])
+    return joined
 
 
 class _Compiled:
@@ -159,6 +207,8 @@ class _Compiled:
         self.pre: Pattern | None = None
         self.joined: Pattern | None = None
         if prefilter:
+            if _NAMES_SEP.search(prefilter):
+                raise RuleError(f"{rule.source}: rule {rule.id!r}: prefilter: U+FFFE/U+FFFF are reserved")
             try:
                 self.pre = compile_pattern(prefilter)
                 self.joined = compile_pattern(joined_pattern(prefilter))
@@ -197,6 +247,21 @@ class _Group:
             self.matcher = compile_set([joined_pattern(c.op.prefilter or "") for c in self.scanned])
 
 
+#: Keys whose single value is scanned on its own: structural text that looks nothing like a
+#: parameter (``GET``, a multi-line header block, a whole body) would otherwise meet the
+#: parameter rules' prefilters in the joined scan (``[\r\n]`` in ``headers.raw``) and the
+#: other way round (``[^A-Za-z_-]`` of the method rule in a path).
+OWN_GROUP = ("method", "uri", "headers.raw", "body.raw")
+
+
+def _group_name(key: str) -> str:
+    if key in OWN_GROUP:
+        return key
+    if key.startswith("header:") or key == "headers.names":
+        return "headers"
+    return "args"
+
+
 class _Phase:
     __slots__ = ("groups", "header_plan", "plans")
 
@@ -205,17 +270,18 @@ class _Phase:
         keys = set(HEAD_KEYS if phase == "head" else BODY_KEYS) - {"headers"}
         for c in compiled:
             keys.update(k for k in c.rule.targets | c.rule.exclude if k.startswith("header:"))
-        # Header values and names go to their own group (cacheable across requests).
-        group_of = {k: (1 if k.startswith("header:") or k == "headers.names" else 0) for k in keys}
+        names = sorted({_group_name(k) for k in keys} | ({"headers"} if phase == "head" else set()))
+        group_of = {k: names.index(_group_name(k)) for k in keys}
         self.plans: dict[str, _Plan | None] = {}
         for key in sorted(keys):
             self.plans[key] = self._plan(compiled, key, group_of[key])
         # Any header no rule names specifically: what the generic "headers" target gives.
-        self.header_plan = self._plan(compiled, "header:\x00", 1)
+        headers = names.index("headers") if "headers" in names else -1
+        self.header_plan = self._plan(compiled, "header:\x00", headers) if headers >= 0 else None
         self.groups: list[_Group] = []
-        for g in (0, 1):
+        for g in range(len(names)):
             plans = [p for k, p in self.plans.items() if p is not None and group_of[k] == g]
-            if g == 1 and self.header_plan is not None:
+            if g == headers and self.header_plan is not None:
                 plans.append(self.header_plan)
             ids = set().union(*(p.rule_ids for p in plans)) if plans else set()
             self.groups.append(_Group([c for c in compiled if c.index in ids]))
@@ -228,19 +294,22 @@ class _Phase:
 
 
 class _CleanCache:
-    """Bounded set of ``(key, value)`` known to produce no signal; oldest evicted first."""
+    """Bounded set of keys known to produce no signal; oldest evicted first.
+
+    Reads are lock-free (a dict lookup is atomic); additions take the lock.
+    """
 
     __slots__ = ("_d", "_lock", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._d: dict[tuple[str, str], None] = {}
+        self._d: dict[Hashable, None] = {}
         self._lock = threading.Lock()
 
-    def __contains__(self, item: tuple[str, str]) -> bool:
+    def __contains__(self, item: Hashable) -> bool:
         return item in self._d
 
-    def add_all(self, items: list[tuple[str, str]]) -> None:
+    def add_all(self, items: list[Hashable]) -> None:
         with self._lock:
             d = self._d
             for item in items:
@@ -270,7 +339,7 @@ class _Scan:
     def __init__(self, texts: dict[str, int]) -> None:
         self.by_text = texts
         self.texts = list(texts)
-        self.data: Encoded = encode(SEP.join(self.texts))
+        self.data: Encoded = encode(join_texts(self.texts))
         self.starts: list[int] = []
         #: prefilter -> located texts (rules often share a prefilter: a tokenizer's gate).
         self.located: dict[str, set[int] | None] = {}
@@ -366,6 +435,28 @@ def _warm_up(engine: Engine, rules: Sequence[Rule]) -> None:
                 group.matcher.match(encode(text.lower()))
 
 
+#: Where each head key's values come from: the request line (``0``), the Cookie header
+#: (``1``) or the other headers (anything else).
+_PART_OF = {"method": 0, "uri": 0, "path": 0, "query": 0, "query.names": 0, "query.names.offsite": 0}
+_PART_OF |= {"cookies": 1, "cookies.names": 1}
+#: Headers whose values are credentials: left out of the header-block key (not kept in
+#: memory, and a rotating token would make every block new). Their values are never inspected.
+_OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
+#: Head parts cached as clean, and the size above which a part is not worth keeping.
+PART_CACHE_SIZE = 1024
+PART_MAX = 8192
+
+
+def _by_index(c: _Compiled) -> int:
+    return c.index
+
+
+def _size(key: Hashable) -> int:
+    """Characters a head part's key holds (parts above :data:`PART_MAX` are not cached)."""
+    assert isinstance(key, tuple)
+    return sum(len(x) if isinstance(x, str) else _size(x) if isinstance(x, tuple) else 1 for x in key)
+
+
 class Engine:
     """The default :class:`~devsecmw.engine.Detector`: packaged rules plus the user's."""
 
@@ -387,39 +478,98 @@ class Engine:
         self._phases = phases
         self._extra_secret_names = self.config.redact_names
         self.clean_values = _CleanCache(CACHE_SIZE)
+        #: Head parts (request line, Cookie header, header block) that produced no signal.
+        self.clean_parts = _CleanCache(PART_CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         ph = self._phases[phase]
-        values = head_values(request) if phase == "head" else body_values(request)
+        if phase == "head":
+            return self._inspect_head(ph, request, budget)
+        values = body_values(request)
         if not values:
             return []
-        entries, texts = self._views(ph, values, budget)
+        return self._inspect_values(ph, values, budget)[0]
+
+    def _inspect_head(self, ph: _Phase, request: HttpRequest, budget: Budget | None) -> list[Signal]:
+        """The head by parts: a part seen before with no signal (a browser sends the same
+        Cookie header and header block request after request, and often the same URL) is
+        skipped whole, without even being parsed."""
+        parts = self.clean_parts._d  # read lock-free: a dict lookup is atomic
+        method, qs = request.method, request.query_string
+        away = bool(qs) and offsite(request)
+        line = ("line", method, request.target, qs, away)
+        cookies: list[str] = []
+        block: list[object] = ["headers", method, request.http_version]
+        for k, v in request.headers:
+            if k in _OPAQUE:
+                if k == "cookie":
+                    cookies.append(v)
+                block.append(k)
+            else:
+                block.append((k, v))
+        blockkey = tuple(block)
+        cookiekey = ("cookie", *cookies) if cookies else None
+        todo: list[tuple[int, Hashable]] = []
+        values: list[Value] = []
+        if line not in parts:
+            todo.append((0, line))
+            values += line_values(request, away)
+        if cookiekey is not None and cookiekey not in parts:
+            todo.append((1, cookiekey))
+            values += cookie_values(request)
+        if blockkey not in parts:
+            todo.append((2, blockkey))
+            values += header_values(request)
+        if not values:
+            return []
+        signals, flagged, complete = self._inspect_values(ph, values, budget)
+        if complete:
+            dirty = {_PART_OF.get(k, 2) for k in flagged}
+            clean = [key for part, key in todo if part not in dirty and _size(key) <= PART_MAX]
+            if clean:
+                self.clean_parts.add_all(clean)
+        return signals
+
+    def _inspect_values(
+        self, ph: _Phase, values: list[Value], budget: Budget | None
+    ) -> tuple[list[Signal], set[str], bool]:
+        """Signals, the keys of the values that produced one, and whether inspection completed
+        in one piece (not stopped by the budget, no scan split in chunks: a part judged clean
+        then is judged clean alone, whatever else came with it)."""
+        entries, texts, by_plan = self._views(ph, values, budget)
         signals: list[Signal] = []
+        flagged_keys: set[str] = set()
+        complete = True
         for g, group in enumerate(ph.groups):
             ents = entries[g]
             if not ents:
                 continue
             if budget is not None and budget.expired():
                 break
-            flagged = self._run_group(group, ents, texts[g], signals, budget)
+            flagged, whole = self._run_group(group, ents, texts[g], by_plan[g], signals, budget)
+            complete = complete and whole
+            flagged_keys.update(ents[i][0] for i in flagged)
             if budget is None or not budget.exhausted:
-                clean = [
+                clean: list[Hashable] = [
                     (e[0], e[2])
                     for i, e in enumerate(ents)
                     if e[4].cacheable and e[3] and i not in flagged and len(e[2]) <= CACHE_VALUE_MAX
                 ]
                 if clean:
                     self.clean_values.add_all(clean)
-        return signals
+        return signals, flagged_keys, complete and (budget is None or not budget.exhausted)
 
     def _views(
         self, ph: _Phase, values: list[Value], budget: Budget | None
-    ) -> tuple[list[list[_Entry]], list[dict[str, int]]]:
+    ) -> tuple[list[list[_Entry]], list[dict[str, int]], list[dict[_Plan, list[int]]]]:
         plans = ph.plans
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
-        entries: list[list[_Entry]] = [[], []]
-        texts: list[dict[str, int]] = [{}, {}]
+        ngroups = len(ph.groups)
+        entries: list[list[_Entry]] = [[] for _ in range(ngroups)]
+        texts: list[dict[str, int]] = [{} for _ in range(ngroups)]
+        #: Per group, the entries of each plan (so a rule finds the values it targets at once).
+        by_plan: list[dict[_Plan, list[int]]] = [{} for _ in range(ngroups)]
         # Values repeat within a request (JSON arrays of similar objects, their keys): one
         # computation per (plan, value).
         done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
@@ -435,15 +585,21 @@ class Engine:
             if plan.cacheable and utf8 and (key, value) in cache:
                 continue
             g = plan.group
+            ents = entries[g]
+            mine = by_plan[g].get(plan)
+            if mine is None:
+                by_plan[g][plan] = [len(ents)]
+            else:
+                mine.append(len(ents))
             memo_key = (id(plan), value)
             known = done.get(memo_key)
             if known is not None:
-                entries[g].append((key, loc, value, utf8, plan, known[0], known[1]))
+                ents.append((key, loc, value, utf8, plan, known[0], known[1]))
                 continue
             red = plan.planner.for_mask(trigger_mask(value))
             memo = red.apply(value)
             done[memo_key] = (red.views, memo)
-            entries[g].append((key, loc, value, utf8, plan, red.views, memo))
+            ents.append((key, loc, value, utf8, plan, red.views, memo))
             seen = texts[g]
             for rc in red.computed:
                 t = memo[rc]
@@ -455,35 +611,52 @@ class Engine:
                     work = 0
                     if budget.expired():
                         break
-        return entries, texts
+        return entries, texts, by_plan
 
     def _run_group(
         self,
         group: _Group,
         ents: list[_Entry],
         texts: dict[str, int],
+        by_plan: dict[_Plan, list[int]],
         out: list[Signal],
         budget: Budget | None,
-    ) -> set[int]:
-        """Evaluate the group's candidate rules; returns the indexes of entries that fired."""
+    ) -> tuple[set[int], bool]:
+        """Evaluate the group's candidate rules: the indexes of entries that fired, and
+        whether the group's text was scanned in one piece."""
         candidates = group.always
         scan: _Scan | None = None
+        whole = True
         if group.matcher is not None:
             scan = _Scan(texts)
+            whole = len(scan.data) <= SCAN_CHUNK
             hits = _scan_in_chunks(group.matcher, scan.data, budget)
             if hits:
                 scanned = group.scanned
-                candidates = sorted([*candidates, *(scanned[i] for i in hits)], key=lambda c: c.index)
+                candidates = sorted([*candidates, *(scanned[i] for i in hits)], key=_by_index)
         flagged: set[int] = set()
+        if not candidates:
+            return flagged, whole
         encoded: dict[str, Encoded] = {}
+        targeted = list(by_plan.items())
         for c in candidates:
             if budget is not None and budget.expired():
                 break
-            if c.utf8_only:
-                self._check_utf8(c, ents, out, flagged)
-                continue
             idx = c.index
-            todo = [n for n, e in enumerate(ents) if idx in e[4].rule_ids]
+            # The entries of the plans that hold this rule, in value order.
+            todo: list[int] = []
+            merged = False
+            for p, ns in targeted:
+                if idx in p.rule_ids:
+                    merged = bool(todo)
+                    todo = todo + ns if merged else ns
+            if not todo:
+                continue
+            if merged:
+                todo.sort()
+            if c.utf8_only:
+                self._check_utf8(c, ents, todo, out, flagged)
+                continue
             if c.joined is not None and scan is not None and len(todo) > 2:
                 # Searching the joined text once per value it occurs in beats one search per value.
                 prefilter = c.op.prefilter or ""
@@ -529,12 +702,14 @@ class Engine:
                     continue
                 flagged.add(n)
                 out.append(self._signal(c.rule, loc, text, span))
-        return flagged
+        return flagged, whole
 
-    def _check_utf8(self, c: _Compiled, ents: list[_Entry], out: list[Signal], flagged: set[int]) -> None:
-        idx = c.index
-        for n, (_key, loc, _value, utf8, plan, views, memo) in enumerate(ents):
-            if utf8 or idx not in plan.rule_ids:
+    def _check_utf8(
+        self, c: _Compiled, ents: list[_Entry], todo: list[int], out: list[Signal], flagged: set[int]
+    ) -> None:
+        for n in todo:
+            _key, loc, _value, utf8, _plan, views, memo = ents[n]
+            if utf8:
                 continue
             text = memo[views[c.chain]]
             flagged.add(n)
@@ -553,4 +728,4 @@ class Engine:
         )
 
 
-__all__ = ["CACHE_SIZE", "CACHE_VALUE_MAX", "SEP", "Budget", "Engine", "joined_pattern"]
+__all__ = ["CACHE_SIZE", "CACHE_VALUE_MAX", "SEP", "Budget", "Engine", "join_texts", "joined_pattern"]

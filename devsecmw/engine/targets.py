@@ -42,19 +42,43 @@ class Item:
 
 def head_values(request: HttpRequest) -> list[Value]:
     """Request line, query, cookies and headers (names and values)."""
+    return [*line_values(request), *cookie_values(request), *header_values(request)]
+
+
+def line_values(request: HttpRequest, away: bool | None = None) -> list[Value]:
+    """Method, target, path, query parameters and their names; the names again as
+    ``query.names.offsite`` when the request came from elsewhere (``away``, computed
+    when not given: see :func:`offsite`)."""
     target = request.target
     out: list[Value] = [("method", "method", request.method, True), ("uri", "uri", target, True)]
     q = target.find("?")
     path, ok = percent_decode(target if q < 0 else target[:q])
     out.append(("path", "path", path, ok))
-    for f in request.query:
+    query = request.query
+    for f in query:
         out.append(("query", f.location, f.value, f.utf8))
         if f.name:
             out.append(("query.names", f.location, f.name, f.utf8))
+    if query and (offsite(request) if away is None else away):
+        for f in query:
+            if f.name:
+                out.append(("query.names.offsite", f.location, f.name, f.utf8))
+    return out
+
+
+def cookie_values(request: HttpRequest) -> list[Value]:
+    """Cookie values and names."""
+    out: list[Value] = []
     for f in request.cookies:
         out.append(("cookies", f.location, f.value, True))
         if f.name:
             out.append(("cookies.names", f.location, f.name, True))
+    return out
+
+
+def header_values(request: HttpRequest) -> list[Value]:
+    """Header values (but :data:`SKIP_HEADERS`), header names, and ``headers.raw``."""
+    out: list[Value] = []
     skip = SKIP_HEADERS
     for name, value in request.headers:
         key = _header_keys.get(name) or header_key(name)
@@ -62,10 +86,6 @@ def head_values(request: HttpRequest) -> list[Value]:
             out.append((key, key, value, True))
         out.append(("headers.names", key, name, True))
     out.append(("headers.raw", "headers", head_raw(request), True))
-    if request.query and offsite(request):
-        for f in request.query:
-            if f.name:
-                out.append(("query.names.offsite", f.location, f.name, f.utf8))
     return out
 
 
@@ -168,9 +188,12 @@ __all__ = [
     "Value",
     "body_items",
     "body_values",
+    "cookie_values",
     "head_items",
     "head_raw",
     "head_values",
     "header_key",
+    "header_values",
+    "line_values",
     "offsite",
 ]
