@@ -178,7 +178,7 @@ class ClientTable:
 
     def flagged(self, client: str | None) -> str | None:
         """The reason ``client`` is flagged now, or ``None``."""
-        if client is None:
+        if client is None or client not in self._table:  # one lock-free lookup for most clients
             return None
         now = self._clock()
         with self._lock:
@@ -197,13 +197,10 @@ class ClientTable:
         idx = []
         if attack:
             idx.append(_ATTACK)
-        if status is not None:
-            if status == 404:
-                idx.append(_NOT_FOUND)
-            elif status in (401, 403):
-                idx.append(_AUTH)
-            elif status >= 500:
-                idx.append(_ERROR)
+        if status is not None and (status == 404 or status == 401 or status == 403 or status >= 500):
+            idx.append(_NOT_FOUND if status == 404 else _ERROR if status >= 500 else _AUTH)
+        if not idx and client not in self._table:
+            return None  # a clean request from a client with no state: no clock, no lock, no memory
         now = self._clock()
         win = int(now // self.window)
         with self._lock:

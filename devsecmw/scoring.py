@@ -22,6 +22,8 @@ def score(signals: Iterable[Signal]) -> int:
 
 def decide(signals: list[Signal], config: Config) -> Verdict:
     """Classify a request from all its signals (request, response, client)."""
+    if not signals:  # most requests: nothing to score
+        return Verdict(classification=Classification.BENIGN, score=0, signals=signals)
     total = score(signals)
     attack_score = score(s for s in signals if s.is_attack)
     if not signals:
@@ -41,6 +43,8 @@ def should_block(signals: list[Signal], config: Config, flagged: bool = False) -
     """
     if flagged and config.block_flagged:
         return True
+    if not signals:
+        return False
     attacks = [s for s in signals if s.is_attack and (not config.block_types or s.type in config.block_types)]
     return bool(attacks) and score(attacks) >= config.block_threshold
 
