@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from . import redact
-from .engine.matcher import MultiMatcher, Pattern, compile_pattern, compile_set
+from .engine.matcher import MultiMatcher, Pattern, compile_pattern, compile_set, loosen
 from .engine.rules import RuleError
 from .signals import Severity, Signal
 
@@ -98,7 +98,12 @@ class LeakScanner:
 
     def __init__(self, rules: Sequence[LeakRule] | None = None) -> None:
         self.rules = list(rules if rules is not None else load_leak_rules())
-        self._set: MultiMatcher | None = compile_set([r.pattern for r in self.rules]) if self.rules else None
+        # The set only says which rules may match (each hit is confirmed by its exact pattern), so
+        # its patterns are loosened: without the long bounded repeats the rules fit one small set,
+        # one pass per response instead of four (and 4x faster on long text).
+        self._set: MultiMatcher | None = (
+            compile_set([loosen(r.pattern) for r in self.rules]) if self.rules else None
+        )
 
     def scan(self, text: str) -> list[Signal]:
         if self._set is None or not text:
