@@ -103,12 +103,17 @@ def _observe_request(insp: Inspection, message: Message) -> None:
 
 
 def _http_receive(insp: Inspection, receive: Receive) -> Receive:
+    handle = insp.handle
+
     async def receive_wrapper() -> Message:
-        token = insp.step_out()
-        try:
+        if handle.outer is None:  # devsecmw's own span is not current: nothing to step out of
             message = await receive()
-        finally:
-            insp.step_in(token)
+        else:
+            token = insp.step_out()
+            try:
+                message = await receive()
+            finally:
+                insp.step_in(token)
         try:  # _observe_request, inline: the monitor path pays no extra call per message
             if message["type"] == "http.request":
                 insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
@@ -217,35 +222,42 @@ def _header_bytes(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
     # The message type after which nothing more is sent; trailers move it (ASGI HTTP trailers).
     final = "http.response.body"
+    handle = insp.handle
 
     async def send_wrapper(message: Message) -> None:
         nonlocal final
         last = False
         try:
             mtype = message["type"]
-            if mtype == "http.response.start":
+            if mtype == "http.response.body" or mtype == "http.response.zerocopy":
+                insp.response_chunk(message.get("body", b""))
+                last = final == "http.response.body" and not message.get("more_body", False)
+            elif mtype == "http.response.start":
                 if message.get("trailers"):
                     final = "http.response.trailers"
                 _note_route(scope, insp)
                 insp.response_start(int(message["status"]), message.get("headers") or ())
-            elif mtype == "http.response.body" or mtype == "http.response.zerocopy":
-                insp.response_chunk(message.get("body", b""))
-                last = final == "http.response.body" and not message.get("more_body", False)
             elif mtype == "http.response.trailers":
                 last = final == mtype and not message.get("more_trailers", False)
             elif mtype == "http.response.pathsend":
                 last = True
         except Exception as exc:
             insp.runtime.report("send", exc)
-        if last and not insp.handle.owned:
-            # The span belongs to an instrumentation outside (OpenTelemetry's ASGI middleware),
-            # which ends it as this very message passes: write the verdict onto it first.
-            insp.finish()
-        token = insp.step_out()
-        try:
+        if not handle.owned:
+            if last:
+                # The span belongs to an instrumentation outside (OpenTelemetry's ASGI middleware),
+                # which ends it as this very message passes: write the verdict onto it first.
+                insp.finish()
+            await send(message)  # no span of ours is current: the server's context already
+            return
+        if handle.outer is None:
             await send(message)
-        finally:
-            insp.step_in(token)
+        else:
+            token = insp.step_out()
+            try:
+                await send(message)
+            finally:
+                insp.step_in(token)
         if last:
             # Our own span ends after the await: the last byte has gone, not merely been produced.
             insp.finish()
@@ -266,6 +278,9 @@ def _websocket_send(insp: Inspection, send: Send) -> Send:
                     insp.response_start(int(message["status"]), message.get("headers") or ())
         except Exception as exc:
             insp.runtime.report("send", exc)
+        if insp.handle.outer is None:
+            await send(message)
+            return
         token = insp.step_out()
         try:
             await send(message)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import attach as attach_context
+from opentelemetry.context import detach as detach_context
 
 from . import _safety
 from .clients import ClientTable, Thresholds, parse_networks, resolve_client
@@ -178,18 +180,23 @@ class Inspection:
             self.runtime.report("context", exc)
 
     def step_out(self) -> object | None:
-        """Before handing control to the server: its context, not devsecmw's span (see SpanHandle)."""
+        """Before handing control to the server: its context, not devsecmw's span (see SpanHandle).
+
+        Adapters call it only when ``handle.outer`` is set (devsecmw's own span is active): with no
+        span of its own current there is nothing to step out of, and nothing to pay.
+        """
+        outer = self.handle.outer
+        if outer is None:
+            return None
         try:
-            return self.handle.step_out()
+            return attach_context(outer)
         except Exception as exc:
             self.runtime.report("context", exc)
             return None
 
     def step_in(self, token: object | None) -> None:
-        try:
-            self.handle.step_in(token)
-        except Exception as exc:
-            self.runtime.report("context", exc)
+        if token is not None:
+            detach_context(token)  # type: ignore[arg-type]  # never raises: OpenTelemetry logs a failure
 
     # ------------------------------------------------------------------ request
     def _detect(self, phase: str, again: bool = False) -> None:
@@ -302,6 +309,8 @@ class Inspection:
         Records ``would_block`` in every mode; returns True only in block mode,
         so the adapter answers with :meth:`block_response` instead of calling the app.
         """
+        if not self.signals and not self.flagged:
+            return False  # no signal and a clean client: nothing could call for a block
         try:
             config = self.runtime.config
             would = should_block(self.signals, config, bool(self.flagged)) and not self.runtime.allowlisted(
@@ -392,9 +401,11 @@ class Inspection:
                 pass
 
     def _decide(self) -> Verdict:
+        # A request with no signal, a 2xx/3xx answer and no leak has nothing to combine: each step
+        # below skips on empty input, and no list is built for it (self.signals is never mutated).
         config = self.runtime.config
         signals = self.signals
-        if config.exclusions:
+        if config.exclusions and signals:
             where = self.request.route or self.request.path
             signals = [
                 s
@@ -402,21 +413,28 @@ class Inspection:
                 if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
             ]
         if not self.blocked:  # the block response's status is devsecmw's, not the app's answer
-            signals = signals + status_signals(self.status, self.exception)
+            answered = status_signals(self.status, self.exception)
+            if answered:
+                signals = signals + answered
         leaked = self._leaks()
-        if leaked and any(s.is_attack for s in signals):
-            # An attack answered with a database error or a stack trace: the exploit worked.
-            leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
-        signals += leaked
-        signals += correlate(signals)
+        if leaked:
+            if any(s.is_attack for s in signals):
+                # An attack answered with a database error or a stack trace: the exploit worked.
+                leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
+            signals = signals + leaked
+        attack = False
+        if signals:
+            correlated = correlate(signals)
+            if correlated:
+                signals = signals + correlated
+            attack = any(s.is_attack for s in signals)
         # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
         # every probe is blocked is still a scanner), and the statuses the app answered (a block
         # response is devsecmw's own 403, not an auth failure).
-        attack = any(s.is_attack for s in signals)
         status = None if self.blocked else self.status
         reason = self.runtime.clients.observe(self.request.client_address, attack, status)
         if reason and not self.flagged:
-            signals.append(Signal("client_flagged", "client", reason, Severity.WARNING))
+            signals = [*signals, Signal("client_flagged", "client", reason, Severity.WARNING)]
         verdict = decide(signals, config)
         verdict.blocked = self.blocked
         verdict.would_block = self.would_block

@@ -147,30 +147,22 @@ class SpanHandle:
     span: trace.Span
     owned: bool
     _token: object | None = None
-    _outer: otel_context.Context | None = None
+    #: While devsecmw's own span is active (between activate and deactivate): the context from
+    #: before, which the server's ``send``/``receive`` must run in (a task the server spawns
+    #: there, e.g. uvicorn's next keep-alive request, must not inherit this request's span).
+    #: ``None`` otherwise: then there is nothing to step out of.
+    outer: otel_context.Context | None = None
 
     def activate(self) -> None:
         """Make an owned span current for the app (child spans, logs); symmetric with deactivate."""
         if self.owned and self._token is None:
-            self._outer = otel_context.get_current()
-            self._token = otel_context.attach(trace.set_span_in_context(self.span, self._outer))
+            outer = otel_context.get_current()
+            self._token = otel_context.attach(trace.set_span_in_context(self.span, outer))
+            self.outer = outer
 
     def deactivate(self) -> None:
         if self._token is not None:
-            token, self._token = self._token, None
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    def step_out(self) -> object | None:
-        """Make the context from before :meth:`activate` current while the server runs (its
-        ``send``/``receive``): a task it spawns there, e.g. uvicorn's next keep-alive request,
-        must not inherit this request's span. Undo with :meth:`step_in`."""
-        if self._token is None or self._outer is None:
-            return None
-        return otel_context.attach(self._outer)
-
-    @staticmethod
-    def step_in(token: object | None) -> None:
-        if token is not None:
+            token, self._token, self.outer = self._token, None, None
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
