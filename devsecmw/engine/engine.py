@@ -327,8 +327,10 @@ class _CleanCache:
 
 _MISSING: _Plan = object.__new__(_Plan)  # "no plan for this key" sentinel (None: no rule)
 
-# One value being inspected: (key, location, value, utf8, plan, views, texts-by-reduced-chain)
-_Entry = tuple[str, str, str, bool, _Plan, dict[Chain, Chain], dict[Chain, str]]
+# One distinct value being inspected: (key, locations, value, utf8, plan, views,
+# texts-by-reduced-chain). A value found at several locations (the same note in every item
+# of a JSON array) is one entry: inspected once, reported at each location.
+_Entry = tuple[str, list[str], str, bool, _Plan, dict[Chain, Chain], dict[Chain, str]]
 
 
 class _Scan:
@@ -571,7 +573,8 @@ class Engine:
         #: Per group, the entries of each plan (so a rule finds the values it targets at once).
         by_plan: list[dict[_Plan, list[int]]] = [{} for _ in range(ngroups)]
         # Values repeat within a request (JSON arrays of similar objects, their keys): one
-        # computation per (plan, value).
+        # entry per (key, value, utf8), one computation per (plan, value).
+        seen_values: dict[tuple[str, str, bool], list[str]] = {}
         done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
         work = 0
         for key, loc, value, utf8 in values:
@@ -584,6 +587,11 @@ class Engine:
                 continue
             if plan.cacheable and utf8 and (key, value) in cache:
                 continue
+            locs = seen_values.get((key, value, utf8))
+            if locs is not None:
+                locs.append(loc)
+                continue
+            locs = seen_values[(key, value, utf8)] = [loc]
             g = plan.group
             ents = entries[g]
             mine = by_plan[g].get(plan)
@@ -594,12 +602,12 @@ class Engine:
             memo_key = (id(plan), value)
             known = done.get(memo_key)
             if known is not None:
-                ents.append((key, loc, value, utf8, plan, known[0], known[1]))
+                ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
             red = plan.planner.for_mask(trigger_mask(value))
             memo = red.apply(value)
             done[memo_key] = (red.views, memo)
-            ents.append((key, loc, value, utf8, plan, red.views, memo))
+            ents.append((key, locs, value, utf8, plan, red.views, memo))
             seen = texts[g]
             for rc in red.computed:
                 t = memo[rc]
@@ -673,13 +681,13 @@ class Engine:
             # whose decision depends on the text alone.
             results: dict[str, tuple[int, int] | None] | None = {} if c.pure else None
             for n in todo:
-                key, loc, value, utf8, _plan, views, memo = ents[n]
+                key, locs, value, utf8, _plan, views, memo = ents[n]
                 text = memo[views[chain]]
                 if results is not None and text in results:
                     span = results[text]
                     if span is not None:
                         flagged.add(n)
-                        out.append(self._signal(c.rule, loc, text, span))
+                        out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
                     continue
                 if c.pre is not None:
                     data = encoded.get(text)
@@ -693,27 +701,27 @@ class Engine:
                     if c.direct:
                         span = char_span(text, data, span)
                     else:
-                        span = c.op.evaluate(text, Item(key, loc, value, utf8))
+                        span = c.op.evaluate(text, Item(key, locs[0], value, utf8))
                 else:
-                    span = c.op.evaluate(text, Item(key, loc, value, utf8))
+                    span = c.op.evaluate(text, Item(key, locs[0], value, utf8))
                 if results is not None:
                     results[text] = span
                 if span is None:
                     continue
                 flagged.add(n)
-                out.append(self._signal(c.rule, loc, text, span))
+                out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
         return flagged, whole
 
     def _check_utf8(
         self, c: _Compiled, ents: list[_Entry], todo: list[int], out: list[Signal], flagged: set[int]
     ) -> None:
         for n in todo:
-            _key, loc, _value, utf8, _plan, views, memo = ents[n]
+            _key, locs, _value, utf8, _plan, views, memo = ents[n]
             if utf8:
                 continue
             text = memo[views[c.chain]]
             flagged.add(n)
-            out.append(self._signal(c.rule, loc, text, (0, min(len(text), 64))))
+            out.extend(self._signal(c.rule, loc, text, (0, min(len(text), 64))) for loc in locs)
 
     def _signal(self, rule: Rule, location: str, text: str, span: tuple[int, int]) -> Signal:
         return Signal(

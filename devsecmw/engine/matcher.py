@@ -134,7 +134,7 @@ class _Re2Set:
     instructions keep that worst case small for a few extra passes.
     """
 
-    __slots__ = ("_matches", "_offsets")
+    __slots__ = ("_matches", "_offsets", "_single")
 
     def __init__(self, patterns: Sequence[str]) -> None:
         assert _re2 is not None
@@ -155,6 +155,8 @@ class _Re2Set:
             current.Add(raw)
             size += cost
         self._new_set(current)
+        # The common small set: RE2's own answer as it is (indexes already in order).
+        self._single: Any = self._matches[0] if len(self._matches) == 1 else None
 
     def _new_set(self, previous: Any) -> Any:
         if previous is not None:
@@ -164,8 +166,11 @@ class _Re2Set:
         return _re2.Set(_UNANCHORED, _SET_OPTS)
 
     def match(self, data: Encoded) -> list[int]:
-        if isinstance(data, str):
-            data = encode(data)
+        if type(data) is not bytes:
+            data = encode(data)  # type: ignore[arg-type]
+        if self._single is not None:
+            hits: list[int] = self._single(data)
+            return hits
         found: list[int] = []
         for match, offset in zip(self._matches, self._offsets, strict=True):
             hits = match(data)

@@ -252,6 +252,7 @@ def remove_comments(value: str) -> tuple[str, bool]:
 
 
 _CMD_DROP = str.maketrans("", "", "\\\"'^")
+_CMD_DROP_BYTES = b"\\\"'^"
 # Shell expansions that are empty in an attacker's shell, used to split words: c$@at, cat$u /etc,
 # ${x}, $(), ``, <() (special and one-letter variables are unset in a fresh ``sh -c``). The
 # patterns start with a literal "$" so the scan skips to candidates.
@@ -289,12 +290,18 @@ def cmd_line(value: str) -> tuple[str, bool]:
         out = out.replace("``", "")
     if "()" in out:
         out = out.replace("<()", "").replace(">()", "")
-    out = out.translate(_CMD_DROP)
+    if out.isascii():  # the bytes translation deletes at memory speed; str.translate per character
+        out = out.encode("ascii").translate(None, _CMD_DROP_BYTES).decode("ascii")
+    else:
+        out = out.translate(_CMD_DROP)
     out = out.replace(",", " ")
     if "\n" in out or "\r" in out:
         out = _WS.sub(_nl_run, out)
-    if "  " in out or "\t" in out or "\r" in out or "\f" in out or "\v" in out:
+    if "\t" in out or "\r" in out or "\f" in out or "\v" in out:
         out = _BLANKS.sub(" ", out)
+    else:  # runs of spaces alone (", " became "  "): halved per pass, no match objects
+        while "  " in out:
+            out = out.replace("  ", " ")
     out = out.replace(" /", "/").replace(" (", "(").lower()
     return out, out != value
 
