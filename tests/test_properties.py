@@ -147,6 +147,13 @@ def test_reduced_chains_on_long_values(unit: str) -> None:
     memo = red.apply(value)
     for chain in CHAINS:
         assert memo[red.views[chain]] == tf.apply_chain(value, chain), chain
+    # Transform results shared between long values of one request: the same texts.
+    shared: dict[tuple[tf.Transform, str], str] = {}
+    long = value * 3
+    for text in (long, long.upper(), long):
+        red = Reduced(CHAINS, trigger_mask(text))
+        assert red.apply(text, shared) == red.apply(text)
+    assert shared
 
 
 # ---------------------------------------------------------------------------- operators

@@ -183,6 +183,11 @@ _IDEMPOTENT = frozenset(
 )
 
 
+#: Values at least this long share transform results within a request (hashing a text
+#: costs far less than transforming it only for long ones).
+SHARE_FROM = 1024
+
+
 class Reduced:
     """The work for one set of chains on values of one trigger mask."""
 
@@ -203,11 +208,25 @@ class Reduced:
         #: The distinct computed chains that are some rule's view (what gets scanned).
         self.computed: tuple[Chain, ...] = tuple(dict.fromkeys(reduced.values()))
 
-    def apply(self, value: str) -> dict[Chain, str]:
-        """Every computed chain's text for ``value`` (keyed by reduced chain; ``()`` is ``value``)."""
+    def apply(
+        self, value: str, shared: dict[tuple[tf.Transform, str], str] | None = None
+    ) -> dict[Chain, str]:
+        """Every computed chain's text for ``value`` (keyed by reduced chain; ``()`` is ``value``).
+
+        ``shared`` remembers transforms of long texts across the values of a request: a
+        form body's raw text and its one field decode to the same text, transformed once.
+        """
         memo: dict[Chain, str] = {(): value}
+        if shared is None or len(value) < SHARE_FROM:
+            for node, parent, fn in self.steps:
+                memo[node] = fn(memo[parent])[0]
+            return memo
         for node, parent, fn in self.steps:
-            memo[node] = fn(memo[parent])[0]
+            text = memo[parent]
+            out = shared.get((fn, text))
+            if out is None:
+                out = shared[(fn, text)] = fn(text)[0]
+            memo[node] = out
         return memo
 
 

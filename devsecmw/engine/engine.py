@@ -70,6 +70,7 @@ from .matcher import (
 )
 from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, load_all
 from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
+from .transforms import Transform
 
 #: Between values in a joined scan: a noncharacter no rule looks for. Anchors are rewritten
 #: to match it (see :func:`joined_pattern`), so "^" still means the start of every value.
@@ -576,6 +577,7 @@ class Engine:
         # entry per (key, value, utf8), one computation per (plan, value).
         seen_values: dict[tuple[str, str, bool], list[str]] = {}
         done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
+        shared: dict[tuple[Transform, str], str] = {}
         work = 0
         for key, loc, value, utf8 in values:
             plan = plans.get(key, _MISSING)
@@ -605,7 +607,7 @@ class Engine:
                 ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
             red = plan.planner.for_mask(trigger_mask(value))
-            memo = red.apply(value)
+            memo = red.apply(value, shared)
             done[memo_key] = (red.views, memo)
             ents.append((key, locs, value, utf8, plan, red.views, memo))
             seen = texts[g]

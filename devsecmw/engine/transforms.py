@@ -282,7 +282,8 @@ def cmd_line(value: str) -> tuple[str, bool]:
     (``c$@at``, ``pi``ng``, ``sh$XX``), brace commas; spaces compressed, line breaks kept."""
     out = value
     if "$" in out:
-        out = out.replace("${IFS}", " ").replace("$IFS$9", " ").replace("$IFS", " ")
+        if "IFS" in out:
+            out = out.replace("${IFS}", " ").replace("$IFS$9", " ").replace("$IFS", " ")
         out = _SHELL_EMPTY.sub("", out)
         if "$" in out:
             out = _SHELL_VAR.sub(_glued_var, out)
