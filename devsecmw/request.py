@@ -170,7 +170,36 @@ class HttpRequest:
 
 
 # ---------------------------------------------------------------------- builders
-def _latin1(b: bytes | str) -> str:
+#: Lower-cased text of header names as servers send them: names repeat from request to request.
+#: Bounded: past the limit (a client inventing names) new names are decoded, not remembered.
+_HEADER_NAMES: dict[bytes, str] = {}
+_MAX_HEADER_NAMES = 512
+
+
+def _asgi_headers(raw_headers: Any) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Header pairs in wire order, and the name -> joined value map, in one pass."""
+    headers: list[tuple[str, str]] = []
+    hmap: dict[str, str] = {}
+    names = _HEADER_NAMES
+    try:  # ASGI headers are bytes; a server that hands anything else gets the general path below
+        for k, v in raw_headers:
+            name = names.get(k)
+            if name is None:
+                name = k.decode("latin-1").lower()
+                if len(names) < _MAX_HEADER_NAMES:
+                    names[k] = name
+            value = v.decode("latin-1")
+            headers.append((name, value))
+            hmap[name] = f"{hmap[name]}, {value}" if name in hmap else value
+    except (AttributeError, TypeError):
+        headers = [(_latin1(k).lower(), _latin1(v)) for k, v in raw_headers]
+        hmap = {}
+        for name, value in headers:
+            hmap[name] = f"{hmap[name]}, {value}" if name in hmap else value
+    return headers, hmap
+
+
+def _latin1(b: bytes | bytearray | str) -> str:
     return b if isinstance(b, str) else b.decode("latin-1")
 
 
@@ -179,35 +208,35 @@ def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
     raw_path = scope.get("raw_path")
     path: str = scope.get("path") or "/"
     if raw_path:
-        raw_target = _latin1(raw_path)
+        raw_target = raw_path if isinstance(raw_path, str) else raw_path.decode("latin-1")
     else:
         # Servers may omit raw_path; re-encode the decoded path the way a client would have.
         raw_target = quote(path.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~%")
-    qs = _latin1(scope.get("query_string") or b"")
+    qs = scope.get("query_string") or ""
+    if not isinstance(qs, str):
+        qs = qs.decode("latin-1")
     target = f"{raw_target}?{qs}" if qs else raw_target
-    raw_headers = scope.get("headers") or ()
-    try:  # ASGI headers are bytes; a server that hands str gets the slow path below
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
-    except AttributeError:
-        headers = [(_latin1(k).lower(), _latin1(v)) for k, v in raw_headers]
+    headers, hmap = _asgi_headers(scope.get("headers") or ())
     client = scope.get("client") or None
     server = scope.get("server") or None
     kind = scope.get("type", "http")
-    method = scope.get("method") or ("GET" if kind == "websocket" else "")
-    return HttpRequest(
-        method=method,
-        target=target,
-        path=path,
-        query_string=qs,
-        headers=headers,
-        scheme=scope.get("scheme") or ("ws" if kind == "websocket" else "http"),
-        http_version=str(scope.get("http_version") or "1.1"),
-        client_address=str(client[0]) if client else None,
-        client_port=int(client[1]) if client and len(client) > 1 and client[1] is not None else None,
-        server_address=str(server[0]) if server else None,
-        server_port=int(server[1]) if server and len(server) > 1 and server[1] is not None else None,
-        kind=kind,
+    version = scope.get("http_version") or "1.1"
+    request = HttpRequest(
+        scope.get("method") or ("GET" if kind == "websocket" else ""),
+        target,
+        path,
+        qs,
+        headers,
+        scope.get("scheme") or ("ws" if kind == "websocket" else "http"),
+        version if isinstance(version, str) else str(version),
+        str(client[0]) if client else None,
+        int(client[1]) if client and len(client) > 1 and client[1] is not None else None,
+        str(server[0]) if server else None,
+        int(server[1]) if server and len(server) > 1 and server[1] is not None else None,
     )
+    request.kind = kind
+    request._header_map = hmap
+    return request
 
 
 def _wsgi_target(environ: dict[str, Any]) -> str:

@@ -91,3 +91,32 @@ def test_body_values_none_for_binary() -> None:
     req = from_asgi_scope(scope(method="POST", headers=[(b"content-type", b"image/png")]))
     req.add_body(b"\x89PNG....", 1024)
     assert body_values(req) == []
+
+
+def test_header_map_is_built_with_the_headers() -> None:
+    """The ASGI builder fills the name -> value map in the same pass: it equals the lazy one."""
+    headers = [
+        (b"Host", b"a"),
+        (b"x-tag", b"one"),
+        (b"X-TAG", b"two"),
+        (b"cookie", b"a=1"),
+        (b"cookie", b"b=2"),
+    ]
+    eager = from_asgi_scope(scope(headers=headers))
+    lazy = from_asgi_scope(scope(headers=headers))
+    lazy._header_map = None
+    for name in ("host", "x-tag", "cookie", "absent"):
+        assert eager.header(name) == lazy.header(name)
+    assert eager.header("x-tag") == "one, two"
+
+
+def test_headers_that_are_not_bytes_are_read_too() -> None:
+    """A server handing str or bytearray headers gets the same model as one handing bytes."""
+    want = from_asgi_scope(scope(headers=[(b"X-A", b"caf\xe9"), (b"x-b", b"2")], query_string=b"q=1"))
+    for headers in (
+        [("X-A", "caf\xe9"), ("x-b", "2")],
+        [(bytearray(b"X-A"), bytearray(b"caf\xe9")), (b"x-b", b"2")],
+        [(b"X-A", "caf\xe9"), (b"x-b", b"2")],
+    ):
+        got = from_asgi_scope(scope(headers=headers, query_string=bytearray(b"q=1")))
+        assert (got.headers, got.header("x-a"), got.target) == (want.headers, want.header("x-a"), want.target)
