@@ -162,7 +162,12 @@ class Sniffer:
             return None
         ctype = cenc = ""
         for k, v in headers:
-            name = (k.decode("latin-1") if isinstance(k, bytes) else str(k)).lower()
+            if isinstance(k, bytes):
+                if len(k) != 12 and len(k) != 16:  # neither content-type nor content-encoding
+                    continue
+                name = k.decode("latin-1").lower()
+            else:
+                name = str(k).lower()
             if name == "content-type":
                 ctype = v.decode("latin-1") if isinstance(v, bytes) else str(v)
             elif name == "content-encoding":
