@@ -177,6 +177,9 @@ def _attr(span: trace.Span, *names: str) -> Any:
     return None
 
 
+#: Scrubbed ``url.query`` values kept, and the longest query kept.
+_MAX_CACHED_QUERIES = 1024
+_MAX_CACHED_QUERY = 256
 #: Distinct (method, route, status, classification) metric attribute sets kept ready.
 _MAX_METRIC_KEYS = 2048
 
@@ -215,10 +218,16 @@ class Telemetry:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         max_events: int = 32,
+        redact_names: tuple[str, ...] = (),
     ) -> None:
         self.tracer = trace.get_tracer("devsecmw", __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = metrics.get_meter("devsecmw", __version__, meter_provider, schema_url=SCHEMA_URL)
         self.max_events = max_events
+        self.redact_names = redact_names
+        #: ``url.query`` as it may leave the process, by query string: the same queries come back
+        #: (pagination, polling, health checks), scrubbing one costs a split and a name check per
+        #: parameter. Bounded; only short queries are kept.
+        self._scrubbed: dict[str, str] = {}
         self.signals = meter.create_counter(
             "devsecmw.signals", unit="{signal}", description="Security signals, by type."
         )
@@ -275,8 +284,16 @@ class Telemetry:
         }
         if method == "_OTHER":
             attrs["http.request.method_original"] = request.method[:32]
-        if request.query_string:
-            attrs["url.query"] = scrub_query(request.query_string)
+        query = request.query_string
+        if query:
+            scrubbed = self._scrubbed.get(query)
+            if scrubbed is None:
+                scrubbed = scrub_query(query, self.redact_names)
+                if len(query) <= _MAX_CACHED_QUERY:
+                    if len(self._scrubbed) >= _MAX_CACHED_QUERIES:
+                        self._scrubbed.clear()
+                    self._scrubbed[query] = scrubbed
+            attrs["url.query"] = scrubbed
         client = request.client_address
         peer = request.peer_address
         if client:

@@ -191,3 +191,28 @@ def test_metric_attribute_cache_is_bounded(otel: Any) -> None:
         req = HttpRequest("GET", "/", "/", route=f"/r{i}")
         tel._metrics(req, Verdict(), req.route, 200, 0.0)
     assert len(tel._metric_attrs) <= telemetry._MAX_METRIC_KEYS
+
+
+# --------------------------------------------------------------------------- url.query
+def test_url_query_is_scrubbed_the_same_from_the_cache(otel: Any) -> None:
+    app = SecurityMiddleware(ok_app, **otel.providers, redact_names=("licence",))
+    queries = [b"q=shoes&password=hunter2", b"licence=ABC-123&page=2", b"q=shoes&password=hunter2", b"q=1"]
+    for query in queries:
+        drive(app, make_scope("GET", "/", query=query))
+    assert [s.attributes["url.query"] for s in otel.server_spans()] == [
+        "q=shoes&password=REDACTED",
+        "licence=REDACTED&page=2",  # the configured secret names apply to url.query too
+        "q=shoes&password=REDACTED",
+        "q=1",
+    ]
+
+
+def test_scrubbed_query_cache_is_bounded(otel: Any) -> None:
+    tel = telemetry.Telemetry(**otel.providers)
+    from devsecmw.request import HttpRequest
+
+    for i in range(telemetry._MAX_CACHED_QUERIES + 10):
+        tel.start(HttpRequest("GET", f"/?page={i}", "/", query_string=f"page={i}")).span.end()
+    tel.start(HttpRequest("GET", "/", "/", query_string="q=" + "x" * 300)).span.end()
+    assert 0 < len(tel._scrubbed) <= telemetry._MAX_CACHED_QUERIES
+    assert all(len(q) <= telemetry._MAX_CACHED_QUERY for q in tel._scrubbed)
