@@ -16,7 +16,7 @@ import pytest
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
-from devsecmw.engine.engine import CACHE_SIZE, join_texts, joined_pattern
+from devsecmw.engine.engine import BODY_PART_MAX, CACHE_SIZE, join_texts, joined_pattern
 from devsecmw.engine.matcher import compile_pattern
 from devsecmw.engine.rules import Rule, RuleError, parse_rule
 from devsecmw.request import HttpRequest, from_asgi_scope
@@ -187,6 +187,28 @@ def test_head_part_keys_leave_credentials_out() -> None:
     e = Engine(rules=[rule("900020", "evil", ["headers"])])
     e.inspect(get("/", headers=[("authorization", "Bearer s3cret"), ("accept", "x")]), "head")
     assert not any("s3cret" in repr(k) for k in list(e.clean_parts._d))
+
+
+def test_clean_small_bodies_are_cached_but_attacks_never_are() -> None:
+    e = Engine(rules=[rule("900024", "evil", ["body", "body.names"])])
+    assert found(e, post(b'{"a": "book"}', "application/json")) == set()
+    assert len(e.clean_bodies) == 1
+    again = post(b'{"a": "book"}', "application/json")
+    assert e.inspect(again, "body") == []
+    assert again._body is None  # not even parsed
+    # Other bytes, another type (the same bytes read as a form), an attack: inspected.
+    assert found(e, post(b"a=book", "application/x-www-form-urlencoded")) == set()
+    assert found(e, post(b"evil=1", "application/x-www-form-urlencoded")) == {("900024", "body:form:evil")}
+    assert found(e, post(b"evil=1", "text/plain")) == {("900024", "body:form:evil")}
+    for _ in range(2):
+        assert found(e, post(b'{"a": "evil"}', "application/json")) == {("900024", "body:json:a")}
+    assert len(e.clean_bodies) == 2
+
+
+def test_large_bodies_are_never_cached() -> None:
+    e = Engine(rules=[rule("900025", "evil", ["body"])])
+    found(e, post(b"a=" + b"x" * (BODY_PART_MAX + 1), "application/x-www-form-urlencoded"))
+    assert len(e.clean_bodies) == 0
 
 
 def test_exhausted_budget_caches_no_head_part() -> None:

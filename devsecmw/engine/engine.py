@@ -31,7 +31,10 @@ can never outlive the rules that judged it):
   (names and values but credentials). A browser repeats them request after request:
   a repeated part is skipped whole, not even parsed;
 - header values and the names of headers, parameters and cookies, keyed by
-  ``(key, value)``: the User-Agent of a new header block still skips steps 1-3.
+  ``(key, value)``: the User-Agent of a new header block still skips steps 1-3;
+- small bodies (at most :data:`BODY_PART_MAX` bytes), keyed by their bytes and
+  Content-Type: a client that polls or retries the same POST. (Bodies are far less
+  repetitive than heads: see the cold figures of ``benchmarks/engine.py``.)
 
 Compiled rule sets are shared by engines built from identical rules and warmed
 at construction (RE2 builds its automata lazily: the first requests would pay).
@@ -194,6 +197,23 @@ def join_texts(texts: list[str]) -> str:
     return joined
 
 
+_SEP_ENCODED = encode(SEP)
+_STAND_IN_ENCODED = encode(SEP_STAND_IN)
+
+
+def _join_encoded(parts: list[Encoded]) -> Encoded:
+    """:func:`join_texts` of texts already encoded (UTF-8 is self-synchronising: the
+    separator's bytes occur in an encoded text only where the text holds the separator)."""
+    raw = [p for p in parts if isinstance(p, bytes)]
+    sep, stand_in = _SEP_ENCODED, _STAND_IN_ENCODED
+    if len(raw) < len(parts) or not isinstance(sep, bytes) or not isinstance(stand_in, bytes):
+        return join_texts([p if isinstance(p, str) else p.decode("utf-8", "surrogatepass") for p in parts])
+    data = sep.join(raw)
+    if data.count(sep) >= len(raw):
+        data = sep.join([p.replace(sep, stand_in) for p in raw])
+    return data
+
+
 class _Compiled:
     """One rule as the engine runs it in one phase."""
 
@@ -337,12 +357,16 @@ _Entry = tuple[str, list[str], str, bool, _Plan, dict[Chain, Chain], dict[Chain,
 class _Scan:
     """A group's joined text and where each distinct text sits in it (computed on demand)."""
 
-    __slots__ = ("by_text", "data", "located", "starts", "texts")
+    __slots__ = ("by_text", "data", "located", "parts", "starts", "texts")
 
     def __init__(self, texts: dict[str, int]) -> None:
         self.by_text = texts
         self.texts = list(texts)
-        self.data: Encoded = encode(join_texts(self.texts))
+        #: Each text encoded (kept: confirmation searches the texts one by one), then joined
+        #: as bytes: joining the ``str`` s first would widen ASCII text to two bytes a
+        #: character for the separator's sake, and encode all of it again.
+        self.parts: list[Encoded] = [encode(t) for t in self.texts]
+        self.data: Encoded = _join_encoded(self.parts)
         self.starts: list[int] = []
         #: prefilter -> located texts (rules often share a prefilter: a tokenizer's gate).
         self.located: dict[str, set[int] | None] = {}
@@ -351,12 +375,7 @@ class _Scan:
         """Indexes of the texts ``pattern`` occurs in (``None``: more than ``limit`` searches
         would be needed; checking each value is then cheaper)."""
         if not self.starts:
-            texts = self.texts
-            if isinstance(self.data, str) or all(t.isascii() for t in texts):
-                lengths = [len(t) + _SEP_LEN for t in texts]
-            else:
-                lengths = [len(encode(t)) + _SEP_LEN for t in texts]
-            self.starts = [0, *accumulate(lengths[:-1])]
+            self.starts = [0, *accumulate([len(p) + _SEP_LEN for p in self.parts[:-1]])]
         starts = self.starts
         last = len(starts) - 1
         found: set[int] = set()
@@ -448,16 +467,13 @@ _OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
 #: Head parts cached as clean, and the size above which a part is not worth keeping.
 PART_CACHE_SIZE = 1024
 PART_MAX = 8192
+#: Bodies cached as clean, and the largest one cached (bytes): 1 MiB at most in all.
+BODY_CACHE_SIZE = 256
+BODY_PART_MAX = 4096
 
 
 def _by_index(c: _Compiled) -> int:
     return c.index
-
-
-def _size(key: Hashable) -> int:
-    """Characters a head part's key holds (parts above :data:`PART_MAX` are not cached)."""
-    assert isinstance(key, tuple)
-    return sum(len(x) if isinstance(x, str) else _size(x) if isinstance(x, tuple) else 1 for x in key)
 
 
 class Engine:
@@ -483,15 +499,29 @@ class Engine:
         self.clean_values = _CleanCache(CACHE_SIZE)
         #: Head parts (request line, Cookie header, header block) that produced no signal.
         self.clean_parts = _CleanCache(PART_CACHE_SIZE)
+        #: Small bodies that produced no signal (a client polling or retrying the same POST).
+        self.clean_bodies = _CleanCache(BODY_CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         ph = self._phases[phase]
         if phase == "head":
             return self._inspect_head(ph, request, budget)
+        if not request.body:
+            return []
+        key: tuple[object, ...] | None = None
+        if len(request.body) <= BODY_PART_MAX:
+            # What the body's values are made of: its bytes, its type, and (for the names of
+            # form fields and JSON keys) whether the request came from elsewhere.
+            key = ("body", request.content_type, bytes(request.body), offsite(request))
+            if key in self.clean_bodies._d:
+                return []
         values = body_values(request)
         if not values:
             return []
-        return self._inspect_values(ph, values, budget)[0]
+        signals, flagged, complete = self._inspect_values(ph, values, budget)
+        if key is not None and complete and not flagged:
+            self.clean_bodies.add_all([key])
+        return signals
 
     def _inspect_head(self, ph: _Phase, request: HttpRequest, budget: Budget | None) -> list[Signal]:
         """The head by parts: a part seen before with no signal (a browser sends the same
@@ -503,6 +533,7 @@ class Engine:
         line = ("line", method, request.target, qs, away)
         cookies: list[str] = []
         block: list[object] = ["headers", method, request.http_version]
+        size = 0
         for k, v in request.headers:
             if k in _OPAQUE:
                 if k == "cookie":
@@ -510,25 +541,26 @@ class Engine:
                 block.append(k)
             else:
                 block.append((k, v))
+                size += len(v)
         blockkey = tuple(block)
         cookiekey = ("cookie", *cookies) if cookies else None
-        todo: list[tuple[int, Hashable]] = []
+        todo: list[tuple[int, Hashable, int]] = []  # (part, key, characters it holds)
         values: list[Value] = []
         if line not in parts:
-            todo.append((0, line))
+            todo.append((0, line, len(request.target) + len(qs)))
             values += line_values(request, away)
         if cookiekey is not None and cookiekey not in parts:
-            todo.append((1, cookiekey))
+            todo.append((1, cookiekey, sum(map(len, cookies))))
             values += cookie_values(request)
         if blockkey not in parts:
-            todo.append((2, blockkey))
+            todo.append((2, blockkey, size))
             values += header_values(request)
         if not values:
             return []
         signals, flagged, complete = self._inspect_values(ph, values, budget)
         if complete:
             dirty = {_PART_OF.get(k, 2) for k in flagged}
-            clean = [key for part, key in todo if part not in dirty and _size(key) <= PART_MAX]
+            clean = [key for part, key, chars in todo if part not in dirty and chars <= PART_MAX]
             if clean:
                 self.clean_parts.add_all(clean)
         return signals
@@ -647,7 +679,7 @@ class Engine:
         flagged: set[int] = set()
         if not candidates:
             return flagged, whole
-        encoded: dict[str, Encoded] = {}
+        encoded: dict[str, Encoded] = dict(zip(scan.texts, scan.parts, strict=True)) if scan else {}
         targeted = list(by_plan.items())
         for c in candidates:
             if budget is not None and budget.expired():
@@ -738,4 +770,13 @@ class Engine:
         )
 
 
-__all__ = ["CACHE_SIZE", "CACHE_VALUE_MAX", "SEP", "Budget", "Engine", "join_texts", "joined_pattern"]
+__all__ = [
+    "BODY_PART_MAX",
+    "CACHE_SIZE",
+    "CACHE_VALUE_MAX",
+    "SEP",
+    "Budget",
+    "Engine",
+    "join_texts",
+    "joined_pattern",
+]
