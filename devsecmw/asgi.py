@@ -325,11 +325,17 @@ class SecurityMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        insp = self._begin(scope)
+        runtime = self.runtime
+        try:
+            request = from_asgi_scope(scope)
+        except Exception as exc:
+            runtime.report("request", exc)
+            request = None
+        insp = runtime.begin(request) if request is not None else None
         if insp is None:
             await self.app(scope, receive, send)
             return
-        if self.runtime.blocking:
+        if runtime.blocking:
             await self._call_blocking(insp, scope, receive, send)
             return
         # Monitor mode, inline: not one more coroutine per request than before blocking existed.
@@ -346,9 +352,9 @@ class SecurityMiddleware:
             raise  # the app's exception, the same object, unchanged
         finally:
             insp.deactivate()
-        # Reached when the app returned without a final message (or after a websocket closed).
-        _note_route(scope, insp)
-        insp.finish()
+        if not insp.finished:  # the app returned without a final message (or a websocket closed)
+            _note_route(scope, insp)
+            insp.finish()
 
     async def _run(self, insp: Inspection, scope: Scope, receive: Receive, send: Send) -> None:
         """The app, with devsecmw's span current (block mode: once the request was allowed)."""
@@ -411,14 +417,6 @@ class SecurityMiddleware:
         await send(last)
         insp.finish()
         return True
-
-    def _begin(self, scope: Scope) -> Inspection | None:
-        try:
-            request = from_asgi_scope(scope)
-        except Exception as exc:
-            self.runtime.report("request", exc)
-            return None
-        return self.runtime.begin(request)
 
 
 __all__ = ["SecurityMiddleware", "route_from_scope"]

@@ -373,7 +373,8 @@ class Inspection:
             return
         # A body the app read only in part: inspect what it read (fails open on its own, so a
         # detector error here cannot cost the verdict).
-        self.inspect_body()
+        if self.request.body:
+            self.inspect_body()
         self.finished = True
         try:
             if isinstance(exception, Exception):
@@ -412,8 +413,10 @@ class Inspection:
                 for s in signals
                 if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
             ]
-        if not self.blocked:  # the block response's status is devsecmw's, not the app's answer
-            answered = status_signals(self.status, self.exception)
+        status = self.status
+        if not self.blocked and (self.exception is not None or (status is not None and status >= 400)):
+            # The block response's status is devsecmw's, not the app's answer; below 400 nothing.
+            answered = status_signals(status, self.exception)
             if answered:
                 signals = signals + answered
         leaked = self._leaks()
@@ -431,8 +434,9 @@ class Inspection:
         # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
         # every probe is blocked is still a scanner), and the statuses the app answered (a block
         # response is devsecmw's own 403, not an auth failure).
-        status = None if self.blocked else self.status
-        reason = self.runtime.clients.observe(self.request.client_address, attack, status)
+        reason = self.runtime.clients.observe(
+            self.request.client_address, attack, None if self.blocked else status
+        )
         if reason and not self.flagged:
             signals = [*signals, Signal("client_flagged", "client", reason, Severity.WARNING)]
         verdict = decide(signals, config)
