@@ -448,7 +448,7 @@ class Inspection:
         sniffer, self._sniffer = self._sniffer, None
         if sniffer is None or self.runtime.leaks is None:
             return []
-        return self.runtime.leaks.scan(sniffer.text())
+        return self.runtime.leaks.scan_sniffed(sniffer)
 
 
 __all__ = ["Inspection", "Runtime"]

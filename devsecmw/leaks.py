@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from . import redact
-from .engine.matcher import MultiMatcher, Pattern, compile_pattern, compile_set, loosen
+from .engine.matcher import HAVE_RE2, MultiMatcher, Pattern, compile_pattern, compile_set, loosen
 from .engine.rules import RuleError
 from .signals import Severity, Signal
 
@@ -105,6 +105,17 @@ class LeakScanner:
             compile_set([loosen(r.pattern) for r in self.rules]) if self.rules else None
         )
 
+    def scan_sniffed(self, sniffer: Sniffer) -> list[Signal]:
+        """Leaks in what ``sniffer`` kept. ASCII bytes (most responses) are scanned as they are:
+        decoding them to text and encoding it back for RE2 gives the very same bytes. Text is
+        made only when something may match."""
+        buf = sniffer.data
+        if self._set is None or not buf:
+            return []
+        if HAVE_RE2 and buf.isascii() and not self._set.match(bytes(buf)):
+            return []
+        return self.scan(sniffer.text())
+
     def scan(self, text: str) -> list[Signal]:
         if self._set is None or not text:
             return []
@@ -174,6 +185,11 @@ class Sniffer:
                 cenc = v.decode("latin-1") if isinstance(v, bytes) else str(v)
         ok, wbits = _sniffable(ctype, cenc)
         return cls(limit, wbits) if ok else None
+
+    @property
+    def data(self) -> bytearray:
+        """The bytes kept (inflated when the response was compressed)."""
+        return self._buf
 
     @property
     def full(self) -> bool:

@@ -24,6 +24,21 @@ def test_leak_rule_examples(rule: Any) -> None:
         assert rule.compiled.search(ex) is None, ex
 
 
+_SCANNER = LeakScanner()
+_EXAMPLES = [ex for r in RULES for ex in (*r.examples_match, *r.examples_nomatch)]
+
+
+@pytest.mark.parametrize(
+    "text", [*_EXAMPLES, '{"ok":true}', "caf\u00e9 Traceback (most recent call last):", ""]
+)
+@pytest.mark.parametrize("prefix", [b"", b"\xff\xfe broken utf-8 ", "d\u00e9j\u00e0 ".encode()])
+def test_sniffed_bytes_give_what_their_text_gives(text: str, prefix: bytes) -> None:
+    """Bytes scanned as they are (ASCII) find exactly what the decoded text finds."""
+    sniffer = Sniffer(1 << 20, None)
+    sniffer.feed(prefix + text.encode("utf-8", "surrogatepass"))
+    assert _SCANNER.scan_sniffed(sniffer) == _SCANNER.scan(sniffer.text())
+
+
 def test_secrets_are_never_evidence() -> None:
     signals = LeakScanner().scan(
         "config: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA AKIAIOSFODNN7EXAMPLE"
