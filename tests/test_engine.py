@@ -8,6 +8,7 @@ cache, the time budget) independently of the packaged rule set.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -349,6 +350,41 @@ def test_value_holding_the_separator_is_still_found() -> None:
 def test_prefilter_naming_the_separator_is_rejected() -> None:
     with pytest.raises(RuleError, match="reserved"):
         Engine(rules=[rule("900023", "a\\x{FFFF}", ["args"])])
+
+
+def test_long_view_of_one_chain_is_scanned_by_that_chains_rules() -> None:
+    rules = [
+        rule("900026", "cat/etc/passwd", ["args"], ["cmd_line"], type="cmdi"),
+        rule("900027", "c'a't", ["args"]),
+        rule("900028", "^x{3}", ["args"], ["lowercase"]),
+    ]
+    e = Engine(rules=rules)
+    pad = "y" * 2000
+    # The cmd_line view of the long value is its own text: scanned by 900026 alone.
+    assert found(e, get(f"/?a={pad}c'a't%20/etc/passwd")) == {("900026", "query:a"), ("900027", "query:a")}
+    # One long text, the plain view of one value and the lowercase view of another: by all.
+    assert found(e, get(f"/?a=xxx{pad}&b=XXX{pad}")) == {("900028", "query:a"), ("900028", "query:b")}
+
+
+@pytest.mark.parametrize("mix", ["form", "json", "text"])
+def test_split_scans_find_what_one_scan_finds(mix: str) -> None:
+    e = Engine()
+    unit = "'/*<a \"||(select ../ ${jndi: %2e%2e <svg on c\\at /etc/pa's's'wd union select 1;"
+    text = unit * 40
+    body = {"form": f"q={text}&r=1", "json": json.dumps({"q": text, "r": [text[::-1]]}), "text": text}[mix]
+    form = "application/x-www-form-urlencoded"
+    ctype = {"form": form, "json": "application/json", "text": "text/plain"}[mix]
+    split = found(e, post(body.encode(), ctype))
+    saved = [(g, g.by_chain) for ph in e._phases.values() for g in ph.groups]
+    try:
+        for g, _ in saved:
+            g.by_chain = {}
+        e.clean_bodies.clear()
+        assert found(e, post(body.encode(), ctype)) == split
+    finally:
+        for g, by_chain in saved:
+            g.by_chain = by_chain
+    assert split
 
 
 def test_engines_with_the_same_rules_share_compiled_sets() -> None:

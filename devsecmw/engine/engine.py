@@ -15,6 +15,8 @@ body) the work is:
    below), and one of its own for each structural value (method, target,
    ``headers.raw``, ``body.raw``), so that a parameter rule's ``[\r\n]`` never
    meets the header block and the method rule's ``[^A-Za-z]`` never meets a path.
+   A long text that is the view of one transform chain alone (the ``cmd_line``
+   view of a 64 KiB body) is scanned by the rules of that chain only.
 3. **Confirmation.** Only rules whose prefilter occurs are evaluated. Each one
    first locates its prefilter in the joined text, which tells which values it
    occurs in; those values alone are then checked exactly, on the rule's own
@@ -257,7 +259,7 @@ class _Plan:
 
 
 class _Group:
-    __slots__ = ("always", "matcher", "scanned")
+    __slots__ = ("always", "by_chain", "matcher", "scanned")
 
     def __init__(self, rules: list[_Compiled]) -> None:
         #: Rules without a prefilter: evaluated on every value they target.
@@ -266,6 +268,17 @@ class _Group:
         self.matcher: MultiMatcher | None = None
         if self.scanned:
             self.matcher = compile_set([joined_pattern(c.op.prefilter or "") for c in self.scanned])
+        #: Per transform chain, the set of its rules' prefilters and their indexes in
+        #: ``scanned``: a long text that is the view of one chain alone (the ``cmd_line`` view
+        #: of a 64 KiB body) is scanned by that chain's rules only (see ``Engine._run_group``).
+        self.by_chain: dict[Chain, tuple[MultiMatcher, list[int]]] = {}
+        chains: dict[Chain, list[int]] = {}
+        for i, c in enumerate(self.scanned):
+            chains.setdefault(c.chain, []).append(i)
+        if len(chains) > 1:
+            for chain, idxs in chains.items():
+                prefilters = [joined_pattern(self.scanned[i].op.prefilter or "") for i in idxs]
+                self.by_chain[chain] = (compile_set(prefilters), idxs)
 
 
 #: Keys whose single value is scanned on its own: structural text that looks nothing like a
@@ -466,6 +479,8 @@ _PART_OF |= {"cookies": 1, "cookies.names": 1}
 _OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
 #: Head parts cached as clean, and the size above which a part is not worth keeping.
 PART_CACHE_SIZE = 1024
+#: Values at least this long have the views of a single chain scanned by that chain's rules only.
+SPLIT_FROM = 1024
 PART_MAX = 8192
 #: Bodies cached as clean, and the largest one cached (bytes): 1 MiB at most in all.
 BODY_CACHE_SIZE = 256
@@ -571,7 +586,7 @@ class Engine:
         """Signals, the keys of the values that produced one, and whether inspection completed
         in one piece (not stopped by the budget, no scan split in chunks: a part judged clean
         then is judged clean alone, whatever else came with it)."""
-        entries, texts, by_plan = self._views(ph, values, budget)
+        entries, texts, by_plan, single = self._views(ph, values, budget)
         signals: list[Signal] = []
         flagged_keys: set[str] = set()
         complete = True
@@ -581,7 +596,7 @@ class Engine:
                 continue
             if budget is not None and budget.expired():
                 break
-            flagged, whole = self._run_group(group, ents, texts[g], by_plan[g], signals, budget)
+            flagged, whole = self._run_group(group, ents, texts[g], by_plan[g], single[g], signals, budget)
             complete = complete and whole
             flagged_keys.update(ents[i][0] for i in flagged)
             if budget is None or not budget.exhausted:
@@ -596,7 +611,9 @@ class Engine:
 
     def _views(
         self, ph: _Phase, values: list[Value], budget: Budget | None
-    ) -> tuple[list[list[_Entry]], list[dict[str, int]], list[dict[_Plan, list[int]]]]:
+    ) -> tuple[
+        list[list[_Entry]], list[dict[str, int]], list[dict[_Plan, list[int]]], list[dict[str, Chain | None]]
+    ]:
         plans = ph.plans
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
@@ -610,6 +627,9 @@ class Engine:
         seen_values: dict[tuple[str, str, bool], list[str]] = {}
         done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
         shared: dict[tuple[Transform, str], str] = {}
+        #: Per group, texts of long values -> the one chain they are a view of (None: several,
+        #: or also a short value's text). Only long texts are worth a scan of their own.
+        single: list[dict[str, Chain | None]] = [{} for _ in range(ngroups)]
         work = 0
         for key, loc, value, utf8 in values:
             plan = plans.get(key, _MISSING)
@@ -643,17 +663,34 @@ class Engine:
             done[memo_key] = (red.views, memo)
             ents.append((key, locs, value, utf8, plan, red.views, memo))
             seen = texts[g]
-            for rc in red.computed:
-                t = memo[rc]
-                if t not in seen:
-                    seen[t] = len(seen)
+            one = single[g]
+            if len(value) >= SPLIT_FROM:
+                for chain, rc in red.views.items():
+                    t = memo[rc]
+                    prev = one.get(t, _MISSING)
+                    if prev is _MISSING:
+                        if t not in seen:  # else a short value's text: scanned whole
+                            one[t] = chain
+                    elif prev is not None and prev != chain:
+                        one[t] = None
+                for rc in red.computed:
+                    t = memo[rc]
+                    if t not in seen:
+                        seen[t] = len(seen)
+            else:
+                for rc in red.computed:
+                    t = memo[rc]
+                    if t not in seen:
+                        seen[t] = len(seen)
+                    elif one and t in one:
+                        one[t] = None
             if budget is not None:
                 work += len(value)
                 if work > _CHECK_EVERY:
                     work = 0
                     if budget.expired():
                         break
-        return entries, texts, by_plan
+        return entries, texts, by_plan, single
 
     def _run_group(
         self,
@@ -661,6 +698,7 @@ class Engine:
         ents: list[_Entry],
         texts: dict[str, int],
         by_plan: dict[_Plan, list[int]],
+        single: dict[str, Chain | None],
         out: list[Signal],
         budget: Budget | None,
     ) -> tuple[set[int], bool]:
@@ -671,8 +709,7 @@ class Engine:
         whole = True
         if group.matcher is not None:
             scan = _Scan(texts)
-            whole = len(scan.data) <= SCAN_CHUNK
-            hits = _scan_in_chunks(group.matcher, scan.data, budget)
+            hits, whole = self._scan(group, scan, single, budget)
             if hits:
                 scanned = group.scanned
                 candidates = sorted([*candidates, *(scanned[i] for i in hits)], key=_by_index)
@@ -745,6 +782,41 @@ class Engine:
                 flagged.add(n)
                 out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
         return flagged, whole
+
+    @staticmethod
+    def _scan(
+        group: _Group, scan: _Scan, single: dict[str, Chain | None], budget: Budget | None
+    ) -> tuple[list[int], bool]:
+        """The group's hits (indexes into ``group.scanned``), and whether no scan was split in
+        chunks. Long texts that are the view of one chain alone are scanned by that chain's
+        rules only (another rule's prefilter there could never lead to a signal), the rest by
+        all the group's rules."""
+        assert group.matcher is not None
+        alone: dict[Chain, list[Encoded]] = {}
+        rest: list[Encoded] = []
+        if single and group.by_chain:
+            for t, part in zip(scan.texts, scan.parts, strict=True):
+                chain = single.get(t)
+                if chain is not None and chain in group.by_chain:
+                    alone.setdefault(chain, []).append(part)
+                else:
+                    rest.append(part)
+        if not alone:
+            return _scan_in_chunks(group.matcher, scan.data, budget), len(scan.data) <= SCAN_CHUNK
+        hits: set[int] = set()
+        whole = True
+        if rest:
+            data = _join_encoded(rest)
+            whole = len(data) <= SCAN_CHUNK
+            hits.update(_scan_in_chunks(group.matcher, data, budget))
+        for chain, parts in alone.items():
+            if budget is not None and budget.expired():
+                break
+            matcher, idxs = group.by_chain[chain]
+            data = _join_encoded(parts)
+            whole = whole and len(data) <= SCAN_CHUNK
+            hits.update(idxs[i] for i in _scan_in_chunks(matcher, data, budget))
+        return sorted(hits), whole
 
     def _check_utf8(
         self, c: _Compiled, ents: list[_Entry], todo: list[int], out: list[Signal], flagged: set[int]
