@@ -177,26 +177,25 @@ _MAX_HEADER_NAMES = 512
 
 
 def _asgi_headers(raw_headers: Any) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Header pairs in wire order, and the name -> joined value map, in one pass."""
-    headers: list[tuple[str, str]] = []
-    hmap: dict[str, str] = {}
+    """Header pairs in wire order, and the name -> joined value map."""
     names = _HEADER_NAMES
     try:  # ASGI headers are bytes; a server that hands anything else gets the general path below
-        for k, v in raw_headers:
-            name = names.get(k)
-            if name is None:
-                name = k.decode("latin-1").lower()
-                if len(names) < _MAX_HEADER_NAMES:
-                    names[k] = name
-            value = v.decode("latin-1")
-            headers.append((name, value))
-            hmap[name] = f"{hmap[name]}, {value}" if name in hmap else value
+        headers = [(names.get(k) or _header_name(k), v.decode("latin-1")) for k, v in raw_headers]
     except (AttributeError, TypeError):
         headers = [(_latin1(k).lower(), _latin1(v)) for k, v in raw_headers]
+    hmap = dict(headers)
+    if len(hmap) != len(headers):  # a repeated header: its values joined, in order
         hmap = {}
         for name, value in headers:
             hmap[name] = f"{hmap[name]}, {value}" if name in hmap else value
     return headers, hmap
+
+
+def _header_name(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if len(_HEADER_NAMES) < _MAX_HEADER_NAMES:
+        _HEADER_NAMES[raw] = name
+    return name
 
 
 def _latin1(b: bytes | bytearray | str) -> str:
