@@ -142,8 +142,16 @@ class LeakScanner:
 
 
 @lru_cache(maxsize=256)
-def _sniffable(content_type: str, content_encoding: str) -> tuple[bool, int | None]:
-    """Whether to sniff, and the zlib ``wbits`` to inflate with (``None``: identity)."""
+def _sniffable(content_type: bytes | str, content_encoding: bytes | str) -> tuple[bool, int | None]:
+    """Whether to sniff, and the zlib ``wbits`` to inflate with (``None``: identity).
+
+    Takes the header values as the adapter has them (ASGI bytes, WSGI text): responses of an
+    app repeat a handful of them, so the answer is cached on the raw values.
+    """
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    if isinstance(content_encoding, bytes):
+        content_encoding = content_encoding.decode("latin-1")
     ct = content_type.split(";", 1)[0].strip().lower()
     if not ct.startswith(TEXTUAL) and not ct.endswith(("+json", "+xml")):
         return False, None
@@ -171,18 +179,16 @@ class Sniffer:
     def for_response(cls, headers: Sequence[tuple[Any, Any]], limit: int) -> Sniffer | None:
         if limit <= 0:
             return None
-        ctype = cenc = ""
-        for k, v in headers:
-            if isinstance(k, bytes):
-                if len(k) != 12 and len(k) != 16:  # neither content-type nor content-encoding
-                    continue
-                name = k.decode("latin-1").lower()
-            else:
-                name = str(k).lower()
-            if name == "content-type":
-                ctype = v.decode("latin-1") if isinstance(v, bytes) else str(v)
-            elif name == "content-encoding":
-                cenc = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+        ctype: bytes | str = ""
+        cenc: bytes | str = ""
+        for k, v in headers:  # names are bytes (ASGI) or text (WSGI, Django), in any case
+            n = len(k)
+            if n == 12 or n == 16:  # the lengths of content-type and content-encoding
+                name = k.lower()
+                if name == b"content-type" or name == "content-type":
+                    ctype = v if isinstance(v, bytes | str) else bytes(v)
+                elif name == b"content-encoding" or name == "content-encoding":
+                    cenc = v if isinstance(v, bytes | str) else bytes(v)
         ok, wbits = _sniffable(ctype, cenc)
         return cls(limit, wbits) if ok else None
 
