@@ -53,6 +53,7 @@ import re
 import threading
 import time
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -337,7 +338,9 @@ class _CleanCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._d: dict[Hashable, None] = {}
+        # Ordered: evicting the oldest is O(1). (A plain dict's first key, after many
+        # deletions at its front, is found by walking over the deleted slots: 5 µs an add.)
+        self._d: OrderedDict[Hashable, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def __contains__(self, item: Hashable) -> bool:
@@ -348,7 +351,7 @@ class _CleanCache:
             d = self._d
             for item in items:
                 if len(d) >= self.size:
-                    del d[next(iter(d))]
+                    d.popitem(last=False)
                 d[item] = None
 
     def clear(self) -> None:
