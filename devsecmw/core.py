@@ -112,7 +112,10 @@ class Runtime:
         except Exception as exc:
             self.report("begin", exc)
             return None
-        insp.inspect_head()
+        try:  # inspect_head, inline: one call less per request
+            insp._detect("head")
+        except Exception as exc:
+            self.report("inspect_head", exc)
         return insp
 
 
@@ -235,7 +238,8 @@ class Inspection:
                 req.body_seen += len(chunk)
             if not more:
                 req.body_complete = True
-                self.inspect_body()
+                if req.body:
+                    self.inspect_body()
         except Exception as exc:
             self.runtime.report("body", exc)
 
@@ -379,7 +383,7 @@ class Inspection:
         try:
             if isinstance(exception, Exception):
                 self.exception = exception
-            if not self.blocked:
+            if not self.blocked and (self.signals or self.flagged):
                 self.check_block(record_only=True)  # what blocking would have done with the request
             t0 = _perf()
             verdict = self._decide()
