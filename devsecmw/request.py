@@ -267,7 +267,7 @@ def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
     port = environ.get("REMOTE_PORT")
     sport = environ.get("SERVER_PORT")
     proto = str(environ.get("SERVER_PROTOCOL") or "HTTP/1.1")
-    return HttpRequest(
+    request = HttpRequest(
         method=str(environ.get("REQUEST_METHOD") or "GET"),
         target=_wsgi_target(environ),
         path=path or "/",
@@ -280,6 +280,10 @@ def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
         server_address=environ.get("SERVER_NAME") or None,
         server_port=int(sport) if sport and str(sport).isdigit() else None,
     )
+    hmap = dict(headers)
+    if len(hmap) == len(headers):  # no repeated name (a WSGI server joins them): the map is ready
+        request._header_map = hmap
+    return request
 
 
 __all__ = [
