@@ -159,3 +159,35 @@ def test_threads_count_exactly() -> None:
         t.join()
     state = table._table["shared"]
     assert state[1] == n_threads * per_thread
+
+
+class CountingClock(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.t
+
+
+def test_clean_requests_from_unknown_clients_do_no_table_work() -> None:
+    """No clock read (nor lock) for a clean request, or a flag check, of a client with no state."""
+    clock = CountingClock()
+    table = ClientTable(clock=clock)
+    for status in (200, 204, 301, 302, 400, 418, None):
+        assert table.observe("10.0.0.1", attack=False, status=status) is None
+        assert table.flagged("10.0.0.1") is None
+    assert clock.calls == 0 and len(table) == 0
+    table.observe("10.0.0.1", attack=False, status=404)  # something to count: now it has state
+    assert clock.calls == 1 and "10.0.0.1" in table
+
+
+def test_clean_requests_still_refresh_a_known_client() -> None:
+    """A client with state seen again, even cleanly, is recently seen: not the one evicted."""
+    table = ClientTable(max_clients=3, clock=Clock())
+    for name in ("old", "keep", "mid"):
+        table.observe(name, attack=True, status=200)
+    table.observe("keep", attack=False, status=200)
+    table.observe("new", attack=True, status=200)
+    assert "old" not in table and "keep" in table

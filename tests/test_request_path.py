@@ -20,7 +20,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, TextMapP
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from devsecmw import telemetry
+from devsecmw import core, telemetry
 from devsecmw.asgi import SecurityMiddleware
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -216,3 +216,31 @@ def test_scrubbed_query_cache_is_bounded(otel: Any) -> None:
     tel.start(HttpRequest("GET", "/", "/", query_string="q=" + "x" * 300)).span.end()
     assert 0 < len(tel._scrubbed) <= telemetry._MAX_CACHED_QUERIES
     assert all(len(q) <= telemetry._MAX_CACHED_QUERY for q in tel._scrubbed)
+
+
+# --------------------------------------------------------------------------- inside OpenTelemetry
+def test_inside_an_outer_server_span_devsecmw_starts_nothing_and_extracts_nothing(
+    otel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enriching the outer instrumentation's span: no span of its own, no extract, no context switch."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not on the enrich path")
+
+    app = SecurityMiddleware(ok_app, **otel.providers)
+    monkeypatch.setattr(telemetry.propagate, "extract", refuse)
+    monkeypatch.setattr(app.runtime.telemetry.tracer, "start_span", refuse)
+    monkeypatch.setattr(core, "attach_context", refuse)  # devsecmw's own step out of its context
+    outer = OpenTelemetryMiddleware(
+        app, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    sqli = b"id=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    # A traceparent: devsecmw on its own would extract it; inside, the outer middleware did.
+    ex = drive(outer, make_scope("GET", "/", query=sqli, headers=[(b"traceparent", TRACEPARENT)]))
+    assert ex.sent[0]["status"] == 200
+    [span] = otel.server_spans()
+    assert span.instrumentation_scope.name != "devsecmw"
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.attributes["devsecmw.classification"] == "attack"
+    assert [a["devsecmw.classification"] for a, _ in otel.metric_points("devsecmw.requests")] == ["attack"]
