@@ -1,27 +1,31 @@
 #!/usr/bin/env python3
 """Where devsecmw's microseconds go on one request, outside and inside the engine.
 
-Each component of the request path is timed on its own, in process, on the
-same requests as the overhead referee's ``get`` and ``post_json`` mixes (a
-browser GET with a short query and cookies; a 2 KiB JSON POST), so the
-figures add up to (roughly) what ``benchmarks/overhead.py`` measures end to end:
+The same requests as the overhead referee's ``get`` and ``post_json`` mixes (a browser
+GET with a short query and cookies; a 2 KiB JSON POST), measured two ways.
 
-- ``model``: building the request model from the ASGI scope (``from_asgi_scope``);
-- ``telemetry``: ``Telemetry.start`` + ``finish`` for a benign request (own SERVER span,
-  its attributes, the request counter and the duration histogram), and the same when
-  devsecmw enriches a span an outer instrumentation owns (``enrich``);
-- ``core``: ``Runtime.begin`` + ``response_start`` + ``response_chunk`` + ``finish`` with a
-  detector that finds nothing, minus ``telemetry``: client table, block bookkeeping,
-  decision, leak sniffing;
-- ``engine``: the detector alone, per phase (``head``; ``body`` for the POST);
-- ``adapter``: the ASGI middleware with a detector that finds nothing, minus the bare app,
-  ``model``, ``telemetry`` and ``core``: receive/send wrappers, context switching, route;
-- ``total``: the ASGI middleware as shipped, minus the bare app (the referee's "added").
+Each step alone, warm, in a tight loop:
 
-Every figure is the median over rounds of a round's mean, in microseconds per
-request; components run interleaved round by round so machine drift hits all
-alike. Sums of medians are not exactly the medians of sums: read the
-components as a breakdown, ``total`` as the measurement.
+- ``model``: the request model from the ASGI scope (``from_asgi_scope``);
+- ``telemetry``: ``Telemetry.start`` + ``finish`` of a benign request, with devsecmw's own
+  SERVER span, and enriching the span of an outer instrumentation (``enrich``); beside them
+  ``SDK floor``: the OpenTelemetry SDK alone doing the same (a SERVER span started with the
+  same ten attributes, renamed, six set, ended; a histogram record and a counter add);
+- ``core``: ``Runtime.begin`` .. ``finish`` with a detector that finds nothing and no-op
+  OpenTelemetry providers: client table, block bookkeeping, decision, leak sniffing;
+- ``engine``: the detector alone, per phase (``head``; ``body`` for the POST).
+
+In the request path, a Starlette app driven as the referee drives it, the bare app
+subtracted (what the referee calls "added"):
+
+- ``as shipped``; ``no-op providers`` (the same with OpenTelemetry's no-op tracer and meter:
+  devsecmw's own code only; the difference is what the SDK costs); ``no-op providers, no
+  signals`` (also without the engine: model, core and adapter).
+
+Steps alone run faster than in the request path (warm caches, no app around them): read
+them as a breakdown, the request-path rows as the measurement. Every figure is the median
+over rounds of a round's mean, in microseconds per request; everything runs interleaved,
+round by round, so machine drift hits all alike.
 
     python benchmarks/request_path.py               # both mixes, 9 rounds
     python benchmarks/request_path.py --mix get --rounds 5 --n 2000
@@ -176,9 +180,48 @@ def make_telemetry_timer(enrich: bool) -> Timer:
     return run
 
 
-def make_core_timer() -> Timer:
+def make_sdk_floor_timer() -> Timer:
+    """The OpenTelemetry SDK alone doing what devsecmw asks of it for a benign request."""
+    from opentelemetry.trace import SpanKind
+
     tp, mp = providers()
     runtime = Runtime.from_options(tp, mp, detector=NoSignals())
+    tracer, telemetry = runtime.telemetry.tracer, runtime.telemetry
+
+    def run(mix: str, n: int) -> float:
+        method, path, query, _, _ = MIXES[mix]
+        attrs = {
+            "http.request.method": method, "url.path": path, "url.scheme": "http",
+            "client.address": "198.18.0.1", "client.port": 40000, "server.address": "127.0.0.1",
+            "server.port": 8000, "user_agent.original": "Mozilla/5.0", "network.protocol.version": "1.1",
+        }  # fmt: skip
+        if query:
+            attrs["url.query"] = query.decode()
+        summary = {
+            "devsecmw.classification": "benign", "devsecmw.signal.types": [], "devsecmw.score": 0,
+            "devsecmw.blocked": False, "http.route": path, "http.response.status_code": 200,
+        }  # fmt: skip
+        timing = {"http.request.method": method, "http.route": path, "devsecmw.classification": "benign"}
+        counted = {**timing, "http.response.status_code": 200}
+        perf = time.perf_counter
+        t0 = perf()
+        for _ in range(n):
+            span = tracer.start_span(method, kind=SpanKind.SERVER, attributes=attrs)
+            span.update_name(f"{method} {path}")
+            span.set_attributes(summary)
+            span.end()
+            telemetry.duration.record(1e-4, timing)
+            telemetry.requests.add(1, counted)
+        return perf() - t0
+
+    return run
+
+
+def make_core_timer() -> Timer:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    runtime = Runtime.from_options(NoOpTracerProvider(), NoOpMeterProvider(), detector=NoSignals())
 
     def run(mix: str, n: int) -> float:
         requests = [from_asgi_scope(scope_for(mix, i)) for i in range(n)]
@@ -260,26 +303,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix", action="append", choices=sorted(MIXES), help="only this mix (repeatable)")
     args = ap.parse_args(argv)
 
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
     from devsecmw.asgi import SecurityMiddleware
 
     loop = asyncio.new_event_loop()
     tp, mp = providers()
+    noop = {"tracer_provider": NoOpTracerProvider(), "meter_provider": NoOpMeterProvider()}
     timers: dict[str, Timer] = {
         "model": time_model,
         "telemetry": make_telemetry_timer(enrich=False),
         "telemetry (enrich)": make_telemetry_timer(enrich=True),
-        "core + telemetry": make_core_timer(),
+        "sdk floor": make_sdk_floor_timer(),
+        "core": make_core_timer(),
         "engine head": make_engine_timer("head"),
         "engine body": make_engine_timer("body"),
         "bare app": make_asgi_timer(app(), loop),
-        "asgi, no signals": make_asgi_timer(
-            SecurityMiddleware(app(), tracer_provider=tp, meter_provider=mp, detector=NoSignals()), loop
-        ),
-        "asgi, as shipped": make_asgi_timer(
-            SecurityMiddleware(app(), tracer_provider=tp, meter_provider=mp), loop
-        ),
+        "as shipped": make_asgi_timer(SecurityMiddleware(app(), tracer_provider=tp, meter_provider=mp), loop),
+        "no-op providers": make_asgi_timer(SecurityMiddleware(app(), **noop), loop),
+        "no-op, no signals": make_asgi_timer(SecurityMiddleware(app(), **noop, detector=NoSignals()), loop),
     }
-    print(f"µs per request: median of {args.rounds} rounds x {args.n} requests, components interleaved")
+    print(f"µs per request: median of {args.rounds} rounds x {args.n} requests, everything interleaved")
     for mix in args.mix or list(MIXES):
         for timer in timers.values():  # warm-up: imports, caches, first-request paths
             timer(mix, max(args.n // 10, 10))
@@ -289,29 +334,32 @@ def main(argv: list[str] | None = None) -> int:
                 gc.collect()
                 rounds[name].append(timer(mix, args.n) / args.n * 1e6)
         med = {name: statistics.median(v) for name, v in rounds.items()}
-        core = med["core + telemetry"] - med["telemetry"]
-        total = med["asgi, as shipped"] - med["bare app"]
-        adapter = med["asgi, no signals"] - med["bare app"] - med["model"] - med["core + telemetry"]
-        engine = med["engine head"] + (med["engine body"] if MIXES[mix][4] else 0.0)
+        has_body = bool(MIXES[mix][4])
+        bare = med["bare app"]
+        shipped, own, around = (med[k] - bare for k in ("as shipped", "no-op providers", "no-op, no signals"))
         print(f"\n{mix}: {MIXES[mix][0]} {MIXES[mix][1]}")
-        rows = [
-            ("model (from_asgi_scope)", med["model"]),
-            ("telemetry start+finish (own span)", med["telemetry"]),
-            ("telemetry start+finish (enrich outer span)", med["telemetry (enrich)"]),
-            ("core bookkeeping (begin..finish, no telemetry)", core),
-            ("adapter (wrappers, context, route)", adapter),
-            ("engine head", med["engine head"]),
+        rows: list[tuple[str, float | None]] = [
+            ("each step alone, warm:", None),
+            ("  model (from_asgi_scope)", med["model"]),
+            ("  telemetry start+finish, own SERVER span", med["telemetry"]),
+            ("  telemetry start+finish, enriching an outer span", med["telemetry (enrich)"]),
+            ("    SDK floor: the same span, record and add, SDK alone", med["sdk floor"]),
+            ("  core (begin..finish; no signal, no-op providers)", med["core"]),
+            ("  engine head", med["engine head"]),
         ]
-        if MIXES[mix][4]:
-            rows.append(("engine body", med["engine body"]))
+        if has_body:
+            rows.append(("  engine body", med["engine body"]))
         rows += [
-            ("= around the engine (asgi, no signals - bare)", med["asgi, no signals"] - med["bare app"]),
-            ("total added (asgi as shipped - bare)", total),
-            ("  of which engine", engine),
-            ("bare app", med["bare app"]),
+            ("in the request path (bare app subtracted):", None),
+            ("  devsecmw as shipped (the referee's 'added')", shipped),
+            ("    OpenTelemetry SDK (as shipped - no-op providers)", shipped - own),
+            ("    devsecmw's own code (no-op providers)", own),
+            ("      engine (the detector's share of it)", own - around),
+            ("      model + core + adapter (no signals)", around),
+            ("  bare app itself", bare),
         ]
         for label, value in rows:
-            print(f"  {label:48} {value:8.1f}")
+            print(f"  {label:58}" + ("" if value is None else f" {value:8.1f}"))
     loop.close()
     return 0
 
