@@ -152,12 +152,20 @@ class SpanHandle:
     #: there, e.g. uvicorn's next keep-alive request, must not inherit this request's span).
     #: ``None`` otherwise: then there is nothing to step out of.
     outer: otel_context.Context | None = None
+    #: The context with the span in it, and the context it was made from: a WSGI response
+    #: activates once per chunk, from the same server context, and reuses it.
+    _inner: otel_context.Context | None = None
+    _base: otel_context.Context | None = None
 
     def activate(self) -> None:
         """Make an owned span current for the app (child spans, logs); symmetric with deactivate."""
         if self.owned and self._token is None:
             outer = otel_context.get_current()
-            self._token = otel_context.attach(trace.set_span_in_context(self.span, outer))
+            inner = self._inner
+            if inner is None or outer is not self._base:
+                inner = self._inner = trace.set_span_in_context(self.span, outer)
+                self._base = outer
+            self._token = otel_context.attach(inner)
             self.outer = outer
 
     def deactivate(self) -> None:

@@ -244,3 +244,26 @@ def test_inside_an_outer_server_span_devsecmw_starts_nothing_and_extracts_nothin
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.attributes["devsecmw.classification"] == "attack"
     assert [a["devsecmw.classification"] for a, _ in otel.metric_points("devsecmw.requests")] == ["attack"]
+
+
+# --------------------------------------------------------------------------- activation
+def test_reactivation_reuses_the_context_only_from_the_same_outer_context(otel: Any) -> None:
+    span = otel.tracer_provider.get_tracer("t").start_span("s")
+    handle = telemetry.SpanHandle(span, owned=True)
+    handle.activate()
+    first = otel_context.get_current()
+    handle.deactivate()
+    handle.activate()  # the next WSGI chunk: same server context, same context with the span
+    assert otel_context.get_current() is first and trace.get_current_span() is span
+    handle.deactivate()
+    token = otel_context.attach(baggage.set_baggage("k", "v"))
+    try:
+        handle.activate()  # another outer context: a new one, made from it
+        assert otel_context.get_current() is not first
+        assert trace.get_current_span() is span and baggage.get_baggage("k") == "v"
+        assert handle.outer is not None and baggage.get_baggage("k", handle.outer) == "v"
+        handle.deactivate()
+    finally:
+        otel_context.detach(token)
+    assert trace.get_current_span() is not span and handle.outer is None
+    span.end()
