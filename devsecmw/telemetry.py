@@ -279,8 +279,9 @@ class Telemetry:
     def start(self, request: HttpRequest) -> SpanHandle:
         current = trace.get_current_span()
         if current.is_recording():
-            # An instrumentation outside already owns the server span. (A span that is current
-            # but not recording, sampled out or ended, only parents ours: the sampler decides.)
+            # An instrumentation outside already owns the server span. (A current span that is
+            # not recording, sampled out or ended, is not ours to enrich: devsecmw starts its own,
+            # from the request's propagation headers like any server span, a root without them.)
             return SpanHandle(current, owned=False)
         method = request.method
         if method not in KNOWN_METHODS:
@@ -441,12 +442,13 @@ class Telemetry:
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
         key = (method, route, status, verdict.classification)
-        attrs = self._metric_attrs.get(key)
+        attrs = self._metric_attrs.get(key) if route is None or isinstance(route, str) else None
         if attrs is None:
             attrs = _MetricAttrs(*key)
-            if len(self._metric_attrs) >= _MAX_METRIC_KEYS:  # only a misbehaving route source gets here
-                self._metric_attrs.clear()
-            self._metric_attrs[key] = attrs
+            if route is None or isinstance(route, str):  # not some other value an outer span held
+                if len(self._metric_attrs) >= _MAX_METRIC_KEYS:  # only a misbehaving route source
+                    self._metric_attrs.clear()
+                self._metric_attrs[key] = attrs
         self.duration.record(duration, attrs.timing)
         self.requests.add(1, attrs.request)
         if verdict.signals:

@@ -267,3 +267,19 @@ def test_reactivation_reuses_the_context_only_from_the_same_outer_context(otel: 
         otel_context.detach(token)
     assert trace.get_current_span() is not span and handle.outer is None
     span.end()
+
+
+def test_a_route_that_is_not_text_on_an_outer_span_is_counted_uncached(otel: Any) -> None:
+    """Another instrumentation's ``http.route`` may hold anything: counted as given, never a cache key."""
+    from devsecmw.request import HttpRequest
+    from devsecmw.signals import Verdict
+
+    class ForeignSpan(NonRecordingSpan):
+        attributes = {"http.route": ["/a", "/b"], "http.response.status_code": 204}
+
+    tel = telemetry.Telemetry(**otel.providers)
+    handle = telemetry.SpanHandle(ForeignSpan(trace.INVALID_SPAN_CONTEXT), owned=False)
+    tel.finish(handle, HttpRequest("GET", "/a", "/a"), Verdict(), None, None, 0.001)
+    [(attrs, point)] = otel.metric_points("devsecmw.requests")
+    assert attrs["http.route"] == ("/a", "/b") and attrs["http.response.status_code"] == 204
+    assert point.value == 1 and tel._metric_attrs == {}
