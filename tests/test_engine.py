@@ -366,25 +366,28 @@ def test_long_view_of_one_chain_is_scanned_by_that_chains_rules() -> None:
     assert found(e, get(f"/?a=xxx{pad}&b=XXX{pad}")) == {("900028", "query:a"), ("900028", "query:b")}
 
 
-@pytest.mark.parametrize("mix", ["form", "json", "text"])
+@pytest.mark.parametrize("mix", ["form", "name", "json", "text"])
 def test_split_scans_find_what_one_scan_finds(mix: str) -> None:
+    # Per-chain scans of long texts and the body's raw text reusing its field's scan: the
+    # same signals as every text scanned by every rule of its group.
     e = Engine()
     unit = "'/*<a \"||(select ../ ${jndi: %2e%2e <svg on c\\at /etc/pa's's'wd union select 1;"
     text = unit * 40
-    body = {"form": f"q={text}&r=1", "json": json.dumps({"q": text, "r": [text[::-1]]}), "text": text}[mix]
+    bodies = {"form": f"q={text}&r=1", "name": text, "json": json.dumps({"q": text, "r": [text[::-1]]})}
+    body = bodies.get(mix, text)
     form = "application/x-www-form-urlencoded"
-    ctype = {"form": form, "json": "application/json", "text": "text/plain"}[mix]
-    split = found(e, post(body.encode(), ctype))
-    saved = [(g, g.by_chain) for ph in e._phases.values() for g in ph.groups]
+    ctype = {"json": "application/json", "text": "text/plain"}.get(mix, form)
+    fast = found(e, post(body.encode(), ctype))
+    saved = [(g, g.by_chain, g.after) for ph in e._phases.values() for g in ph.groups]
     try:
-        for g, _ in saved:
-            g.by_chain = {}
+        for g, _, _ in saved:
+            g.by_chain, g.after = {}, None
         e.clean_bodies.clear()
-        assert found(e, post(body.encode(), ctype)) == split
+        assert found(e, post(body.encode(), ctype)) == fast
     finally:
-        for g, by_chain in saved:
-            g.by_chain = by_chain
-    assert split
+        for g, by_chain, after in saved:
+            g.by_chain, g.after = by_chain, after
+    assert fast
 
 
 def test_engines_with_the_same_rules_share_compiled_sets() -> None:

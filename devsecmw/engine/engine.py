@@ -16,7 +16,9 @@ body) the work is:
    ``headers.raw``, ``body.raw``), so that a parameter rule's ``[\r\n]`` never
    meets the header block and the method rule's ``[^A-Za-z]`` never meets a path.
    A long text that is the view of one transform chain alone (the ``cmd_line``
-   view of a 64 KiB body) is scanned by the rules of that chain only.
+   view of a 64 KiB body) is scanned by the rules of that chain only, and a raw
+   body's text that its fields' scan already covered (a body of one field) only by
+   the rules the fields do not have.
 3. **Confirmation.** Only rules whose prefilter occurs are evaluated. Each one
    first locates its prefilter in the joined text, which tells which values it
    occurs in; those values alone are then checked exactly, on the rule's own
@@ -260,7 +262,7 @@ class _Plan:
 
 
 class _Group:
-    __slots__ = ("always", "by_chain", "matcher", "scanned")
+    __slots__ = ("after", "always", "by_chain", "matcher", "reused", "scanned")
 
     def __init__(self, rules: list[_Compiled]) -> None:
         #: Rules without a prefilter: evaluated on every value they target.
@@ -280,6 +282,27 @@ class _Group:
             for chain, idxs in chains.items():
                 prefilters = [joined_pattern(self.scanned[i].op.prefilter or "") for i in idxs]
                 self.by_chain[chain] = (compile_set(prefilters), idxs)
+        #: Set by the phase when an earlier group scans many of the same texts (see _Reuse),
+        #: and on that earlier group.
+        self.after: _Reuse | None = None
+        self.reused = False
+
+
+class _Reuse:
+    """How a group reuses the scan of an earlier one: the texts that group scanned with all
+    its rules need here only the rules it does not have (``own``); the rules both have
+    (``shared``) are candidates here when they occurred there. (A body's raw text decodes
+    to its fields' texts when it is one field: a 64 KiB form name, a text/plain body.)"""
+
+    __slots__ = ("earlier", "matcher", "own", "shared")
+
+    def __init__(self, earlier: int, mine: _Group, theirs: _Group) -> None:
+        self.earlier = earlier
+        theirs_ids = {c.index for c in theirs.scanned}
+        self.own = [i for i, c in enumerate(mine.scanned) if c.index not in theirs_ids]
+        self.shared = [(i, c.index) for i, c in enumerate(mine.scanned) if c.index in theirs_ids]
+        patterns = [joined_pattern(mine.scanned[i].op.prefilter or "") for i in self.own]
+        self.matcher: MultiMatcher | None = compile_set(patterns) if patterns else None
 
 
 #: Keys whose single value is scanned on its own: structural text that looks nothing like a
@@ -320,6 +343,12 @@ class _Phase:
                 plans.append(self.header_plan)
             ids = set().union(*(p.rule_ids for p in plans)) if plans else set()
             self.groups.append(_Group([c for c in compiled if c.index in ids]))
+        if "args" in names and "body.raw" in names:
+            args, raw = names.index("args"), names.index("body.raw")
+            assert args < raw  # groups run in order: the fields' scan comes first
+            if self.groups[args].matcher is not None and self.groups[raw].matcher is not None:
+                self.groups[raw].after = _Reuse(args, self.groups[raw], self.groups[args])
+                self.groups[args].reused = True
 
     @staticmethod
     def _plan(compiled: list[_Compiled], key: str, group: int) -> _Plan | None:
@@ -593,13 +622,18 @@ class Engine:
         signals: list[Signal] = []
         flagged_keys: set[str] = set()
         complete = True
+        #: Per group run: the texts it scanned with all its rules, and the rules found there.
+        scanned: dict[int, tuple[set[str], set[int]]] = {}
         for g, group in enumerate(ph.groups):
             ents = entries[g]
             if not ents:
                 continue
             if budget is not None and budget.expired():
                 break
-            flagged, whole = self._run_group(group, ents, texts[g], by_plan[g], single[g], signals, budget)
+            prior = scanned.get(group.after.earlier) if group.after is not None else None
+            flagged, whole, scanned[g] = self._run_group(
+                group, ents, texts[g], by_plan[g], single[g], prior, signals, budget
+            )
             complete = complete and whole
             flagged_keys.update(ents[i][0] for i in flagged)
             if budget is None or not budget.exhausted:
@@ -702,23 +736,29 @@ class Engine:
         texts: dict[str, int],
         by_plan: dict[_Plan, list[int]],
         single: dict[str, Chain | None],
+        prior: tuple[set[str], set[int]] | None,
         out: list[Signal],
         budget: Budget | None,
-    ) -> tuple[set[int], bool]:
-        """Evaluate the group's candidate rules: the indexes of entries that fired, and
-        whether the group's text was scanned in one piece."""
+    ) -> tuple[set[int], bool, tuple[set[str], set[int]]]:
+        """Evaluate the group's candidate rules: the indexes of entries that fired, whether
+        the group's text was scanned in one piece, and what :meth:`_scan` saw (for a later
+        group that reuses it)."""
         candidates = group.always
         scan: _Scan | None = None
         whole = True
+        seen: tuple[set[str], set[int]] = (set(), set())
         if group.matcher is not None:
             scan = _Scan(texts)
-            hits, whole = self._scan(group, scan, single, budget)
+            hits, whole, whole_texts = self._scan(group, scan, single, prior, budget)
             if hits:
                 scanned = group.scanned
                 candidates = sorted([*candidates, *(scanned[i] for i in hits)], key=_by_index)
+                seen = (whole_texts, {scanned[i].index for i in hits})
+            else:
+                seen = (whole_texts, set())
         flagged: set[int] = set()
         if not candidates:
-            return flagged, whole
+            return flagged, whole, seen
         encoded: dict[str, Encoded] = dict(zip(scan.texts, scan.parts, strict=True)) if scan else {}
         targeted = list(by_plan.items())
         for c in candidates:
@@ -784,34 +824,57 @@ class Engine:
                     continue
                 flagged.add(n)
                 out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
-        return flagged, whole
+        return flagged, whole, seen
 
     @staticmethod
     def _scan(
-        group: _Group, scan: _Scan, single: dict[str, Chain | None], budget: Budget | None
-    ) -> tuple[list[int], bool]:
-        """The group's hits (indexes into ``group.scanned``), and whether no scan was split in
-        chunks. Long texts that are the view of one chain alone are scanned by that chain's
-        rules only (another rule's prefilter there could never lead to a signal), the rest by
-        all the group's rules."""
+        group: _Group,
+        scan: _Scan,
+        single: dict[str, Chain | None],
+        prior: tuple[set[str], set[int]] | None,
+        budget: Budget | None,
+    ) -> tuple[list[int], bool, set[str]]:
+        """The group's hits (indexes into ``group.scanned``), whether no scan was split in
+        chunks, and the texts scanned with all the group's rules.
+
+        Long texts that are the view of one chain alone are scanned by that chain's rules
+        only (another rule's prefilter there could never lead to a signal). Texts an earlier
+        group scanned with all its rules (``prior``, see :class:`_Reuse`) are scanned by the
+        rules that group lacks; the rules it has are candidates when they occurred there (a
+        superset: confirmation is exact). The rest are scanned by all the group's rules.
+        """
         assert group.matcher is not None
+        reuse = group.after if prior is not None else None
+        if not (single and group.by_chain) and reuse is None:
+            data = scan.data
+            everything = set(scan.texts) if group.reused else set()
+            return _scan_in_chunks(group.matcher, data, budget), len(data) <= SCAN_CHUNK, everything
         alone: dict[Chain, list[Encoded]] = {}
+        covered: list[Encoded] = []
         rest: list[Encoded] = []
-        if single and group.by_chain:
-            for t, part in zip(scan.texts, scan.parts, strict=True):
-                chain = single.get(t)
-                if chain is not None and chain in group.by_chain:
-                    alone.setdefault(chain, []).append(part)
-                else:
-                    rest.append(part)
-        if not alone:
-            return _scan_in_chunks(group.matcher, scan.data, budget), len(scan.data) <= SCAN_CHUNK
+        rest_texts: set[str] = set()
+        for t, part in zip(scan.texts, scan.parts, strict=True):
+            chain = single.get(t)
+            if chain is not None and chain in group.by_chain:
+                alone.setdefault(chain, []).append(part)
+            elif prior is not None and t in prior[0]:
+                covered.append(part)
+            else:
+                rest.append(part)
+                rest_texts.add(t)
         hits: set[int] = set()
         whole = True
         if rest:
             data = _join_encoded(rest)
             whole = len(data) <= SCAN_CHUNK
             hits.update(_scan_in_chunks(group.matcher, data, budget))
+        if covered and reuse is not None and prior is not None:
+            found = prior[1]
+            hits.update(i for i, rule in reuse.shared if rule in found)
+            if reuse.matcher is not None:
+                data = _join_encoded(covered)
+                whole = whole and len(data) <= SCAN_CHUNK
+                hits.update(reuse.own[i] for i in _scan_in_chunks(reuse.matcher, data, budget))
         for chain, parts in alone.items():
             if budget is not None and budget.expired():
                 break
@@ -819,7 +882,7 @@ class Engine:
             data = _join_encoded(parts)
             whole = whole and len(data) <= SCAN_CHUNK
             hits.update(idxs[i] for i in _scan_in_chunks(matcher, data, budget))
-        return sorted(hits), whole
+        return sorted(hits), whole, rest_texts
 
     def _check_utf8(
         self, c: _Compiled, ents: list[_Entry], todo: list[int], out: list[Signal], flagged: set[int]
