@@ -238,6 +238,24 @@ def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
     return request
 
 
+#: Environ key -> "h" + header name for ``HTTP_*`` keys, "c" + name for ``CONTENT_TYPE`` and
+#: ``CONTENT_LENGTH`` (headers only when not empty), "" for every other key. Keys repeat from
+#: request to request; bounded (client header names are the client's choice).
+_ENVIRON_NAMES: dict[str, str] = {}
+
+
+def _environ_name(key: str) -> str:
+    if key.startswith("HTTP_"):
+        name = "h" + key[5:].replace("_", "-").lower()
+    elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        name = "c" + key.replace("_", "-").lower()
+    else:
+        name = ""
+    if len(_ENVIRON_NAMES) < _MAX_HEADER_NAMES * 2:
+        _ENVIRON_NAMES[key] = name
+    return name
+
+
 def _wsgi_target(environ: dict[str, Any]) -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
@@ -256,11 +274,13 @@ def _wsgi_target(environ: dict[str, Any]) -> str:
 def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
     """Build the request model from a PEP 3333 environ."""
     headers: list[tuple[str, str]] = []
+    names = _ENVIRON_NAMES
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers.append((key[5:].replace("_", "-").lower(), str(value)))
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value not in (None, ""):
-            headers.append((key.replace("_", "-").lower(), str(value)))
+        name = names.get(key)
+        if name is None:
+            name = _environ_name(key)
+        if name and (value not in (None, "") or name[0] == "h"):  # (a header, and content-* not empty)
+            headers.append((name[1:], value if isinstance(value, str) else str(value)))
     path_info = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
     path_bytes = path_info.encode("latin-1", "replace")
     path, _ = decode_bytes(path_bytes)

@@ -120,3 +120,15 @@ def test_headers_that_are_not_bytes_are_read_too() -> None:
     ):
         got = from_asgi_scope(scope(headers=headers, query_string=bytearray(b"q=1")))
         assert (got.headers, got.header("x-a"), got.target) == (want.headers, want.header("x-a"), want.target)
+
+
+def test_wsgi_headers_from_the_environ_keys() -> None:
+    """HTTP_* keys are headers even when empty; CONTENT_* only when set; other keys never."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_EMPTY": "", "CONTENT_LENGTH": "",
+               "CONTENT_TYPE": "text/plain", "HTTP_ACCEPT_LANGUAGE": "fr", "SERVER_NAME": "x",
+               "wsgi.url_scheme": "http", "HTTP_X_NUMBER": 7}  # fmt: skip
+    for _ in range(2):  # the second time, the key -> name lookups are remembered ones
+        req = from_wsgi_environ(environ)
+        assert req.headers == [("x-empty", ""), ("content-type", "text/plain"), ("accept-language", "fr"),
+                               ("x-number", "7")]  # fmt: skip
+        assert req.header("accept-language") == "fr" and req.header("content-length") is None
