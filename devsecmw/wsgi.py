@@ -96,11 +96,17 @@ def route_from_environ(environ: Environ) -> str | None:
     explicit = environ.get("devsecmw.route")
     if isinstance(explicit, str):
         return explicit
-    if "flask" in sys.modules:
+    finder = _route_finders.get("flask")
+    if finder is None:
+        if "flask" not in sys.modules:
+            return None
         from .flask import current_route
 
-        return current_route()
-    return None
+        finder = _route_finders["flask"] = current_route  # imported once, not per request
+    return finder()
+
+
+_route_finders: dict[str, Callable[[], str | None]] = {}
 
 
 def content_length(raw: Any) -> int | None:
