@@ -343,7 +343,9 @@ class SecurityMiddleware:
             receive, send = _http_receive(insp, receive), _http_send(insp, scope, send)
         else:
             send = _websocket_send(insp, send)
-        insp.activate()
+        owned = insp.handle.owned  # inside an outer instrumentation there is nothing to activate
+        if owned:
+            insp.activate()
         try:
             await self.app(scope, receive, send)
         except BaseException as exc:
@@ -351,7 +353,8 @@ class SecurityMiddleware:
             insp.finish(exc)
             raise  # the app's exception, the same object, unchanged
         finally:
-            insp.deactivate()
+            if owned:
+                insp.deactivate()
         if not insp.finished:  # the app returned without a final message (or a websocket closed)
             _note_route(scope, insp)
             insp.finish()

@@ -168,10 +168,11 @@ def _sniffable(content_type: bytes | str, content_encoding: bytes | str) -> tupl
 class Sniffer:
     """A bounded copy of one response's first bytes. Feeding never raises into the caller's path."""
 
-    __slots__ = ("_buf", "_inflate", "_limit")
+    __slots__ = ("_inflate", "_limit", "data")
 
     def __init__(self, limit: int, wbits: int | None) -> None:
-        self._buf = bytearray()
+        #: The bytes kept (inflated when the response was compressed).
+        self.data = bytearray()
         self._limit = limit
         self._inflate = zlib.decompressobj(wbits) if wbits is not None else None
 
@@ -193,30 +194,25 @@ class Sniffer:
         return cls(limit, wbits) if ok else None
 
     @property
-    def data(self) -> bytearray:
-        """The bytes kept (inflated when the response was compressed)."""
-        return self._buf
-
-    @property
     def full(self) -> bool:
-        return len(self._buf) >= self._limit
+        return len(self.data) >= self._limit
 
     def feed(self, chunk: bytes) -> None:
-        room = self._limit - len(self._buf)
+        room = self._limit - len(self.data)
         if room <= 0 or not chunk:
             return
         if self._inflate is None:
-            self._buf += chunk[:room]
+            self.data += chunk[:room]
             return
         try:
             # max_length bounds what a decompression bomb can make us allocate.
-            self._buf += self._inflate.decompress(bytes(chunk), room)
+            self.data += self._inflate.decompress(bytes(chunk), room)
         except zlib.error:
             self._inflate = None
             self._limit = 0  # corrupt stream: stop sniffing, the client sees what the app sent
 
     def text(self) -> str:
-        return self._buf.decode("utf-8", "replace")
+        return self.data.decode("utf-8", "replace")
 
 
 __all__ = ["LeakRule", "LeakScanner", "Sniffer", "load_leak_rules"]
