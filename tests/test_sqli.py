@@ -486,3 +486,20 @@ def test_engine_reports_rule_and_location() -> None:
 def test_benign_request_has_no_sqli_signal() -> None:
     req = Req.json_body({"comment": "Don't -- really, it's 5 o'clock and/or later", "name": "O'Brien"})
     assert fired(engine_signals(req), "sqli") == set()
+
+
+# --------------------------------------------------------------------------- long texts
+def test_long_text_answers_remembered_per_judge() -> None:
+    # One slot remembers the last long text: a one-field body is judged as the field (942100)
+    # and as the body (942102). The answer is that of the text, whichever detector asks.
+    attack = "x " * 3000 + "' union select password from users--"
+    prose = "see you at the union station " * 200
+    for _ in range(2):
+        assert sqli.detect(attack) is not None
+        assert sqli.detect(prose) is None
+    assert sqli.detect(attack) == sqli._detect_uncached(attack, sqli._judge)
+    # Paranoia 2 reports what paranoia 1 does not: the slot never answers for the other.
+    statement = "delete from users" + " " * sqli.MEMO_FROM
+    for _ in range(2):
+        assert sqli.detect(statement) is None
+        assert sqli.detect_strict(statement) is not None

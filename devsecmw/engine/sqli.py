@@ -1780,7 +1780,25 @@ def detect_strict(value: str) -> Span | None:
     return _detect(value, _judge_strict)
 
 
+#: Texts at least this long remember their last answer: a body of one field is judged as
+#: that field (942100) and as the body (942102), the same text twice.
+MEMO_FROM = 4096
+_last: tuple[object, str, Span | None] = (None, "", None)  # (judge, text, answer); one slot
+
+
 def _detect(value: str, judge: Callable[[_Parse], int | None]) -> Span | None:
+    global _last
+    if len(value) >= MEMO_FROM:
+        last_judge, last_text, last_span = _last  # one tuple: consistent whatever other threads do
+        if last_judge is judge and last_text == value:
+            return last_span
+        span = _detect_uncached(value, judge)
+        _last = (judge, value, span)
+        return span
+    return _detect_uncached(value, judge)
+
+
+def _detect_uncached(value: str, judge: Callable[[_Parse], int | None]) -> Span | None:
     budget = TOTAL_TOKENS
     for quote, pos, text in _contexts(value):
         p = _run(text, quote, pos, min(MAX_TOKENS, budget))
