@@ -214,7 +214,8 @@ def _join_encoded(parts: list[Encoded]) -> Encoded:
     if len(raw) < len(parts) or not isinstance(sep, bytes) or not isinstance(stand_in, bytes):
         return join_texts([p if isinstance(p, str) else p.decode("utf-8", "surrogatepass") for p in parts])
     data = sep.join(raw)
-    if data.count(sep) >= len(raw):
+    # ASCII texts cannot hold it (isascii runs at memory speed; a 3-byte search does not).
+    if not all(p.isascii() for p in raw) and data.count(sep) >= len(raw):
         data = sep.join([p.replace(sep, stand_in) for p in raw])
     return data
 
