@@ -760,7 +760,9 @@ class Engine:
         flagged: set[int] = set()
         if not candidates:
             return flagged, whole, seen
-        encoded: dict[str, Encoded] = dict(zip(scan.texts, scan.parts, strict=True)) if scan else {}
+        # Each text's bytes: from the scan (every view of the group's values is one of its texts).
+        parts, index = (scan.parts, scan.by_text) if scan is not None else ([], {})
+        encoded: dict[str, Encoded] = {}
         targeted = list(by_plan.items())
         for c in candidates:
             if budget is not None and budget.expired():
@@ -805,8 +807,12 @@ class Engine:
                         out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
                     continue
                 if c.pre is not None:
-                    data = encoded.get(text)
-                    if data is None:
+                    at = index.get(text)
+                    if at is not None:
+                        data = parts[at]
+                    elif text in encoded:
+                        data = encoded[text]
+                    else:
                         data = encoded[text] = encode(text)
                     span = c.pre.search_encoded(data)
                     if span is None:
