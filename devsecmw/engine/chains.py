@@ -99,8 +99,9 @@ def trigger_mask_py(value: str) -> int:
     mask = 0
     bits = _CHAR_BITS
     if len(value) <= _LONG:
-        if _SPECIAL.search(value) is not None:
-            for ch in set(_SPECIAL.findall(value)):
+        found = _SPECIAL.findall(value)
+        if found:
+            for ch in set(found):
                 mask |= bits[ch]
     else:
         for ch, bit in bits.items():
@@ -110,7 +111,7 @@ def trigger_mask_py(value: str) -> int:
         mask |= SPACE
         if "  " in value or value[0] == " " or value[-1] == " ":
             mask |= WS
-    if "0x" in value or "0X" in value:
+    if "0" in value and ("0x" in value or "0X" in value):
         mask |= HEX0X
     if not value.isascii():
         mask |= NONASCII
