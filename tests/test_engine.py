@@ -17,7 +17,7 @@ import pytest
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
-from devsecmw.engine.engine import BODY_PART_MAX, CACHE_SIZE, join_texts, joined_pattern
+from devsecmw.engine.engine import BODY_PART_MAX, CACHE_SIZE, _digest, join_texts, joined_pattern
 from devsecmw.engine.matcher import compile_pattern
 from devsecmw.engine.rules import Rule, RuleError, parse_rule
 from devsecmw.request import HttpRequest, from_asgi_scope
@@ -184,10 +184,16 @@ def test_clean_head_parts_are_skipped_whole_and_attacks_never_cached() -> None:
         assert found(e, get("/?q=evil", headers=headers)) == {("900019", "query:q")}
 
 
-def test_head_part_keys_leave_credentials_out() -> None:
-    e = Engine(rules=[rule("900020", "evil", ["headers"])])
-    e.inspect(get("/", headers=[("authorization", "Bearer s3cret"), ("accept", "x")]), "head")
-    assert not any("s3cret" in repr(k) for k in list(e.clean_parts._d))
+def test_cache_keys_leave_credentials_out() -> None:
+    e = Engine(rules=[rule("900020", "evil", ["args", "cookies", "headers"])])
+    headers = [("authorization", "Bearer s3cret"), ("cookie", "sid=s3cret"), ("accept", "x")]
+    req = get("/reset/s3cret?token=s3cret", headers=headers)
+    assert e.inspect(req, "head") == []
+    form = post(b"user=ann&password=s3cret", "application/x-www-form-urlencoded")
+    assert e.inspect(form, "body") == []
+    assert len(e.clean_parts) == 3 and len(e.clean_bodies) == 1
+    kept = [*e.clean_parts._d, *e.clean_bodies._d, *e.clean_values._d]
+    assert not any("s3cret" in repr(k) or b"s3cret" in repr(k).encode() for k in kept)
 
 
 def test_clean_small_bodies_are_cached_but_attacks_never_are() -> None:
@@ -210,6 +216,13 @@ def test_large_bodies_are_never_cached() -> None:
     e = Engine(rules=[rule("900025", "evil", ["body"])])
     found(e, post(b"a=" + b"x" * (BODY_PART_MAX + 1), "application/x-www-form-urlencoded"))
     assert len(e.clean_bodies) == 0
+
+
+def test_digests_tell_every_split_apart() -> None:
+    # The part and body caches keep digests: texts that join alike must still differ.
+    cases = [("a", "b"), ("ab",), ("a\x00", "b"), ("a", "\x00b"), ("1:a",), ("a", "b", "")]
+    assert len({_digest(*texts) for texts in cases}) == len(cases)
+    assert _digest("a", body=b"b") != _digest("ab") != _digest("a", body=b"")
 
 
 def test_exhausted_budget_caches_no_head_part() -> None:

@@ -30,14 +30,14 @@ inspection (nothing is cached once the budget ran out; the rules of one
 :class:`Engine` never change, and each engine has its own caches, so an entry
 can never outlive the rules that judged it):
 
-- head parts, each keyed by its raw text: the request line (method, target and
-  whether the request came from elsewhere), the Cookie header, and the header block
-  (names and values but credentials). A browser repeats them request after request:
-  a repeated part is skipped whole, not even parsed;
+- head parts: the request line (method, target and whether the request came from
+  elsewhere) and the Cookie header, keyed by a 128-bit digest (no session cookie or token
+  in a URL is kept), and the header block (names, and values but credentials). A browser
+  repeats them request after request: a repeated part is skipped whole, not even parsed;
 - header values and the names of headers, parameters and cookies, keyed by
   ``(key, value)``: the User-Agent of a new header block still skips steps 1-3;
-- small bodies (at most :data:`BODY_PART_MAX` bytes), keyed by their bytes and
-  Content-Type: a client that polls or retries the same POST. (Bodies are far less
+- small bodies (at most :data:`BODY_PART_MAX` bytes), keyed by a digest of their bytes
+  and Content-Type: a client that polls or retries the same POST. (Bodies are far less
   repetitive than heads: see the cold figures of ``benchmarks/engine.py``.)
 
 Compiled rule sets are shared by engines built from identical rules and warmed
@@ -58,7 +58,9 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from itertools import accumulate
+from typing import Generic, TypeVar
 
 from .. import redact
 from ..config import Config
@@ -358,7 +360,10 @@ class _Phase:
         return _Plan(rules, group, cacheable) if rules else None
 
 
-class _CleanCache:
+K = TypeVar("K", bound=Hashable)
+
+
+class _CleanCache(Generic[K]):
     """Bounded set of keys known to produce no signal; oldest evicted first.
 
     Reads are lock-free (a dict lookup is atomic); additions take the lock.
@@ -370,13 +375,13 @@ class _CleanCache:
         self.size = size
         # Ordered: evicting the oldest is O(1). (A plain dict's first key, after many
         # deletions at its front, is found by walking over the deleted slots: 5 µs an add.)
-        self._d: OrderedDict[Hashable, None] = OrderedDict()
+        self._d: OrderedDict[K, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __contains__(self, item: Hashable) -> bool:
+    def __contains__(self, item: object) -> bool:
         return item in self._d
 
-    def add_all(self, items: list[Hashable]) -> None:
+    def add_all(self, items: list[K]) -> None:
         with self._lock:
             d = self._d
             for item in items:
@@ -510,7 +515,7 @@ _PART_OF |= {"cookies": 1, "cookies.names": 1}
 #: Headers whose values are credentials: left out of the header-block key (not kept in
 #: memory, and a rotating token would make every block new). Their values are never inspected.
 _OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
-#: Head parts cached as clean, and the size above which a part is not worth keeping.
+#: Head parts cached as clean, and the size above which a header block is not worth keeping.
 PART_CACHE_SIZE = 1024
 #: Values at least this long have the views of a single chain scanned by that chain's rules only.
 SPLIT_FROM = 1024
@@ -518,6 +523,22 @@ PART_MAX = 8192
 #: Bodies cached as clean, and the largest one cached (bytes): 1 MiB at most in all.
 BODY_CACHE_SIZE = 256
 BODY_PART_MAX = 4096
+
+
+def _digest(*texts: str, body: bytes | bytearray = b"") -> bytes:
+    """A 128-bit digest of ``texts`` (and ``body``), what the caches of request lines, Cookie
+    headers and bodies keep: no credential, session cookie, token in a URL or password in a
+    form stays in memory, and a collision (which would skip an inspection) cannot be made."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") == len(texts) - 1:
+        h = blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=16)
+    else:  # a text holds the separator: lengths spelled out, in a digest of its own kind
+        spelled = "\x00".join([f"{len(t)}:{t}" for t in texts])
+        h = blake2b(spelled.encode("utf-8", "surrogatepass"), digest_size=16, person=b"lengths")
+    if body:
+        h.update(b"\x00body:%d:" % len(body))
+        h.update(body)
+    return h.digest()
 
 
 def _by_index(c: _Compiled) -> int:
@@ -544,11 +565,11 @@ class Engine:
             _warm_up(self, self.rules)
         self._phases = phases
         self._extra_secret_names = self.config.redact_names
-        self.clean_values = _CleanCache(CACHE_SIZE)
+        self.clean_values: _CleanCache[tuple[str, str]] = _CleanCache(CACHE_SIZE)
         #: Head parts (request line, Cookie header, header block) that produced no signal.
-        self.clean_parts = _CleanCache(PART_CACHE_SIZE)
+        self.clean_parts: _CleanCache[Hashable] = _CleanCache(PART_CACHE_SIZE)
         #: Small bodies that produced no signal (a client polling or retrying the same POST).
-        self.clean_bodies = _CleanCache(BODY_CACHE_SIZE)
+        self.clean_bodies: _CleanCache[bytes] = _CleanCache(BODY_CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         ph = self._phases[phase]
@@ -556,11 +577,11 @@ class Engine:
             return self._inspect_head(ph, request, budget)
         if not request.body:
             return []
-        key: tuple[object, ...] | None = None
+        key: bytes | None = None
         if len(request.body) <= BODY_PART_MAX:
             # What the body's values are made of: its bytes, its type, and (for the names of
             # form fields and JSON keys) whether the request came from elsewhere.
-            key = ("body", request.content_type, bytes(request.body), offsite(request))
+            key = _digest(request.content_type, "1" if offsite(request) else "0", body=request.body)
             if key in self.clean_bodies._d:
                 return []
         values = body_values(request)
@@ -578,7 +599,7 @@ class Engine:
         parts = self.clean_parts._d  # read lock-free: a dict lookup is atomic
         method, qs = request.method, request.query_string
         away = bool(qs) and offsite(request)
-        line = ("line", method, request.target, qs, away)
+        line = _digest("line", method, request.target, qs, "1" if away else "0")
         cookies: list[str] = []
         block: list[object] = ["headers", method, request.http_version]
         size = 0
@@ -591,14 +612,14 @@ class Engine:
                 block.append((k, v))
                 size += len(v)
         blockkey = tuple(block)
-        cookiekey = ("cookie", *cookies) if cookies else None
+        cookiekey = _digest("cookie", *cookies) if cookies else None
         todo: list[tuple[int, Hashable, int]] = []  # (part, key, characters it holds)
         values: list[Value] = []
         if line not in parts:
-            todo.append((0, line, len(request.target) + len(qs)))
+            todo.append((0, line, 0))  # digests: any size
             values += line_values(request, away)
         if cookiekey is not None and cookiekey not in parts:
-            todo.append((1, cookiekey, sum(map(len, cookies))))
+            todo.append((1, cookiekey, 0))
             values += cookie_values(request)
         if blockkey not in parts:
             todo.append((2, blockkey, size))
@@ -638,7 +659,7 @@ class Engine:
             complete = complete and whole
             flagged_keys.update(ents[i][0] for i in flagged)
             if budget is None or not budget.exhausted:
-                clean: list[Hashable] = [
+                clean: list[tuple[str, str]] = [
                     (e[0], e[2])
                     for i, e in enumerate(ents)
                     if e[4].cacheable and e[3] and i not in flagged and len(e[2]) <= CACHE_VALUE_MAX
