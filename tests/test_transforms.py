@@ -75,3 +75,41 @@ def test_unknown_transform_lists_the_choices() -> None:
 
 def test_chain_applies_in_order() -> None:
     assert tf.apply_chain("%2553ELECT", ("url_decode", "lowercase")) == "select"
+
+
+# ---------------------------------------------------------------- HTML references
+import html  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_REF_PIECES = st.sampled_from(
+    ["&", "#", ";", "x", "X", "amp", "lt", "gt", "notin", "not", "frac34", "frac1", "sup1", "sup", "AElig",
+     "para", "part", "quot", "1", "65", "0", "d800", "110000", "ffff", "=", " ", "\n", "é", "f", "Z",
+     "&#", "&#x"]
+)  # fmt: skip
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(_REF_PIECES | st.text(max_size=3), max_size=16).map("".join))
+def test_unescape_html_is_the_stdlibs(text: str) -> None:
+    # Same answers as html.unescape on entity-shaped text: names with and without ';', legacy
+    # prefixes (&notit; -> ¬it;), numeric references, invalid code points, 33-character names.
+    assert tf.unescape_html(text) == html.unescape(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["&amp;lt;", "&notit;", "&notin;", "&ampfoo", "&frac345", "&#60", "&#x3C;", "&#0;", "&#xd800;",
+     "&#1114112;", "&" + "a" * 40 + ";", "&lt" * 3, "a&b=c&lt=1&amp=2", "&AMP", "&Amp;"],
+)  # fmt: skip
+def test_unescape_html_edge_cases(text: str) -> None:
+    assert tf.unescape_html(text) == html.unescape(text)
+
+
+def test_unescape_html_leaves_form_separators_alone() -> None:
+    # A form body's '&name=value' pairs are no references: the text comes back unchanged
+    # (and, the point of the function, without a Python call per '&').
+    body = "&".join(f"field{i}=value {i}" for i in range(2000))
+    assert tf.unescape_html(body) == body
+    assert tf.html_entity_decode(body) == (body, False)

@@ -48,12 +48,12 @@ whatever it holds. :func:`detect` never raises (a property test checks it).
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..body import looks_urlencoded
+from .transforms import unescape_html
 
 try:  # RE2 scans for the embedded pass in linear time and far faster than re on long values
     import re2 as _re2
@@ -1854,7 +1854,7 @@ def _detect_xml(value: str) -> Span | None:
         text = m.group(group)
         if not text.strip():
             continue
-        decoded = html.unescape(text) if "&" in text else text
+        decoded = unescape_html(text) if "&" in text else text
         span = detect(decoded)
         if span is not None:
             return m.span(group)
