@@ -109,32 +109,19 @@ def _pct_u_char(m: re.Match[str]) -> str:
 _NIBBLES = re.compile(r"%([0-9A-Fa-f])%([0-9A-Fa-f])")
 # IIS's non-hex digits: a letter g-z counts as 16-35 and the byte keeps the low eight bits
 # (``%c0%qf`` = ``%c0%af`` = "/", ``%c1%pc`` = ``%c1%9c`` = "\\", ``%bg`` = ``%c0``). Read only
-# where the pair is an overlong lead then a continuation byte, so "50%off" stays as it is.
-_LAX_LEAD = re.compile(r"%([0-9A-Za-z]{2})(?=%[0-9A-Za-z]{2})")
-_LAX_NEXT = re.compile(r"(?<=%[cC][01])%([0-9A-Za-z]{2})")
+# as an overlong pair, a C0/C1 lead then a continuation byte, so "50%off" stays as it is.
+_LAX_GATE = re.compile(r"%(?:[g-zG-Z][0-9A-Za-z]|[0-9A-Fa-f][g-zG-Z])")
+_LAX_LEAD = re.compile(r"%([aAqQ][wWxX]|[bBrR][gGhH]|[sS][01])(?=%[0-9A-Za-z]{2})")  # = %c0 / %c1
+_LAX_PAIR = re.compile(r"(%[cC][01])%([0-9A-Za-z]{2})")
 
 
 def _lax_byte(pair: str) -> int:
-    hi, lo = (int(c, 36) for c in pair)
-    return (hi * 16 + lo) & 0xFF
+    return (int(pair[0], 36) * 16 + int(pair[1], 36)) & 0xFF
 
 
-def _lax_lead(m: re.Match[str]) -> str:
-    pair = m.group(1)
-    if pair.isalnum() and not _is_hex(pair) and _lax_byte(pair) in (0xC0, 0xC1):
-        return f"%{_lax_byte(pair):02x}"
-    return m.group(0)
-
-
-def _lax_next(m: re.Match[str]) -> str:
-    pair = m.group(1)
-    if not _is_hex(pair) and 0x80 <= _lax_byte(pair) <= 0xBF:
-        return f"%{_lax_byte(pair):02x}"
-    return m.group(0)
-
-
-def _is_hex(pair: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in pair)
+def _lax_pair(m: re.Match[str]) -> str:
+    byte = _lax_byte(m.group(2))
+    return f"{m.group(1)}%{byte:02x}" if 0x80 <= byte <= 0xBF else m.group(0)
 
 
 def _deep_round(value: str) -> str:
@@ -143,8 +130,9 @@ def _deep_round(value: str) -> str:
         out = _PCT_U.sub(_pct_u_char, out)
     if "%" in out:
         out = _NIBBLES.sub(r"%\1\2", out)
-        if _LAX_LEAD.search(out):
-            out = _LAX_NEXT.sub(_lax_next, _LAX_LEAD.sub(_lax_lead, out))
+        if _LAX_GATE.search(out):
+            out = _LAX_LEAD.sub(lambda m: f"%{_lax_byte(m.group(1)):02x}", out)
+            out = _LAX_PAIR.sub(_lax_pair, out)
     pct = "%" in out and _PCT.search(out) is not None
     if not pct and out.isascii():
         return out
