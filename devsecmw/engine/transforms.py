@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import html
 import html.entities
 import re
@@ -106,34 +107,47 @@ def _pct_u_char(m: re.Match[str]) -> str:
 
 # Nibble encoding: each hex digit of an escape encoded on its own (``%%32%%65`` -> ``%2%e`` ->
 # ``%2e``). A "%" with one hex digit and then another escape is no valid escape: joined first.
-_NIBBLES = re.compile(r"%([0-9A-Fa-f])%([0-9A-Fa-f])")
+_NIBBLE = re.compile(rb"%([0-9A-Fa-f])%(?=[0-9A-Fa-f])")
 # IIS's non-hex digits: a letter g-z counts as 16-35 and the byte keeps the low eight bits
 # (``%c0%qf`` = ``%c0%af`` = "/", ``%c1%pc`` = ``%c1%9c`` = "\\", ``%bg`` = ``%c0``). Read only
 # as an overlong pair, a C0/C1 lead then a continuation byte, so "50%off" stays as it is.
-_LAX_GATE = re.compile(r"%(?:[g-zG-Z][0-9A-Za-z]|[0-9A-Fa-f][g-zG-Z])")
-_LAX_LEAD = re.compile(r"%([aAqQ][wWxX]|[bBrR][gGhH]|[sS][01])(?=%[0-9A-Za-z]{2})")  # = %c0 / %c1
-_LAX_PAIR = re.compile(r"(%[cC][01])%([0-9A-Za-z]{2})")
+_LAX_GATE = re.compile(rb"%(?:[cC][01]|[aAqQ][wWxX]|[bBrR][gGhH]|[sS][01])%")  # a lead, hex or not
+_LAX_LEAD = re.compile(rb"%([aAqQ][wWxX]|[bBrR][gGhH]|[sS][01])(?=%[0-9A-Za-z]{2})")  # = %c0 / %c1
+_LAX_PAIR = re.compile(rb"(%[cC][01])%([0-9A-Za-z]{2})")
 
 
-def _lax_byte(pair: str) -> int:
-    return (int(pair[0], 36) * 16 + int(pair[1], 36)) & 0xFF
+# Text with a "%" but no valid escape is left alone unless it holds one of those two forms.
+_ODD_FORM = re.compile(r"%(?:[0-9A-Fa-f]%[0-9A-Fa-f]|(?:[aAqQ][wWxX]|[bBrR][gGhH]|[sS][01])%)")
 
 
-def _lax_pair(m: re.Match[str]) -> str:
+def _lax_byte(pair: bytes) -> int:
+    return (int(pair[:1], 36) * 16 + int(pair[1:], 36)) & 0xFF
+
+
+def _lax_pair(m: re.Match[bytes]) -> bytes:
     byte = _lax_byte(m.group(2))
-    return f"{m.group(1)}%{byte:02x}" if 0x80 <= byte <= 0xBF else m.group(0)
+    return m.group(1) + b"%%%02x" % byte if 0x80 <= byte <= 0xBF else m.group(0)
+
+
+def _unquote_deep(raw: bytes) -> bytes:
+    """``unquote_bytes``; when some "%" starts no escape, nibble and IIS forms are read first."""
+    esc = raw.replace(b"\\", b"\\\\") if b"\\" in raw else raw
+    try:  # every "%" an escape (nearly all text): the C decoder alone, as unquote_bytes does
+        return codecs.escape_decode(esc.replace(b"%", b"\\x"))[0]
+    except ValueError:
+        pass
+    raw = _NIBBLE.sub(rb"%\1", raw)
+    if _LAX_GATE.search(raw):
+        raw = _LAX_LEAD.sub(lambda m: b"%%%02x" % _lax_byte(m.group(1)), raw)
+        raw = _LAX_PAIR.sub(_lax_pair, raw)
+    return unquote_bytes(raw)
 
 
 def _deep_round(value: str) -> str:
     out = value
     if "%" in out and ("%u" in out or "%U" in out):
         out = _PCT_U.sub(_pct_u_char, out)
-    if "%" in out:
-        out = _NIBBLES.sub(r"%\1\2", out)
-        if _LAX_GATE.search(out):
-            out = _LAX_LEAD.sub(lambda m: f"%{_lax_byte(m.group(1)):02x}", out)
-            out = _LAX_PAIR.sub(_lax_pair, out)
-    pct = "%" in out and _PCT.search(out) is not None
+    pct = "%" in out and (_PCT.search(out) is not None or _ODD_FORM.search(out) is not None)
     if not pct and out.isascii():
         return out
     try:
@@ -141,7 +155,7 @@ def _deep_round(value: str) -> str:
     except UnicodeEncodeError:
         raw = out.encode("utf-8", "surrogatepass")
     if pct:
-        raw = unquote_bytes(raw)
+        raw = _unquote_deep(raw)
     if raw.isascii():
         return raw.decode("ascii")
     raw = _OVERLONG.sub(_overlong_char, raw)
