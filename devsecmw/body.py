@@ -267,6 +267,29 @@ def _sniff(pb: ParsedBody) -> None:
         return
     if looks_urlencoded(pb.text):
         pb.fields, pb.keys = _form_fields(pb.text, "body:form")
+    elif "=" not in pb.text and _ENCODED_EQ.search(pb.text):
+        _encoded_form(pb)
+
+
+#: "%3D": an "=" spelled as an escape. A body made only of escapes (no "=" of its own)
+#: is a form to an application that decodes the body before it parses it.
+_ENCODED_EQ = re.compile(r"%3[dD]")
+
+
+def _encoded_form(pb: ParsedBody) -> None:
+    """``pay%3DAND+1%3D1``: the whole form percent-encoded, "=" included. Decoded once,
+    it reads ``pay=AND 1=1``; its fields are exposed as a form's (decoded once only, so
+    ``%2527`` stays ``%27``), within :data:`MAX_FIELDS`."""
+    text, ok = _decode(unquote_bytes(pb.text.replace("+", " ")))
+    if not looks_urlencoded(text):
+        return
+    for part in text.split("&")[:MAX_FIELDS]:
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        loc = f"body:form:{name}"
+        pb.fields.append(Field(loc, value, name, raw=pb.text, utf8=ok))
+        pb.keys.append(Field(loc, name, name, utf8=ok))
 
 
 __all__ = ["MAX_FIELDS", "MAX_JSON_DEPTH", "Field", "ParsedBody", "looks_urlencoded", "parse_body"]
