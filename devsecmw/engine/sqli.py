@@ -442,8 +442,8 @@ PREFILTER = (
     r"(?:r?like|regexp|glob)[\s+]*[-+.\d(]|analy[sz]e[\s+]*\()|"
     r"\b(?:union|select|having|waitfor|(?:order|group)[\s+]+by|case(?:[\s+]+\S+)?[\s+]+when|"
     r"into[\s+]+(?:out|dump)file|procedure[\s+]+analy[sz]e|execute[\s+]+immediate|exec[\s+]+master|"
-    + _alternation(_SYSOBJ_ALONE | _SYSPROC)
-    + r")\b"
+    # ") AS total FROM": a select-list tail (the alias is one token).
+    r"as[\s+]+[^\s+]{1,128}[\s+]+from|" + _alternation(_SYSOBJ_ALONE | _SYSPROC) + r")\b"
 )
 
 # --------------------------------------------------------------------------- parser
@@ -514,6 +514,10 @@ class _Parse:
     __slots__ = (
         "after_breakout",
         "alias_ok",
+        "alias_tok",
+        "app_close_end",
+        "as_close",
+        "as_strong",
         "between",
         "closed_first",
         "end",
@@ -575,6 +579,12 @@ class _Parse:
         self.open_calls = False  # a call or CASE was open when the pass ended
         self.origin = 0  # where the pass started (right after the break-out quote)
         self.sqlish = False  # a token prose does not produce was read after the break-out
+        self.app_close_end = -1  # where the last ")" closing the application's parenthesis ended
+        # "x AS alias": the alias token, whether x is SQL-like (a number, a call, a closing
+        # parenthesis, a `name`, the break-out itself) and whether x closed the application's "(".
+        self.alias_tok: Token | None = None
+        self.as_strong = False
+        self.as_close = False
 
     # ------------------------------------------------------------------ helpers
     def feat(self, name: str, pos: int) -> None:
@@ -754,8 +764,20 @@ class _Parse:
         than failed), so the application closes its open calls and parentheses."""
         frames = self.frames
         self.open_calls = any(f.kind in (_FUNC, _CASE) for f in frames)
-        sel = frames[-1].select
         last = self.last
+        if closing and self.st == _OPD and last is not None:
+            # AND 7639=(  OR 120=121=  : a condition cut where its right operand begins.
+            at_operator = last.kind == OP and last.text in _CMP_OPS and frames[-1].cmp_left is not None
+            at_paren = (
+                last.text == "("
+                and len(frames) > 1
+                and frames[-1].kind == _GROUP
+                and frames[-1].start == last.start
+                and frames[-2].cmp_left is not None
+            )
+            if at_operator or at_paren:
+                self.feat("cmp_cut", last.start)
+        sel = frames[-1].select
         cut_after_select = last is not None and last.text == "select" and self.st == _OPD
         if closing and cut_after_select and sel is not None and sel.origin in ("union", "stack"):
             # ' UNION SELECT  (the columns cut off)
@@ -790,6 +812,8 @@ class _Parse:
         if self.stop not in ("end", "comment", "cap"):
             return False
         if self.st == _OPD and self.last is not None:
+            if "cmp_cut" in self.feats:
+                return True
             # A value that stops inside a call ("concat(0x7e,") or right after UNION SELECT:
             # the fragment of an injection whose rest the attacker did not need to send.
             if self.last.text in ("(", ",", "case") and self.open_calls:
@@ -844,11 +868,16 @@ class _Parse:
                 self.feat("stmt_start", tok.start)
                 self.stmt_start = True
                 return self.statement(tok)
-            if t in ("union", "intersect", "except") or t in _LOGIC_WORDS or t in _CLAUSE_WORDS:
+            if t in _LOGIC_WORDS:
+                self.feat("logic_start", tok.start)  # AND x=1: the continuation of a condition
+                return self.operator(tok)
+            if t in ("union", "intersect", "except") or t in _CLAUSE_WORDS:
                 return self.operator(tok)
             if t in ("not", "like", "rlike", "regexp", "is", "in", "between", "as", "div", "mod"):
                 return self.operator(tok) if t != "not" else self.operand(tok)
         elif (k == PUNCT and t in ");,") or (k == OP and t in _LOGIC_OPS) or (k == OP and t in _CMP_OPS):
+            if k == OP and t in _LOGIC_OPS:
+                self.feat("logic_start", tok.start)
             return self.operator(tok)
         return self.operand(tok)
 
@@ -868,6 +897,8 @@ class _Parse:
         if k == STR:
             if not tok.closed and self.quote and t[0] != self.quote and t[:1] not in "xXbBnNeE_":
                 return False  # would swallow the application's closing quote
+            if not tok.closed and len(t) == 1 and fr.cmp_left is not None:
+                self.feat("cmp_cut", tok.start)  # AND name = '  (the application's quote follows)
             self.select_real()
             body = t[t.index(t[-1] if tok.closed else t[0]) + 1 :] if t[0] in "'\"" else t
             if self.quote and any(c.isspace() for c in body):
@@ -1084,6 +1115,14 @@ class _Parse:
                 self.st, self.type_words = _TYPE, 0
             else:
                 self.st, self.need = _NEED, "alias"
+                last = self.last
+                self.as_close = last is not None and last.end == self.app_close_end
+                self.as_strong = (
+                    self.after_breakout
+                    or self.as_close
+                    or self.last_operand[0] in ("num", "fn")
+                    or (last is not None and last.kind == NAME)
+                )
             return True
         if t in ("union", "intersect", "except", "minus"):
             if fr.kind not in (_TOP, _GROUP, _SUBQ):
@@ -1115,6 +1154,7 @@ class _Parse:
                 return False
             if fr.select is not None:
                 fr.select.real = True
+            self.select_tail(tok)
             self.clause_word(tok)
             fr.clause = "from"
             self.st = _OPD
@@ -1169,6 +1209,19 @@ class _Parse:
             return True
         return False
 
+    def select_tail(self, tok: Token) -> None:
+        """``) AS total FROM``, ``1234 AS "x" FROM t``: the end of a select list, then FROM.
+
+        Prose says "known as Bob from Texas"; SQL aliases something SQL-like (a number, a
+        call, a closing parenthesis, a `name`) and quotes an alias as one token."""
+        alias = self.alias_tok
+        if alias is None or self.last is not alias or not self.as_strong:
+            return
+        if alias.kind in (NAME, STR) and alias.closed and not any(c.isspace() for c in alias.text):
+            self.feat("select_tail", alias.start)
+        elif self.as_close:
+            self.feat("select_tail_cut", alias.start)  # decisive only when the value ends here
+
     def clause_word(self, tok: Token) -> None:
         fr = self.frames[-1]
         self.close_logic(fr)
@@ -1208,6 +1261,8 @@ class _Parse:
             return False
         if fr.kind == _TOP:
             # Closes a parenthesis of the application's query: fine before anything else.
+            self.feat("app_close", tok.start)
+            self.app_close_end = tok.end
             self.close_logic(fr)
             self.st = _OPR
             self.alias_ok = False
@@ -1322,6 +1377,7 @@ class _Parse:
             if (k in (WORD, NAME) and t not in _STRUCTURAL) or k == STR:
                 self.st = _OPR
                 self.alias_ok = False
+                self.alias_tok = tok
                 return True
             return False
         if need == "into":
@@ -1556,6 +1612,10 @@ def _judge(p: _Parse) -> int | None:
         return f["oddcase"]
     if "union_any" in f and ("inline_comment" in f or "oddcase" in f):
         return f["union_any"]  # 0/**/union/*!50000select*/name
+    if "select_tail" in f or ("select_tail_cut" in f and p.last is not None and p.last.text == "from"):
+        return f.get("select_tail", f.get("select_tail_cut"))  # ) AS total FROM
+    if p.quote == "`":
+        return None  # a break-out of a `name`: only what is decisive anywhere
     ended_by_comment = p.stop == "comment" or "comment_end" in f
     if p.quote:
         for name in _QUOTED:
@@ -1580,6 +1640,12 @@ def _judge(p: _Parse) -> int | None:
     for name in ("fn_alone", "sysobj_alone", "procedure", "order_n", "cast"):
         if name in f:
             return f[name]
+    if "logic_start" in f and (
+        "cmp_cut" in f or ("bool_cmp" in f and "app_close" in f and p.last is not None and p.last.text == ")")
+    ):
+        # AND 7639=(  OR name = '  AND deleted = 0) : a condition added to the application's,
+        # cut where the query goes on, or closing its parenthesis.
+        return f["logic_start"]
     if "stmt_head" in f and (ended_by_comment or "semicolon" in f or "stmt_var" in f):
         return f["stmt_head"]
     if "select" in f and ("sysobj" in f or "fn_sql" in f or "info" in f or "hex" in f or "fn_named" in f):
@@ -1721,7 +1787,7 @@ _BEST_FIT = str.maketrans(
 
 
 # Runs of one quote character: an even run is escaped quotes, an odd one ends the string.
-_RUNS = {q: re.compile(re.escape(q) + "+") for q in ("'", '"')}
+_RUNS = {q: re.compile(re.escape(q) + "+") for q in ("'", '"', "`")}
 #: Runs of doubled quotes looked through before giving up on a break-out.
 MAX_QUOTE_RUNS = 32
 
@@ -1749,7 +1815,7 @@ def _contexts(value: str) -> Iterator[tuple[str, int, str]]:
     """``(quote, start, text)`` of each reading: as-is, after the break-out of ' and of "."""
     yield "", 0, value
     seen = []
-    for q in ("'", '"'):
+    for q in ("'", '"', "`"):
         i = _break_out(value, q)
         if i >= 0:
             seen.append((q, i))
