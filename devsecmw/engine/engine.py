@@ -67,7 +67,7 @@ from ..config import Config
 from ..request import HttpRequest
 from ..signals import Signal
 from . import operators as ops
-from .chains import Chain, Planner, canonical, trigger_mask
+from .chains import Chain, Planner, canonical
 from .matcher import (
     Encoded,
     MultiMatcher,
@@ -717,7 +717,7 @@ class Engine:
             if known is not None:
                 ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
-            red = plan.planner.for_mask(trigger_mask(value))
+            red = plan.planner.for_value(value)
             memo = red.apply(value, shared)
             done[memo_key] = (red.views, memo)
             ents.append((key, locs, value, utf8, plan, red.views, memo))
