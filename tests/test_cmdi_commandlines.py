@@ -22,6 +22,7 @@ ATTACKS = [
     (Req.header("user-agent", "ansible-config dump"), "header:user-agent"),
     (Req.header("user-agent", "chef-vault -i secret"), "header:user-agent"),
     (Req.header("user-agent", "'cscli' alerts list"), "header:user-agent"),
+    (Req.header("user-agent", "code=ansible-console"), "header:user-agent"),
     (Req.header("referer", "https://example.com/?args=env --version"), "header:referer"),
     (Req.header("referer", "https://example.com/p?x=1&cmd=salt-call%20cmd.run%20id"), "header:referer"),
     (Req.query("param", "pip install something"), "query:param"),
@@ -123,3 +124,21 @@ def test_word_like_tools_need_an_option(tool: str, words: list[str], tail: str) 
 @given(st.sampled_from(WORD_TOOLS), st.from_regex(r"[a-z]", fullmatch=True), WORDS)
 def test_word_like_tools_with_an_option_fire(tool: str, letter: str, words: list[str]) -> None:
     assert RULE.matches_value(" ".join([tool, f"-{letter}", *words])) is not None
+
+
+# --------------------------------------------------------------------------- 932130 additions
+def test_command_word_spelled_by_concatenated_variables() -> None:
+    """``c1=c;c2=at;$c1$c2 /etc/passwd``: the command word is built from variables set before."""
+    req = Req.form("exec", "c4=\\ ;c3=t;c2=a;c1=c;a1=/etc/passwd;$c1$c2$c3$c4$a1")
+    assert ("cmdi", "body:form:exec", "932130") in fired(engine_signals(req))
+
+
+def test_pipe_to_a_shell_in_a_raw_body() -> None:
+    """A raw body is read by a form decoder as well: ``|sh+`` is ``|sh `` to it."""
+    req = Req("/post", "POST", body=b"id|sh+``")
+    assert "932130" in {rule for _, _, rule in fired(engine_signals(req))}
+
+
+def test_php_and_prose_variables_pass() -> None:
+    for text in ("$a = 1; echo $b.$c;", "price=10;$5$6 off", "Fish|Shrimp+Rice"):
+        assert "cmdi" not in types(engine_signals(Req.form("note", text)))
