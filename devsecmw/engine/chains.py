@@ -146,6 +146,12 @@ _TRIGGER_SET = compile_set(_SET_PATTERNS) if HAVE_RE2 else None
 _SET_FROM = 48  # shorter values: a few ``in`` tests cost less than the call
 
 
+#: An ASCII value with none of these and no "0x" has no character bit: every bit but NONASCII,
+#: HEX0X and the probed ones is set by one of them (UPPER by A-Z, SPACE and WS by " " or a WS
+#: character). One class, no alternation: re's fast charset loop.
+_ANY_TRIGGER = re.compile(r"[%+&\\\x00/;\"'^`$,(\t\n\x0b\x0c\r\x1c-\x1f A-Z]")
+
+
 def trigger_mask(value: str, probe: bool = True) -> int:
     """The trigger bits of ``value``. ``probe=False`` leaves out the :data:`PROBED` bits (they
     cost a transform's test: only for chains that have such a transform)."""
@@ -209,7 +215,7 @@ SHARE_FROM = 1024
 class Reduced:
     """The work for one set of chains on values of one trigger mask."""
 
-    __slots__ = ("computed", "steps", "views")
+    __slots__ = ("computed", "identity", "steps", "views")
 
     def __init__(self, chains: Iterable[Chain], mask: int) -> None:
         reduced = {c: reduce_chain(c, mask) for c in chains}
@@ -225,6 +231,8 @@ class Reduced:
         self.views: dict[Chain, Chain] = reduced
         #: The distinct computed chains that are some rule's view (what gets scanned).
         self.computed: tuple[Chain, ...] = tuple(dict.fromkeys(reduced.values()))
+        #: Every view is the value itself (most values): nothing to apply.
+        self.identity = self.computed == ((),)
 
     def apply(
         self, value: str, shared: dict[tuple[tf.Transform, str], str] | None = None
@@ -262,6 +270,9 @@ class Planner:
 
     def for_value(self, value: str) -> Reduced:
         """The reduction for ``value``: :meth:`for_mask` of its trigger bits."""
+        if value.isascii() and _ANY_TRIGGER.search(value) is None and "0x" not in value:
+            # No character bit (most names, ids, tokens): one search instead of five tests.
+            return self.for_mask(_probe(value) if self.probes else 0)
         return self.for_mask(trigger_mask(value, self.probes))
 
     def for_mask(self, mask: int) -> Reduced:

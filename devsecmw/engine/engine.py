@@ -99,6 +99,9 @@ _CHECK_EVERY = 16384
 #: Bytes per set scan call on long joined texts, and their overlap (see _scan_in_chunks).
 SCAN_CHUNK = 8192
 SCAN_OVERLAP = 512
+#: Whether ``_views`` takes its shortcut for values every view of which is the value itself
+#: (tests turn it off to compare the two ways: the same signals are required).
+FAST_PATHS = True
 #: Searches a rule may spend locating its prefilter in a joined text before it simply
 #: checks every value it targets (keeps a prefilter that spans values linear).
 _LOCATE_MAX = 16
@@ -684,12 +687,14 @@ class Engine:
         # Values repeat within a request (JSON arrays of similar objects, their keys): one
         # entry per (key, value, utf8), one computation per (plan, value).
         seen_values: dict[tuple[str, str, bool], list[str]] = {}
-        done: dict[tuple[int, str], tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
+        #: Per plan met: its entries (what ``by_plan`` holds) and the views it computed, by value.
+        state: dict[_Plan, tuple[list[int], dict[str, tuple[dict[Chain, Chain], dict[Chain, str]]]]] = {}
         shared: dict[tuple[Transform, str], str] = {}
         #: Per group, texts of long values -> the one chain they are a view of (None: several,
         #: or also a short value's text). Only long texts are worth a scan of their own.
         single: list[dict[str, Chain | None]] = [{} for _ in range(ngroups)]
         work = 0
+        fast = FAST_PATHS
         for key, loc, value, utf8 in values:
             plan = plans.get(key, _MISSING)
             if plan is _MISSING:
@@ -700,49 +705,59 @@ class Engine:
                 continue
             if plan.cacheable and utf8 and (key, value) in cache:
                 continue
-            locs = seen_values.get((key, value, utf8))
+            vkey = (key, value, utf8)
+            locs = seen_values.get(vkey)
             if locs is not None:
                 locs.append(loc)
                 continue
-            locs = seen_values[(key, value, utf8)] = [loc]
+            locs = seen_values[vkey] = [loc]
             g = plan.group
             ents = entries[g]
-            mine = by_plan[g].get(plan)
-            if mine is None:
-                by_plan[g][plan] = [len(ents)]
-            else:
-                mine.append(len(ents))
-            memo_key = (id(plan), value)
-            known = done.get(memo_key)
+            st = state.get(plan)
+            if st is None:
+                st = state[plan] = ([], {})
+                by_plan[g][plan] = st[0]
+            st[0].append(len(ents))
+            known = st[1].get(value)
             if known is not None:
                 ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
             red = plan.planner.for_value(value)
-            memo = red.apply(value, shared)
-            done[memo_key] = (red.views, memo)
-            ents.append((key, locs, value, utf8, plan, red.views, memo))
             seen = texts[g]
             one = single[g]
-            if len(value) >= SPLIT_FROM:
-                for chain, rc in red.views.items():
-                    t = memo[rc]
-                    prev = one.get(t, _MISSING)
-                    if prev is _MISSING:
-                        if t not in seen:  # else a short value's text: scanned whole
-                            one[t] = chain
-                    elif prev is not None and prev != chain:
-                        one[t] = None
-                for rc in red.computed:
-                    t = memo[rc]
-                    if t not in seen:
-                        seen[t] = len(seen)
+            if fast and red.identity and len(value) < SPLIT_FROM:
+                # Every view is the value itself (most values): nothing to apply, one text.
+                memo: dict[Chain, str] = {(): value}
+                st[1][value] = (red.views, memo)
+                ents.append((key, locs, value, utf8, plan, red.views, memo))
+                if value not in seen:
+                    seen[value] = len(seen)
+                elif one and value in one:
+                    one[value] = None
             else:
-                for rc in red.computed:
-                    t = memo[rc]
-                    if t not in seen:
-                        seen[t] = len(seen)
-                    elif one and t in one:
-                        one[t] = None
+                memo = red.apply(value, shared)
+                st[1][value] = (red.views, memo)
+                ents.append((key, locs, value, utf8, plan, red.views, memo))
+                if len(value) >= SPLIT_FROM:
+                    for chain, rc in red.views.items():
+                        t = memo[rc]
+                        prev = one.get(t, _MISSING)
+                        if prev is _MISSING:
+                            if t not in seen:  # else a short value's text: scanned whole
+                                one[t] = chain
+                        elif prev is not None and prev != chain:
+                            one[t] = None
+                    for rc in red.computed:
+                        t = memo[rc]
+                        if t not in seen:
+                            seen[t] = len(seen)
+                else:
+                    for rc in red.computed:
+                        t = memo[rc]
+                        if t not in seen:
+                            seen[t] = len(seen)
+                        elif one and t in one:
+                            one[t] = None
             if budget is not None:
                 work += len(value)
                 if work > _CHECK_EVERY:
