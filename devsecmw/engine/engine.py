@@ -69,6 +69,7 @@ from ..signals import Signal
 from . import operators as ops
 from .chains import Chain, Planner, canonical
 from .matcher import (
+    HAVE_RE2,
     Encoded,
     MultiMatcher,
     Pattern,
@@ -220,7 +221,9 @@ def _join_encoded(parts: list[Encoded]) -> Encoded:
         return join_texts([p if isinstance(p, str) else p.decode("utf-8", "surrogatepass") for p in parts])
     data = sep.join(raw)
     # ASCII texts cannot hold it (isascii runs at memory speed; a 3-byte search does not).
-    if not all(p.isascii() for p in raw) and data.count(sep) >= len(raw):
+    # Many short parts: one joined copy is tested faster than each part in a generator.
+    all_ascii = all(p.isascii() for p in raw) if len(raw) < 64 else b"".join(raw).isascii()
+    if not all_ascii and data.count(sep) >= len(raw):
         data = sep.join([p.replace(sep, stand_in) for p in raw])
     return data
 
@@ -419,7 +422,9 @@ class _Scan:
         #: Each text encoded (kept: confirmation searches the texts one by one), then joined
         #: as bytes: joining the ``str`` s first would widen ASCII text to two bytes a
         #: character for the separator's sake, and encode all of it again.
-        self.parts: list[Encoded] = [encode(t) for t in self.texts]
+        self.parts: list[Encoded] = (
+            [t.encode("utf-8", "surrogatepass") for t in self.texts] if HAVE_RE2 else list(self.texts)
+        )  # what encode() gives, without a call per text
         self.data: Encoded = _join_encoded(self.parts)
         self.starts: list[int] = []
         #: prefilter -> located texts (rules often share a prefilter: a tokenizer's gate).
@@ -727,8 +732,8 @@ class Engine:
             one = single[g]
             if fast and red.identity and len(value) < SPLIT_FROM:
                 # Every view is the value itself (most values): nothing to apply, one text.
+                # (Not memoized: for the same value under another key, for_value is as cheap.)
                 memo: dict[Chain, str] = {(): value}
-                st[1][value] = (red.views, memo)
                 ents.append((key, locs, value, utf8, plan, red.views, memo))
                 if value not in seen:
                     seen[value] = len(seen)
@@ -930,10 +935,9 @@ class Engine:
     def _check_utf8(
         self, c: _Compiled, ents: list[_Entry], todo: list[int], out: list[Signal], flagged: set[int]
     ) -> None:
-        for n in todo:
-            _key, locs, _value, utf8, _plan, views, memo = ents[n]
-            if utf8:
-                continue
+        # Nearly every value is valid UTF-8: find the others first (one test per entry).
+        for n in [n for n in todo if not ents[n][3]]:
+            _key, locs, _value, _utf8, _plan, views, memo = ents[n]
             text = memo[views[c.chain]]
             flagged.add(n)
             out.extend(self._signal(c.rule, loc, text, (0, min(len(text), 64))) for loc in locs)
