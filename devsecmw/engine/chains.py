@@ -5,7 +5,10 @@ values are plain (``books``, ``en-US,en;q=0.9``) and most transforms cannot
 change them. Per value the engine:
 
 1. computes a *trigger mask* once: which characters that some transform reacts
-   to occur in the value (``%``, ``&``, ``\\``, upper case, non-ASCII, ...);
+   to occur in the value (``%``, ``&``, ``\\``, upper case, non-ASCII, ...), and the
+   *probed* bits: whether ``base64_decode``, which no character decides, changes it
+   (its own test, asked only where some chain has it). A value with none of the bits
+   its chains react to (most values) takes one search instead (``Planner.for_value``);
 2. reduces every chain by that mask: a transform whose triggers are absent is
    the identity, so it is dropped (``cmd_line`` of a value whose only trigger is
    upper case is plain ``lowercase``). Reductions are cached per mask;
