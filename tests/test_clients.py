@@ -144,6 +144,25 @@ def test_fill_to_maximum() -> None:
     assert len(table) == 100_000
 
 
+def test_memory_at_the_maximum_stays_under_32_mib() -> None:
+    # The documented bound: 100,000 tracked clients (their address strings included) in at
+    # most 32 MiB. Memory, unlike time, is deterministic: tracemalloc counts every block.
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        table = ClientTable(max_clients=100_000, clock=Clock())
+        for i in range(110_000):
+            table.observe(f"2001:db8::{i:x}", attack=True, status=404)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(table) == 100_000
+    assert used <= 32 * 1024 * 1024, f"{used / 2**20:.1f} MiB"
+
+
 def test_threads_count_exactly() -> None:
     table = ClientTable(thresholds=Thresholds(attack=10_000_000), clock=Clock())
     n_threads, per_thread = 8, 2000
