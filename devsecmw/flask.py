@@ -26,12 +26,20 @@ if TYPE_CHECKING:
 _ATTR = "_devsecmw_middleware"
 
 
+#: ``flask.has_request_context`` and ``flask.request``, imported at the first call: this module
+#: must import without Flask, and an import statement per request costs about a microsecond.
+_flask: list[Any] = []
+
+
 def current_route() -> str | None:
     """The matched URL rule of the current Flask request (``/items/<int:id>``), if any."""
-    try:
-        from flask import has_request_context, request
-    except ImportError:  # pragma: no cover - flask imported elsewhere but broken
-        return None
+    if not _flask:
+        try:
+            from flask import has_request_context, request
+        except ImportError:  # pragma: no cover - flask imported elsewhere but broken
+            return None
+        _flask[:] = (has_request_context, request)
+    has_request_context, request = _flask
     if not has_request_context():
         return None
     rule = request.url_rule

@@ -577,10 +577,24 @@ def _nothing() -> None:
     pass
 
 
-class _Response:
-    """The app's iterable, passed through chunk by chunk; ends the inspection, always closes."""
+#: Iterables whose ``iter()`` and ``close`` lookup run no app code (exact types only: a
+#: subclass may define ``__iter__`` or ``close``).
+_PLAIN = (list, tuple)
+#: Iterators whose ``next()`` runs no app code: the interpreter's own over a list or tuple.
+_PLAIN_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
 
-    __slots__ = ("_insp", "_iter", "_release", "_result")
+
+class _Response:
+    """The app's iterable, passed through chunk by chunk; ends the inspection, always closes.
+
+    The span is made current around whatever may run app code (``iter()``, ``next()`` on a
+    generator or a custom iterator, ``close()``) and around the end of the inspection (its
+    metrics then carry the span as their exemplar, as in the ASGI adapter). ``next()`` on a
+    list or tuple iterator runs no app code: those chunks are handed over without it, which
+    saves an attach and a detach per chunk.
+    """
+
+    __slots__ = ("_insp", "_iter", "_plain", "_release", "_result")
 
     def __init__(
         self, result: Iterable[bytes], insp: Inspection, release: Callable[[], None] = _nothing
@@ -588,6 +602,10 @@ class _Response:
         self._result = result
         self._insp = insp
         self._iter: Iterator[bytes] | None = None
+        self._plain = False  # self._iter is a list or tuple iterator
+        if type(result) in _PLAIN:
+            self._iter = iter(result)
+            self._plain = True
         self._release = release  # block mode: settles a read-ahead before the server moves on
 
     def __iter__(self) -> Iterator[bytes]:
@@ -595,10 +613,19 @@ class _Response:
 
     def __next__(self) -> bytes:
         insp = self._insp
+        if self._plain:
+            try:
+                chunk = next(self._iter)  # type: ignore[arg-type]  # set with _plain
+            except StopIteration:
+                self._finish()
+                raise
+            insp.response_chunk(chunk)
+            return chunk
         insp.activate()
         try:
             if self._iter is None:
-                self._iter = iter(self._result)
+                it = self._iter = iter(self._result)
+                self._plain = type(it) in _PLAIN_ITERATORS  # e.g. __iter__ returning iter(a_list)
             chunk = next(self._iter)
         except StopIteration:
             insp.finish()
@@ -611,8 +638,23 @@ class _Response:
         insp.response_chunk(chunk)
         return chunk
 
+    def _finish(self) -> None:
+        insp = self._insp
+        insp.activate()
+        try:
+            insp.finish()
+        finally:
+            insp.deactivate()
+
     def close(self) -> None:
         insp = self._insp
+        if type(self._result) in _PLAIN:  # no close() to call: no app code runs here
+            try:
+                if not insp.finished:  # the server stopped early
+                    self._finish()
+            finally:
+                self._release()
+            return
         insp.activate()
         try:
             close = getattr(self._result, "close", None)
