@@ -202,15 +202,19 @@ class InputTap:
             self._insp.runtime.report("input", exc)
         return lines
 
+    def _seen_into(self, buffer: Any, n: Any) -> None:
+        """Account for a ``readinto`` that put ``n`` bytes in ``buffer``."""
+        if isinstance(n, int) and n > 0:
+            self._seen(bytes(memoryview(buffer)[:n]), eof=False)
+        elif n == 0:
+            self._seen(b"", False, len(buffer))
+
     def _readinto(self, name: str) -> Callable[..., Any]:
         method = getattr(self._stream, name)
 
         def readinto(buffer: Any, *args: Any, **kwargs: Any) -> Any:
             n = method(buffer, *args, **kwargs)
-            if isinstance(n, int) and n > 0:
-                self._seen(bytes(memoryview(buffer)[:n]), eof=False)
-            elif n == 0:
-                self._seen(b"", False, len(buffer))
+            self._seen_into(buffer, n)
             return n
 
         return readinto
@@ -242,8 +246,49 @@ class InputTap:
         if name in _OPTIONAL_READS:
             if not hasattr(self._stream, name):
                 raise AttributeError(name)
+            if type(self) is InputTap:
+                # First use: the optional reads the stream has become real methods (a subclass
+                # of the same layout, made once per combination), so later lookups skip this
+                # and its closure (werkzeug looks ``readinto`` up twice per read).
+                self.__class__ = _tap_class(self._stream)
+                if type(self) is not InputTap:
+                    return getattr(self, name)
             return self._read1 if name == "read1" else self._readinto(name)
         return getattr(self._stream, name)
+
+
+def _tap_readinto(self: InputTap, buffer: Any, *args: Any, **kwargs: Any) -> Any:
+    n = self._stream.readinto(buffer, *args, **kwargs)
+    self._seen_into(buffer, n)
+    return n
+
+
+def _tap_readinto1(self: InputTap, buffer: Any, *args: Any, **kwargs: Any) -> Any:
+    n = self._stream.readinto1(buffer, *args, **kwargs)
+    self._seen_into(buffer, n)
+    return n
+
+
+_TAP_METHODS: dict[str, Callable[..., Any]] = {
+    "read1": InputTap._read1,
+    "readinto": _tap_readinto,
+    "readinto1": _tap_readinto1,
+}
+#: Present optional reads -> the InputTap subclass with them as methods (at most 8 classes).
+_TAP_CLASSES: dict[frozenset[str], type[InputTap]] = {frozenset(): InputTap}
+
+
+def _tap_class(stream: Any) -> type[InputTap]:
+    """The tap class for ``stream``: ``hasattr`` on the tap answers as on the stream."""
+    try:
+        present = frozenset(name for name in _TAP_METHODS if hasattr(stream, name))
+    except Exception:  # an odd stream's __getattr__: InputTap.__getattr__ answers per call
+        return InputTap
+    cls = _TAP_CLASSES.get(present)
+    if cls is None:
+        methods = {name: _TAP_METHODS[name] for name in present}
+        cls = _TAP_CLASSES[present] = type("InputTap", (InputTap,), {"__slots__": (), **methods})
+    return cls
 
 
 #: Bytes per read while reading ahead (block mode).

@@ -9,6 +9,7 @@ at ``close()`` when the server stops early.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from opentelemetry import trace
 from test_wsgi import STEADY, Server, environ_for
 
-from devsecmw.wsgi import SecurityMiddleware
+from devsecmw.wsgi import InputTap, SecurityMiddleware
 
 
 class AttachCounter:
@@ -38,6 +39,10 @@ def current_span_id() -> int:
     return trace.get_current_span().get_span_context().span_id
 
 
+def ignore_start(*args: Any) -> Any:
+    return lambda data: None
+
+
 def middleware(app: Any, otel: Any) -> SecurityMiddleware:
     return SecurityMiddleware(app, **otel.providers, **STEADY)
 
@@ -48,10 +53,11 @@ def test_plain_response_no_activation_per_chunk_span_ends_after_last(
 ) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return kind([b"one", b"two", b"three"])
+        chunks: Iterable[bytes] = kind([b"one", b"two", b"three"])
+        return chunks
 
     counter = AttachCounter(monkeypatch)
-    result = middleware(app, otel)(environ_for("/"), lambda *a: None)
+    result = middleware(app, otel)(environ_for("/"), ignore_start)
     assert len(result) == 3  # type: ignore[arg-type]  # len() kept for servers
     it = iter(result)
     after_call = counter.count
@@ -131,7 +137,7 @@ def test_custom_iterable_over_a_list_iter_and_close_see_span(
         return Body()
 
     counter = AttachCounter(monkeypatch)
-    result = middleware(app, otel)(environ_for("/"), lambda *a: None)
+    result = middleware(app, otel)(environ_for("/"), ignore_start)
     it = iter(result)
     before = counter.count
     assert next(it) == b"p"  # iter() is app code: activated once
@@ -178,3 +184,67 @@ def test_list_response_duration_exemplar_carries_the_span(otel: Any) -> None:
     assert points
     exemplar_spans = {e.span_id for _, p in points for e in (p.exemplars or ())}
     assert span_id in exemplar_spans
+
+
+# ---------------------------------------------------------------------- wsgi.input tap
+class Chunks:
+    """Records what the inspection was shown of the body."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, bool]] = []
+
+    def body_chunk(self, chunk: bytes, more: bool) -> None:
+        self.seen.append((chunk, more))
+
+
+def test_tap_optional_reads_become_methods_and_stay_observed() -> None:
+    insp = Chunks()
+    tap = InputTap(io.BytesIO(b"abcdefgh"), insp, 8)  # type: ignore[arg-type]
+    assert hasattr(tap, "readinto")  # first lookup: the stream's optional reads become methods
+    assert isinstance(tap, InputTap) and "readinto" in type(tap).__dict__
+    buffer = bytearray(3)
+    assert tap.readinto(buffer) == 3 and buffer == b"abc"
+    assert tap.read1(2) == b"de"
+    assert tap.readinto1(bytearray(10)) == 3
+    assert insp.seen == [(b"abc", True), (b"de", True), (b"fgh", True), (b"", False)]
+
+
+def test_tap_claims_only_the_optional_reads_the_stream_has() -> None:
+    class ReadintoOnly:
+        def __init__(self) -> None:
+            self.data = io.BytesIO(b"xyz")
+
+        def read(self, *a: Any) -> bytes:
+            return self.data.read(*a)
+
+        def readinto(self, buffer: Any) -> int:
+            return self.data.readinto(buffer)
+
+    insp = Chunks()
+    tap = InputTap(ReadintoOnly(), insp, None)  # type: ignore[arg-type]
+    buffer = bytearray(5)
+    assert tap.readinto(buffer) == 3
+    assert not hasattr(tap, "read1") and not hasattr(tap, "readinto1")
+    assert tap.readinto(bytearray(5)) == 0  # the end, asked for 5 and got none
+    assert insp.seen == [(b"xyz", True), (b"", False)]
+
+    # Another stream with all three gets its own class: one class per combination.
+    full = InputTap(io.BytesIO(b"q"), Chunks(), 1)  # type: ignore[arg-type]
+    assert hasattr(full, "read1") and type(full) is not type(tap)
+
+
+def test_flask_post_body_read_through_readinto_is_inspected(otel: Any) -> None:
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("fastpaths")
+
+    @app.route("/items", methods=["POST"])  # type: ignore[untyped-decorator]
+    def items() -> Any:
+        return {"n": len(flask.request.get_data())}
+
+    app.wsgi_app = middleware(app.wsgi_app, otel)
+    body = b'{"q": "1\' UNION SELECT password FROM users--"}'
+    response = app.test_client().post("/items", data=body, content_type="application/json")
+    assert response.get_json() == {"n": len(body)}
+    assert "sqli" in otel.signal_types()
+    span = otel.span()
+    assert span.attributes is not None and span.attributes["http.route"] == "/items"
