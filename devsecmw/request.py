@@ -8,6 +8,7 @@ and none is invented); the raw request target is kept exactly as received.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -238,25 +239,28 @@ def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
     return request
 
 
-#: Environ key -> "h" + header name for ``HTTP_*`` keys, "c" + name for ``CONTENT_TYPE`` and
-#: ``CONTENT_LENGTH`` (headers only when not empty), "" for every other key. Keys repeat from
-#: request to request; bounded (client header names are the client's choice).
-_ENVIRON_NAMES: dict[str, str] = {}
+#: Environ key -> ``(header name, always)`` for ``HTTP_*`` keys (always headers) and for
+#: ``CONTENT_TYPE``/``CONTENT_LENGTH`` (headers only when not empty); ``None`` for every other
+#: key. Keys repeat from request to request: no string work per key per request. Bounded
+#: (client header names are the client's choice).
+_ENVIRON_NAMES: dict[str, tuple[str, bool] | None] = {}
+_UNKNOWN: Any = ()
+#: A path made only of these characters is its own percent-encoding (what ``quote`` below keeps).
+_QUOTE_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*").fullmatch
 
 
-def _environ_name(key: str) -> str:
+def _environ_name(key: str) -> tuple[str, bool] | None:
+    entry: tuple[str, bool] | None = None
     if key.startswith("HTTP_"):
-        name = "h" + key[5:].replace("_", "-").lower()
+        entry = (key[5:].replace("_", "-").lower(), True)
     elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        name = "c" + key.replace("_", "-").lower()
-    else:
-        name = ""
+        entry = (key.replace("_", "-").lower(), False)
     if len(_ENVIRON_NAMES) < _MAX_HEADER_NAMES * 2:
-        _ENVIRON_NAMES[key] = name
-    return name
+        _ENVIRON_NAMES[key] = entry
+    return entry
 
 
-def _wsgi_target(environ: dict[str, Any]) -> str:
+def _wsgi_target(environ: dict[str, Any], path: str) -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
         raw = str(raw)
@@ -264,9 +268,12 @@ def _wsgi_target(environ: dict[str, Any]) -> str:
             rest = raw.split("//", 1)[1]
             raw = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
         return raw
-    # PEP 3333 gives PATH_INFO as latin-1 text of the decoded bytes; re-encode it.
-    path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
-    quoted = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
+    # PEP 3333 gives PATH_INFO as latin-1 text of the decoded bytes; re-encode it (most paths
+    # need nothing: quote() would return them unchanged, at twice the cost of this check).
+    if _QUOTE_SAFE(path):
+        quoted = path
+    else:
+        quoted = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
     qs = environ.get("QUERY_STRING") or ""
     return f"{quoted}?{qs}" if qs else quoted or "/"
 
@@ -276,29 +283,29 @@ def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
     headers: list[tuple[str, str]] = []
     names = _ENVIRON_NAMES
     for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _environ_name(key)
-        if name and (value not in (None, "") or name[0] == "h"):  # (a header, and content-* not empty)
-            headers.append((name[1:], value if isinstance(value, str) else str(value)))
+        entry = names.get(key, _UNKNOWN)
+        if entry is _UNKNOWN:
+            entry = _environ_name(key)
+        if entry is not None and (entry[1] or value not in (None, "")):
+            headers.append((entry[0], value if isinstance(value, str) else str(value)))
     path_info = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
-    path_bytes = path_info.encode("latin-1", "replace")
-    path, _ = decode_bytes(path_bytes)
+    # latin-1 text of the bytes: ASCII is already its UTF-8 reading
+    path = path_info if path_info.isascii() else decode_bytes(path_info.encode("latin-1", "replace"))[0]
     port = environ.get("REMOTE_PORT")
     sport = environ.get("SERVER_PORT")
     proto = str(environ.get("SERVER_PROTOCOL") or "HTTP/1.1")
-    request = HttpRequest(
-        method=str(environ.get("REQUEST_METHOD") or "GET"),
-        target=_wsgi_target(environ),
-        path=path or "/",
-        query_string=str(environ.get("QUERY_STRING") or ""),
-        headers=headers,
-        scheme=str(environ.get("wsgi.url_scheme") or "http"),
-        http_version=proto.split("/", 1)[1] if "/" in proto else proto,
-        client_address=environ.get("REMOTE_ADDR") or None,
-        client_port=int(port) if port and str(port).isdigit() else None,
-        server_address=environ.get("SERVER_NAME") or None,
-        server_port=int(sport) if sport and str(sport).isdigit() else None,
+    request = HttpRequest(  # positional, in field order: half the cost of keywords
+        str(environ.get("REQUEST_METHOD") or "GET"),  # method
+        _wsgi_target(environ, path_info),  # target
+        path or "/",  # path
+        str(environ.get("QUERY_STRING") or ""),  # query_string
+        headers,
+        str(environ.get("wsgi.url_scheme") or "http"),  # scheme
+        proto.split("/", 1)[1] if "/" in proto else proto,  # http_version
+        environ.get("REMOTE_ADDR") or None,  # client_address
+        int(port) if port and str(port).isdigit() else None,  # client_port
+        environ.get("SERVER_NAME") or None,  # server_address
+        int(sport) if sport and str(sport).isdigit() else None,  # server_port
     )
     hmap = dict(headers)
     if len(hmap) == len(headers):  # no repeated name (a WSGI server joins them): the map is ready
