@@ -18,6 +18,7 @@ import pytest
 from opentelemetry import trace
 from test_wsgi import STEADY, Server, environ_for
 
+from devsecmw.request import from_wsgi_environ
 from devsecmw.wsgi import InputTap, SecurityMiddleware
 
 
@@ -248,3 +249,28 @@ def test_flask_post_body_read_through_readinto_is_inspected(otel: Any) -> None:
     assert "sqli" in otel.signal_types()
     span = otel.span()
     assert span.attributes is not None and span.attributes["http.route"] == "/items"
+
+
+# ---------------------------------------------------------------------- request model
+@pytest.mark.parametrize(
+    ("path_info", "target", "path"),
+    [
+        ("/api/items", "/api/items?a=1", "/api/items"),
+        ("/a:b@c!$&'()*+,;=-._~", "/a:b@c!$&'()*+,;=-._~?a=1", "/a:b@c!$&'()*+,;=-._~"),  # needs no quoting
+        ("/a b%", "/a%20b%25?a=1", "/a b%"),
+        ("/caf\xc3\xa9", "/caf%C3%A9?a=1", "/café"),  # latin-1 text of UTF-8 bytes
+        ("/\xe9", "/%E9?a=1", "/\xe9"),  # not UTF-8: every byte kept
+    ],
+)
+def test_wsgi_target_and_path(path_info: str, target: str, path: str) -> None:
+    request = from_wsgi_environ(environ_for(path_info, query="a=1"))
+    assert (request.target, request.path) == (target, path)
+
+
+def test_wsgi_headers_empty_content_keys_are_not_headers() -> None:
+    environ = environ_for("/", CONTENT_TYPE="", CONTENT_LENGTH="", HTTP_X_EMPTY="", HTTP_X_N=7)
+    request = from_wsgi_environ(environ)
+    assert ("x-empty", "") in request.headers and ("x-n", "7") in request.headers
+    assert request.header("content-type") is None and request.header("content-length") is None
+    environ = environ_for("/", CONTENT_TYPE="text/plain", CONTENT_LENGTH="3")
+    assert from_wsgi_environ(environ).header("content-length") == "3"
