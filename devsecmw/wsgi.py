@@ -14,7 +14,10 @@
   and a ``wsgi.file_wrapper`` response stays a file wrapper, so the server's
   sendfile path still applies.
 - The span (when devsecmw owns it) is current during the app call, each
-  ``next()`` and ``close()``, attached and detached around each of them.
+  ``next()`` and ``close()``, attached and detached around each of them;
+  except around ``next()`` on a list or tuple iterator and the ``close()`` of
+  a plain list or tuple, where no app code can run (it is still current when
+  the inspection ends there).
 
 Block mode (``mode="block"``, opt-in) decides before the app runs. A request
 whose head already calls for a block is answered at once, its body never
