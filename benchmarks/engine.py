@@ -31,35 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import BROWSER, GET_QUERY, json_order
+
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
 from devsecmw.engine import engine as engine_module
 from devsecmw.engine.rules import load_all
 from devsecmw.request import HttpRequest, from_asgi_scope
-
-BROWSER = [
-    (b"host", b"shop.example.com"),
-    (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"),
-    (b"accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-    (b"accept-language", b"en-US,en;q=0.9"),
-    (b"accept-encoding", b"gzip, deflate, br"),
-    (b"referer", b"https://shop.example.com/catalog?page=1"),
-    (b"cookie", b"session=8f14e45fceea167a5a36dedd4bea2543; theme=dark; _ga=GA1.2.1234567890.1700000000"),
-    (b"sec-fetch-mode", b"navigate"),
-    (b"connection", b"keep-alive"),
-]
-
-
-def json_body(size: int = 2048) -> bytes:
-    items: list[str] = []
-    i = 0
-    while sum(len(x) for x in items) < size:
-        items.append(
-            f'{{"sku":"SKU-{i:05d}","name":"Blue cotton shirt, size {i % 5}","qty":{i % 7},'
-            '"note":"Leave it at the door, please; ring twice."}'
-        )
-        i += 1
-    return ('{"order":[' + ",".join(items) + '],"coupon":"WINTER-10"}').encode()
 
 
 def repeated(unit: bytes, size: int = 65536) -> bytes:
@@ -77,8 +55,8 @@ def random_fragments(size: int = 65536) -> bytes:
 FORM = [(b"content-type", b"application/x-www-form-urlencoded")]
 ADVERSARIAL = repeated(b"'/*<a \"||(select ../ ${jndi: %2e%2e <svg on ")
 MIXES = {
-    "get": ("GET", b"category=books&page=2&sort=price&q=python+cookbook", BROWSER, b""),
-    "post_json": ("POST", b"", [*BROWSER, (b"content-type", b"application/json")], json_body()),
+    "get": ("GET", GET_QUERY, BROWSER, b""),
+    "post_json": ("POST", b"", [*BROWSER, (b"content-type", b"application/json")], json_order()),
     "attack": ("GET", b"id=1%27%20UNION%20SELECT%20password%20FROM%20users--%20", BROWSER, b""),
     "adversarial_64k": (
         "POST",

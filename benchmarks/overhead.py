@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from _common import providers
+
 Header = tuple[bytes, bytes]
 
 BROWSER: list[Header] = [
@@ -134,19 +136,6 @@ MIXES: dict[str, Mix] = {
     "long_query": Mix("GET", "/api/items", long_query(200), BROWSER, b"", 100),
     "many_headers": Mix("GET", "/api/items", b"page=1", many_headers(100), b"", 150),
 }
-
-
-# --------------------------------------------------------------------------- providers
-def providers() -> tuple[Any, Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-
-    class Drop(SpanProcessor):  # spans are recorded, then dropped: exporting is not ours to time
-        pass
-
-    tp = TracerProvider()
-    tp.add_span_processor(Drop())
-    return tp, MeterProvider()
 
 
 # --------------------------------------------------------------------------- ASGI

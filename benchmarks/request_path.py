@@ -43,42 +43,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _common import BROWSER, GET_QUERY, json_order, providers
+
 from devsecmw.core import Runtime
 from devsecmw.engine import Budget
 from devsecmw.request import HttpRequest, from_asgi_scope
 from devsecmw.signals import Signal, Verdict
 
-BROWSER: list[tuple[bytes, bytes]] = [
-    (b"host", b"shop.example.com"),
-    (
-        b"user-agent",
-        b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
-    ),
-    (b"accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-    (b"accept-language", b"en-US,en;q=0.9"),
-    (b"accept-encoding", b"gzip, deflate, br"),
-    (b"referer", b"https://shop.example.com/catalog?page=1"),
-    (b"cookie", b"session=8f14e45fceea167a5a36dedd4bea2543; theme=dark; _ga=GA1.2.1234567890.1700000000"),
-    (b"sec-fetch-mode", b"navigate"),
-    (b"connection", b"keep-alive"),
-]
-
-
-def json_order(size: int) -> bytes:
-    items: list[str] = []
-    i = 0
-    while sum(len(x) for x in items) < size:
-        items.append(
-            f'{{"sku":"SKU-{i:05d}","name":"Blue cotton shirt, size {i % 5}","qty":{i % 7},'
-            f'"note":"Leave it at the door, please; ring twice."}}'
-        )
-        i += 1
-    return ('{"order":[' + ",".join(items) + '],"coupon":"WINTER-10"}').encode()
-
-
 #: name -> (method, path, query, headers, body): the referee's mixes of the same names.
 MIXES: dict[str, tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = {
-    "get": ("GET", "/api/items", b"category=books&page=2&sort=price&q=python+cookbook", BROWSER, b""),
+    "get": ("GET", "/api/items", GET_QUERY, BROWSER, b""),
     "post_json": (
         "POST",
         "/api/items",
@@ -106,18 +80,6 @@ def scope_for(mix: str, i: int) -> dict[str, Any]:
         "root_path": "", "headers": headers,
         "client": ("198.18.0.1", 40000 + i % 1000), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
-
-
-def providers() -> tuple[Any, Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-
-    class Drop(SpanProcessor):  # spans are recorded, then dropped: exporting is not ours to time
-        pass
-
-    tp = TracerProvider()
-    tp.add_span_processor(Drop())
-    return tp, MeterProvider()
 
 
 def app() -> Any:
