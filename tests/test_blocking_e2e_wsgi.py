@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import gunicorn as serve_gunicorn
 
 pytestmark = [
     pytest.mark.e2e,
@@ -156,12 +154,6 @@ APP = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, base: str, out: Path) -> None:
         self.base = base
@@ -213,45 +205,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (tmp_path / "e2e_block_app.py").write_text(APP)
     out = tmp_path / "records.jsonl"
     out.write_text("")
-    port = free_port()
     env = {
-        **os.environ,
         "E2E_OUT": str(out),
         "E2E_FLAG_AFTER": str(FLAG_AFTER),
         "E2E_BODY_LIMIT": str(BODY_LIMIT),
         "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-        "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "5",
-        "--log-level", "warning", "e2e_block_app:app",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", out)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{output}")
-            try:
-                httpx.get(server.base + "/counts", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start within 20 s")
-                time.sleep(0.1)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serve_gunicorn("e2e_block_app:app", tmp_path, env, probe="/counts") as base:
+        yield Server(base, out)
 
 
 @pytest.fixture

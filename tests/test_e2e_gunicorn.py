@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import gunicorn as serve_gunicorn
 
 pytestmark = [
     pytest.mark.e2e,
@@ -146,12 +144,6 @@ APP = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, base: str, out: Path, file: Path) -> None:
         self.base = base
@@ -171,66 +163,20 @@ class Server:
 
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    import httpx
-
     tmp = tmp_path_factory.mktemp("e2e")
     (tmp / "e2e_app.py").write_text(APP)
     out = tmp / "spans.jsonl"
     payload = tmp / "payload.bin"
     payload.write_bytes(BIG[:300_000])
-    port = free_port()
     env = {
-        **os.environ,
         "E2E_OUT": str(out),
         "E2E_FILE": str(payload),
         "PYTHONPATH": os.pathsep.join([str(tmp), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
         "DJANGO_SETTINGS_MODULE": "django_app.settings",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--worker-class",
-        "sync",
-        "--timeout",
-        "30",
-        "--graceful-timeout",
-        "5",
-        "--log-level",
-        "warning",
-        "e2e_app:app",
-    ]
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", out, payload)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{output}")
-            try:
-                httpx.get(server.base + "/plain/items/0", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start within 20 s")
-                time.sleep(0.1)
+    with serve_gunicorn("e2e_app:app", tmp, env, probe="/plain/items/0") as base:
         out.write_text("")  # drop the readiness probe (it went to the bare app anyway)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its request first
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        yield Server(base, out, payload)
 
 
 def _strip(headers: Any) -> list[tuple[str, str]]:
