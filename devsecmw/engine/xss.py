@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from html.entities import html5 as _HTML5
 from typing import Any
 
-from .matcher import compile_pattern
+from .matcher import compile_pattern, loosen
 
 Span = tuple[int, int]
 
@@ -630,14 +630,6 @@ def _re2_form(p: str) -> str:
     return "".join(out)
 
 
-_COUNTED = re.compile(r"\{(\d+),(\d+)\}")
-
-
-def _loosen(p: str) -> str:
-    """Counted repeats with a large upper bound made open: a superset that keeps a set's DFA small."""
-    return _COUNTED.sub(lambda m: m.group(0) if int(m.group(2)) <= 8 else "{" + m.group(1) + ",}", p)
-
-
 def _re2_options() -> Any:
     assert _re2 is not None
     opts = _re2.Options()
@@ -803,7 +795,7 @@ if _re2 is not None:  # pragma: no branch - without RE2 every check runs
     _GATES = _re2.Set.SearchSet(_re2_options())
     for _n, (_check, _sources) in enumerate(_CHECKS):
         for _source in _sources:
-            _GATES.Add(_loosen(_source).encode("latin-1"))
+            _GATES.Add(loosen(_source).encode("latin-1"))  # large counted repeats open: a small DFA
             _GATE_CHECK.append(_n)
     _GATES.Compile()
 
