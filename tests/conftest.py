@@ -99,8 +99,21 @@ class Telemetry:
                             out.append((dict(p.attributes or {}), p))
         return out
 
+    def error_count(self, stage: str, error_type: str) -> int:
+        """What ``devsecmw.errors`` counted for one stage and error type."""
+        return sum(
+            int(p.value)
+            for attrs, p in self.metric_points("devsecmw.errors")
+            if attrs.get("devsecmw.stage") == stage and attrs.get("error.type") == error_type
+        )
+
     def clear(self) -> None:
         self.exporter.clear()
+
+
+def trace_id_of(span: Any) -> str:
+    """A span's trace id as the block response and the demo print it."""
+    return format(span.context.trace_id, "032x")
 
 
 @pytest.fixture

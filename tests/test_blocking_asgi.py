@@ -22,6 +22,7 @@ from asgi_harness import (
     make_scope,
     steady_time_budget,  # noqa: F401  (autouse: load-independent detection)
 )
+from conftest import trace_id_of
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -180,18 +181,6 @@ def post(
 def get(query: bytes = b"", path: str = "/search", accept: bytes | None = None, **kw: Any) -> dict[str, Any]:
     headers = [(b"accept", accept)] if accept is not None else []
     return make_scope("GET", path, query, headers, **kw)
-
-
-def error_count(otel: Any, stage: str, error_type: str) -> int:
-    return sum(
-        int(p.value)
-        for attrs, p in otel.metric_points("devsecmw.errors")
-        if attrs.get("devsecmw.stage") == stage and attrs.get("error.type") == error_type
-    )
-
-
-def trace_id_of(span: Any) -> str:
-    return format(span.context.trace_id, "032x")
 
 
 # --------------------------------------------------------------------------- block vs monitor
@@ -374,7 +363,7 @@ def test_body_larger_than_the_cap_reaches_the_app_whole_and_in_order(otel: Any) 
     assert run.app_body == body
     assert len(run.app_got) == len(script)
     assert all(a is s for a, s in zip(run.app_got, run.server_gave, strict=True))
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
 
 
 def test_attack_within_the_cap_of_a_large_body_is_blocked_without_reading_the_rest(otel: Any) -> None:
@@ -401,7 +390,7 @@ def test_slow_upload_is_not_waited_for_and_the_app_gets_every_byte(otel: Any) ->
     assert run.app_body == first + rest
     assert all(a is s for a, s in zip(run.app_got, run.server_gave, strict=True))
     assert len(run.app_got) == 2
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     span = otel.span()
     # What arrived late was inspected as the app read it, and recorded: too late to block.
     assert "xss" in span.attributes["devsecmw.signal.types"]
@@ -414,7 +403,7 @@ def test_attack_seen_before_a_stall_is_blocked(otel: Any) -> None:
     run = serve(reader(), post(ctype=b"application/x-www-form-urlencoded", length=10_000), script,
                 mode="block", block_read_timeout=0.05, **otel.providers)  # fmt: skip
     assert run.status == 403 and not run.app_called
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     assert otel.span().attributes["devsecmw.blocked"] is True
 
 
@@ -427,7 +416,7 @@ def test_empty_body_does_not_hang(otel: Any, length: int | None, http_version: s
     # A long wait: were the read-ahead to wait for a body that never comes, the timeout would count.
     run = serve(reader(), scope, mode="block", block_read_timeout=30.0, **otel.providers)
     assert run.app_called and run.status == 200 and run.body == b"0"
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
     assert len(run.server_gave) == 1  # the one empty http.request, read ahead (HTTP/2) or by the app
 
 
@@ -587,7 +576,7 @@ def test_block_response_failure_lets_the_request_through(otel: Any, monkeypatch:
     monkeypatch.setattr(devsecmw.blocking, "render", broken)
     run = serve(reader(), get(SQLI_QUERY), mode="block", **otel.providers)
     assert run.app_called and run.status == 200
-    assert error_count(otel, "block_response", "RuntimeError") == 1
+    assert otel.error_count("block_response", "RuntimeError") == 1
     assert otel.span().attributes["devsecmw.blocked"] is False
 
 
@@ -656,7 +645,7 @@ def test_a_receive_left_pending_is_cancelled_when_the_request_ends(otel: Any) ->
     run = asyncio.run(run())
     assert run.status == 413
     assert cancelled == [True]
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
 
 
 def test_blocked_under_opentelemetry_asgi_middleware(otel: Any) -> None:

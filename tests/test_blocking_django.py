@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import trace_id_of
 
 django = pytest.importorskip("django")
 
-from django.conf import settings  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -34,9 +34,7 @@ from test_blocking_wsgi import (  # noqa: E402
     XSS_JSON,
     Upload,
     environ_for,
-    error_count,
     no_helper_threads,
-    trace_id_of,
 )
 
 import devsecmw.blocking  # noqa: E402
@@ -116,11 +114,9 @@ class ReadsBodyFirst:
 # --------------------------------------------------------------------------- harness
 @pytest.fixture(scope="module", autouse=True)
 def django_project() -> Iterator[None]:
-    from django_app import settings as app_settings
+    import django_app
 
-    if not settings.configured:
-        settings.configure(**app_settings.as_dict())
-    django.setup()
+    django_app.setup()
     yield
 
 
@@ -279,7 +275,7 @@ def test_body_larger_than_the_cap_reaches_the_view_whole_and_in_order(otel: Any,
     with project(otel, mode="block", body_limit=10_000, block_read_timeout=PATIENT):
         r = send(kind, "post", url, data=BIG, content_type="text/plain")
     assert r.status_code == 200 and r.content == BIG
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -311,7 +307,7 @@ def test_body_read_by_a_middleware_above_is_judged_from_memory(
 def test_empty_post_does_not_hang(otel: Any, kind: str) -> None:
     with project(otel, mode="block", block_read_timeout=PATIENT):
         assert send(kind, "post", "/echo/", data=b"", content_type="text/plain").content == b""
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
 
 
 def test_post_without_content_length_is_not_read_under_wsgi(otel: Any, called: list[str]) -> None:
@@ -332,7 +328,7 @@ def test_slow_body_is_not_waited_for_and_the_view_reads_every_byte(otel: Any, ca
         status, body = wsgi_handler_call(env)
     assert status.startswith("200") and body == first + rest
     assert not upload.overlap
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     span = otel.span()
     assert "xss" in span.attributes["devsecmw.signal.types"]  # inspected as the view read it: recorded
     assert span.attributes["devsecmw.blocked"] is False and span.attributes["devsecmw.would_block"] is True
@@ -348,7 +344,7 @@ def test_attack_seen_before_a_stall_is_blocked_and_the_read_in_flight_settled(
         status, body = wsgi_handler_call(env)
     assert status.startswith("403") and called == []
     assert json.loads(body)["trace_id"] == trace_id_of(otel.span())
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     # Closing the response waited for the helper's read: nothing reads the stream afterwards.
     assert upload.active == 0 and upload.parts == [] and no_helper_threads()
 
@@ -392,5 +388,5 @@ def test_block_response_failure_lets_the_request_through(
     with project(otel, mode="block", block_read_timeout=PATIENT):
         r = send(kind, "post", "/form/", data=SQLI_FORM, content_type=FORM)
     assert r.status_code == 200 and r.content == b"bob" and called == ["form"]
-    assert error_count(otel, "block_response", "RuntimeError") == 1
+    assert otel.error_count("block_response", "RuntimeError") == 1
     assert otel.span().attributes["devsecmw.blocked"] is False

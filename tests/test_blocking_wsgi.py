@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import trace_id_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -285,18 +286,6 @@ def run(
     return result
 
 
-def error_count(otel: Any, stage: str, error_type: str) -> int:
-    return sum(
-        int(p.value)
-        for attrs, p in otel.metric_points("devsecmw.errors")
-        if attrs.get("devsecmw.stage") == stage and attrs.get("error.type") == error_type
-    )
-
-
-def trace_id_of(span: Any) -> str:
-    return format(span.context.trace_id, "032x")
-
-
 def no_helper_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name == "devsecmw-read-ahead"]
 
@@ -460,7 +449,7 @@ def test_body_larger_than_the_cap_reaches_the_app_whole_and_in_order(
     r = run(reading_app(reader), env, otel, mode="block", body_limit=10_000, block_read_timeout=PATIENT)
     assert r.app_called and r.code == 200
     assert r.app_read == BIG
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
     if isinstance(stream, Upload):
         assert stream.readers[0] == "devsecmw-read-ahead" and not stream.overlap
         # The cap, not the whole upload, was read ahead.
@@ -616,7 +605,7 @@ def test_no_thread_to_be_had_means_the_head_alone_decides(otel: Any, monkeypatch
     env = environ_for("POST", stream=upload, ctype=FORM, length=len(SQLI_FORM))
     r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
     assert r.app_called and r.code == 200 and r.app_read == SQLI_FORM  # inspected as the app read it
-    assert error_count(otel, "read_ahead", "thread") == 1
+    assert otel.error_count("read_ahead", "thread") == 1
     span = otel.span()
     assert "sqli" in span.attributes["devsecmw.signal.types"]
     assert span.attributes["devsecmw.blocked"] is False and span.attributes["devsecmw.would_block"] is True
@@ -635,7 +624,7 @@ def test_slow_body_is_not_waited_for_and_the_app_reads_every_byte(otel: Any) -> 
     assert r.app_called and r.code == 200  # not blocked for what it did not see
     assert r.app_read == first + rest
     assert not upload.overlap  # the app's first read waited for the helper's read in flight
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     span = otel.span()
     # What arrived late was inspected as the app read it, and recorded: too late to block.
     assert "xss" in span.attributes["devsecmw.signal.types"]
@@ -649,7 +638,7 @@ def test_attack_seen_before_a_stall_is_blocked_and_the_read_in_flight_settled(ot
     env = environ_for("POST", stream=upload, ctype=FORM, length=len(SQLI_FORM) + 7)
     r = run(reading_app(), env, otel, mode="block", block_read_timeout=0.05)
     assert r.code == 403 and not r.app_called
-    assert error_count(otel, "read_ahead", "timeout") == 1
+    assert otel.error_count("read_ahead", "timeout") == 1
     assert otel.span().attributes["devsecmw.blocked"] is True
     # close() waited for the helper's read in flight: nothing reads the stream after the request.
     assert upload.active == 0 and upload.parts == [] and no_helper_threads()
@@ -698,7 +687,7 @@ def test_empty_post_does_not_hang_nor_read(otel: Any, length: int | None) -> Non
     env = environ_for("POST", stream=upload, length=length)
     r = run(quiet_app, env, otel, mode="block", block_read_timeout=PATIENT)
     assert r.code == 200 and upload.readers == []
-    assert error_count(otel, "read_ahead", "timeout") == 0
+    assert otel.error_count("read_ahead", "timeout") == 0
 
 
 def test_empty_chunked_post(otel: Any) -> None:
@@ -766,7 +755,7 @@ def test_block_response_failure_lets_the_request_through(otel: Any, monkeypatch:
     monkeypatch.setattr(devsecmw.blocking, "render", broken)
     r = run(reading_app(), environ_for("POST", body=SQLI_FORM, ctype=FORM), otel, mode="block")
     assert r.app_called and r.code == 200 and r.app_read == SQLI_FORM
-    assert error_count(otel, "block_response", "RuntimeError") == 1
+    assert otel.error_count("block_response", "RuntimeError") == 1
     assert otel.span().attributes["devsecmw.blocked"] is False
 
 

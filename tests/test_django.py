@@ -21,7 +21,6 @@ import pytest
 
 django = pytest.importorskip("django")
 
-from django.conf import settings  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
@@ -41,11 +40,9 @@ SQLI_Q = "1' UNION SELECT password FROM users--"
 
 @pytest.fixture(scope="module", autouse=True)
 def django_project() -> Iterator[None]:
-    from django_app import settings as app_settings
+    import django_app
 
-    if not settings.configured:
-        settings.configure(**app_settings.as_dict())
-    django.setup()
+    django_app.setup()
     yield
 
 
