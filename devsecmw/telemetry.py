@@ -314,13 +314,13 @@ def _totals_for(meter: metrics.Meter) -> tuple[_Totals, _Totals]:
             "devsecmw.requests",
             callbacks=[requests.observe],
             unit="{request}",
-            description="Requests inspected, by classification.",
+            description="Requests inspected, each counted once (final status, class, attack type).",
         )
         meter.create_observable_counter(
             "devsecmw.signals",
             callbacks=[signals.observe],
             unit="{signal}",
-            description="Security signals, by type.",
+            description="Security signals (findings: one request may give several), by type and kind.",
         )
         _METER_TOTALS[meter] = (requests, signals)
         return requests, signals
