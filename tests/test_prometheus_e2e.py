@@ -73,9 +73,17 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, what: str) -> None:
         time.sleep(0.1)
 
 
+def prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed (Debian: apt-get install prometheus)")
+    return binary
+
+
 @pytest.fixture
 def app_server() -> Iterator[tuple[str, int]]:
     """The example app under uvicorn; yields its base URL and its metrics port."""
+    prometheus_binary()  # skip before starting anything
     port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -103,9 +111,7 @@ def app_server() -> Iterator[tuple[str, int]]:
 @pytest.fixture
 def prometheus(app_server: tuple[str, int], tmp_path: Path) -> Iterator[str]:
     """Prometheus scraping the app every second, with devsecmw's rules; yields its base URL."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus not installed (Debian: apt-get install prometheus)")
+    binary = prometheus_binary()
     _, metrics_port = app_server
     port = free_port()
     config = {
