@@ -5,8 +5,9 @@
   following the stable HTTP semantic conventions.
 - One ``devsecmw.signal`` event per distinct signal (at most ``max_events``;
   the rest are counted in ``devsecmw.signals.dropped``).
-- Metrics carry bounded attributes only: signal type, classification, route
-  template, method, status. Never a client address, a raw path or a value.
+- Metrics carry bounded attributes only: signal type and kind, classification,
+  primary attack type, blocked / would-block, route template, method, final
+  status. Never a client address, a raw path or a value.
 
 Signals pass through :meth:`Telemetry.record_signal` only, so they can move to
 log-based events when OpenTelemetry retires span events without touching
@@ -15,6 +16,7 @@ anything else.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,14 +29,14 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, TextMapPropagator
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
 from .redact import scrub_query
 from .request import HttpRequest
 from .response import leak_after_attack
-from .signals import Signal, Verdict
+from .signals import ATTACK_TYPES, Signal, Verdict
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 
@@ -77,6 +79,11 @@ ATTR_WOULD_BLOCK = "devsecmw.would_block"
 ATTR_LEAK_AFTER_ATTACK = "devsecmw.leak_after_attack"
 ATTR_DROPPED = "devsecmw.signals.dropped"
 ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
+# Metric-only attributes (bounded: a fixed vocabulary or a boolean).
+#: The request's primary attack type (one per request, see :func:`primary_attack_type`).
+ATTR_ATTACK_TYPE = "devsecmw.attack.type"
+#: A signal's own kind, ``attack`` or ``anomaly`` (the request's class is ``devsecmw.classification``).
+ATTR_SIGNAL_KIND = "devsecmw.signal.kind"
 
 
 class _HeaderGetter(Getter[Sequence[tuple[str, str]]]):
@@ -136,6 +143,41 @@ def _extract_plan(textmap: TextMapPropagator) -> _Plan | None:
     # then starts from an empty context (trace context) or the current one (baggage).
     first = type(props[0]) if props else None
     return tuple(headers), (_EMPTY_CONTEXT if first is TraceContextTextMapPropagator else None)
+
+
+#: Attack types that say how a request was sent rather than what it tried: on a request that also
+#: carries a specific attack (a sqlmap user agent and its SQL injection), the specific one is primary.
+_GENERIC_ATTACKS = frozenset({"scanner", "protocol"})
+#: Tie-break among equally severe specific attacks: the order of SPEC.md's vocabulary.
+_ATTACK_ORDER = {
+    t: i
+    for i, t in enumerate(
+        (
+            "sqli", "xss", "cmdi", "traversal", "rfi", "ssrf", "xxe", "ssti", "nosqli", "log4shell",
+            "php", "java", "nodejs", "code_injection", "scanner", "protocol", "session_fixation",
+            "backdoor",
+        )
+    )
+}  # fmt: skip
+
+
+def primary_attack_type(signals: Iterable[Signal]) -> str | None:
+    """The one attack type a request is counted under on ``devsecmw.requests``, or ``None``.
+
+    A specific attack before ``scanner``/``protocol``, then the highest severity, then SPEC.md's
+    order: deterministic for a given set of signals, and always a member of the attack vocabulary
+    (a type outside it, from a custom detector, is never a label value).
+    """
+    best: tuple[bool, int, int] | None = None
+    best_type: str | None = None
+    for s in signals:
+        t = s.type
+        if t not in ATTACK_TYPES:
+            continue
+        rank = (t not in _GENERIC_ATTACKS, int(s.severity), -_ATTACK_ORDER.get(t, len(_ATTACK_ORDER)))
+        if best is None or rank > best:
+            best, best_type = rank, t
+    return best_type
 
 
 def normalize_method(method: str) -> str:
@@ -201,6 +243,10 @@ _MAX_TOTALS = 4096
 _OVERFLOW_ATTRS: dict[str, Any] = {"otel.metric.overflow": True}
 
 
+#: Whether this OpenTelemetry API lets an observation carry a context (the exemplar's trace).
+_OBSERVATION_CONTEXT = "context" in inspect.signature(Observation.__init__).parameters
+
+
 class _Totals:
     """Monotonic sums by attribute set, reported by an asynchronous counter when a reader collects.
 
@@ -209,13 +255,17 @@ class _Totals:
     integer add costs ~0.1 µs. The reader sees the same monotonic sum, deltas included (the SDK
     derives them for delta temporality). Shared by every devsecmw instance on one meter, since
     the SDK keeps the first callback of an instrument name.
+
+    Exemplars: each cell keeps the span context of the last sampled request it counted, and its
+    observation carries it, so the SDK's trace-based exemplar filter attaches that trace to the
+    series (an ``attack_5xx`` count links to one of its traces).
     """
 
     __slots__ = ("_cells", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cells: dict[Any, list[Any]] = {}  # key -> [total, attributes]
+        self._cells: dict[Any, list[Any]] = {}  # key -> [total, attributes, last sampled SpanContext]
 
     def cell(self, key: Any, attrs: dict[str, Any]) -> list[Any]:
         """The counting cell of one attribute set (created at its first use)."""
@@ -226,17 +276,26 @@ class _Totals:
                     key, attrs = "otel.metric.overflow", _OVERFLOW_ATTRS
                     cell = self._cells.get(key)
                 if cell is None:
-                    cell = self._cells[key] = [0, attrs]
+                    cell = self._cells[key] = [0, attrs, None]
             return cell
 
-    def add(self, cell: list[Any], n: int) -> None:
+    def add(self, cell: list[Any], n: int, exemplar: SpanContext | None = None) -> None:
         with self._lock:
             cell[0] += n
+            if exemplar is not None:
+                cell[2] = exemplar
 
     def observe(self, _options: CallbackOptions) -> list[Observation]:
         with self._lock:
-            snapshot = [(total, attrs) for total, attrs in self._cells.values()]
-        return [Observation(total, attrs) for total, attrs in snapshot]
+            snapshot = [(total, attrs, sc) for total, attrs, sc in self._cells.values()]
+        if not _OBSERVATION_CONTEXT:
+            return [Observation(total, attrs) for total, attrs, _ in snapshot]
+        return [
+            Observation(total, attrs)
+            if sc is None
+            else Observation(total, attrs, context=trace.set_span_in_context(NonRecordingSpan(sc)))
+            for total, attrs, sc in snapshot
+        ]
 
 
 #: Per meter, the totals behind ``devsecmw.requests`` and ``devsecmw.signals``.
@@ -255,23 +314,34 @@ def _totals_for(meter: metrics.Meter) -> tuple[_Totals, _Totals]:
             "devsecmw.requests",
             callbacks=[requests.observe],
             unit="{request}",
-            description="Requests inspected, by classification.",
+            description="Requests inspected, each counted once (final status, class, attack type).",
         )
         meter.create_observable_counter(
             "devsecmw.signals",
             callbacks=[signals.observe],
             unit="{signal}",
-            description="Security signals, by type.",
+            description="Security signals (findings: one request may give several), by type and kind.",
         )
         _METER_TOTALS[meter] = (requests, signals)
         return requests, signals
 
 
-class _MetricAttrs:
-    """The attribute dicts of one (method, route, status, classification), built once, never
-    mutated (the SDK copies what it keeps), and their counting cells."""
+#: The metric attribute key of one request: method, route, final status, classification, primary
+#: attack type, blocked, would-block.
+_MetricKey = tuple[str, Any, "int | None", str, "str | None", bool, bool]
 
-    __slots__ = ("_by_type", "_key", "_signals", "request", "request_cell", "timing")
+
+class _MetricAttrs:
+    """The attribute dicts of one metric key, built once, never mutated (the SDK copies what it
+    keeps), and their counting cells.
+
+    ``devsecmw.requests``: method, route, status, classification, and only where they apply the
+    primary attack type and ``devsecmw.blocked`` / ``devsecmw.would_block`` (true; absent, not
+    false, otherwise: no series for what did not happen). ``devsecmw.signals``: method, route,
+    status, the request's classification, and the signal's own type and kind.
+    """
+
+    __slots__ = ("_by_type", "_key", "_signal_base", "_signals", "request", "request_cell", "timing")
 
     def __init__(
         self,
@@ -279,6 +349,9 @@ class _MetricAttrs:
         route: Any,
         status: int | None,
         classification: str,
+        attack_type: str | None,
+        blocked: bool,
+        would_block: bool,
         requests: _Totals,
         signals: _Totals,
     ) -> None:
@@ -289,22 +362,39 @@ class _MetricAttrs:
         if status is not None:
             base["http.response.status_code"] = status
         base[ATTR_CLASSIFICATION] = classification
-        self.request = base
+        self._signal_base = base
+        request = dict(base)
+        if attack_type is not None:
+            request[ATTR_ATTACK_TYPE] = attack_type
+        if blocked:
+            request[ATTR_BLOCKED] = True
+        if would_block:
+            request[ATTR_WOULD_BLOCK] = True
+        self.request = request
         # A route another instrumentation set may be any attribute value: keyed by its repr.
         self._key = (
             method,
             route if route is None or isinstance(route, str) else repr(route),
             status,
             classification,
+            attack_type,
+            blocked,
+            would_block,
         )
-        self.request_cell = requests.cell(self._key, base)
+        self.request_cell = requests.cell(self._key, request)
         self._signals = signals
         self._by_type: dict[str, list[Any]] = {}
 
     def type_cell(self, signal_type: str) -> list[Any]:
         cell = self._by_type.get(signal_type)
         if cell is None:
-            cell = self._signals.cell((*self._key, signal_type), {**self.request, ATTR_TYPE: signal_type})
+            # Keyed without the request-only parts (attack type, blocked): the same series as any
+            # request of this method, route, status and classification.
+            key = (*self._key[:4], signal_type)
+            kind = "attack" if signal_type in ATTACK_TYPES else "anomaly"
+            cell = self._signals.cell(
+                key, {**self._signal_base, ATTR_TYPE: signal_type, ATTR_SIGNAL_KIND: kind}
+            )
             if len(self._by_type) < 64:  # signal types are a fixed vocabulary
                 self._by_type[signal_type] = cell
         return cell
@@ -343,9 +433,9 @@ class Telemetry:
         )
         self._textmap: TextMapPropagator | None = None
         self._plan: _Plan | None = None
-        # Metric attribute dicts by (method, route, status, classification): a bounded space by
-        # design, so most requests reuse ready dicts instead of building three per request.
-        self._metric_attrs: dict[tuple[str, str | None, int | None, str], _MetricAttrs] = {}
+        # Metric attribute dicts by metric key (see _MetricAttrs): a bounded space by design, so
+        # most requests reuse ready dicts instead of building three per request.
+        self._metric_attrs: dict[_MetricKey, _MetricAttrs] = {}
 
     def _parent(self, request: HttpRequest) -> otel_context.Context | None:
         """The context the server span starts in: ``extract`` only when it can find something."""
@@ -447,6 +537,10 @@ class Telemetry:
             if status is None:
                 raw = _attr(span, "http.response.status_code", "http.status_code")
                 status = int(raw) if isinstance(raw, int) else None
+        if status is None and exception is not None:
+            # The app raised before any response started: the server (or the framework's error
+            # middleware outside devsecmw) answers 500. Span and metrics carry the same status.
+            status = 500
         # ---- events and summary attributes
         if span.is_recording():
             signals = verdict.signals
@@ -474,7 +568,8 @@ class Telemetry:
         if handle.owned:
             span.end()
         # ---- metrics
-        self._metrics(request, verdict, route, status, duration)
+        ctx = span.get_span_context()
+        self._metrics(request, verdict, route, status, duration, ctx if ctx.trace_flags.sampled else None)
 
     def _record_signals(self, span: trace.Span, signals: list[Signal]) -> int:
         """One event per distinct signal, at most ``max_events``; returns how many were dropped."""
@@ -525,11 +620,23 @@ class Telemetry:
         route: str | None,
         status: int | None,
         duration: float,
+        exemplar: SpanContext | None = None,
     ) -> None:
+        """Count one request (once) and its signals; ``exemplar``: the sampled span to link to."""
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
-        key = (method, route, status, verdict.classification)
+        signals = verdict.signals
+        attack_type = primary_attack_type(signals) if signals else None
+        key: _MetricKey = (
+            method,
+            route,
+            status,
+            verdict.classification,
+            attack_type,
+            verdict.blocked,
+            verdict.would_block,
+        )
         attrs = self._metric_attrs.get(key) if route is None or isinstance(route, str) else None
         if attrs is None:
             attrs = _MetricAttrs(*key, self.requests, self.signals)
@@ -538,16 +645,18 @@ class Telemetry:
                     self._metric_attrs.clear()
                 self._metric_attrs[key] = attrs
         self.duration.record(duration, attrs.timing)
-        self.requests.add(attrs.request_cell, 1)
-        if verdict.signals:
+        self.requests.add(attrs.request_cell, 1, exemplar)
+        if signals:
+            # Findings, not requests: each distinct (type, location, rule) counts once, so one
+            # request can add several to a type. Requests by attack are devsecmw.requests'.
             counts: dict[str, int] = {}
             seen: set[tuple[str, str, str | None]] = set()
-            for s in verdict.signals:
+            for s in signals:
                 if s.key not in seen:
                     seen.add(s.key)
                     counts[s.type] = counts.get(s.type, 0) + 1
             for t, n in counts.items():
-                self.signals.add(attrs.type_cell(t), n)
+                self.signals.add(attrs.type_cell(t), n, exemplar)
 
     def count_error(self, stage: str, error_type: str) -> None:
         self.errors.add(1, {"devsecmw.stage": stage, "error.type": error_type})
@@ -568,4 +677,5 @@ __all__ = [
     "Telemetry",
     "event_attributes",
     "normalize_method",
+    "primary_attack_type",
 ]

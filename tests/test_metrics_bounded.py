@@ -29,7 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from devsecmw.asgi import SecurityMiddleware
-from devsecmw.signals import SIGNAL_TYPES
+from devsecmw.signals import ATTACK_TYPES, SIGNAL_TYPES
 
 
 async def ok(request: Request) -> Response:
@@ -120,6 +120,9 @@ ALLOWED_KEYS = {
         "http.route",
         "http.response.status_code",
         "devsecmw.classification",
+        "devsecmw.attack.type",
+        "devsecmw.blocked",
+        "devsecmw.would_block",
     },
     "devsecmw.signals": {
         "http.request.method",
@@ -127,6 +130,7 @@ ALLOWED_KEYS = {
         "http.response.status_code",
         "devsecmw.classification",
         "devsecmw.signal.type",
+        "devsecmw.signal.kind",
     },
     "devsecmw.inspection.duration": {"http.request.method", "http.route", "devsecmw.classification"},
 }
@@ -169,13 +173,21 @@ def test_fuzzed_paths_and_queries_keep_metric_attributes_bounded() -> None:
                 assert attrs["http.response.status_code"] in {*STATUSES, 404, 405}
             if "devsecmw.signal.type" in attrs:
                 assert attrs["devsecmw.signal.type"] in SIGNAL_TYPES
+                kind = "attack" if attrs["devsecmw.signal.type"] in ATTACK_TYPES else "anomaly"
+                assert attrs["devsecmw.signal.kind"] == kind
+            if "devsecmw.attack.type" in attrs:
+                assert attrs["devsecmw.attack.type"] in ATTACK_TYPES
+            for flag in ("devsecmw.blocked", "devsecmw.would_block"):
+                assert attrs.get(flag, True) is True  # present only when true
             for value in attrs.values():
                 assert value not in raw_values
             combos[name].add(tuple(sorted(attrs.items())))
     # The bound: at most routes x methods x statuses x classifications (x signal types), whatever
     # the number of distinct paths, queries and clients (a few hundred here).
     routes, methods, statuses, classes = len(TEMPLATES) + 2, 8, len(STATUSES) + 2, 3
-    assert len(combos["devsecmw.requests"]) <= routes * methods * statuses * classes
+    # Each request series may also carry one primary attack type (or none) and the would-block flag.
+    attack_types = len(ATTACK_TYPES) + 1
+    assert len(combos["devsecmw.requests"]) <= routes * methods * statuses * classes * attack_types * 2
     assert len(combos["devsecmw.inspection.duration"]) <= routes * methods * classes
     assert len(combos["devsecmw.signals"]) <= routes * methods * statuses * classes * len(SIGNAL_TYPES)
     # And the distinct routes seen are the templates, not the hundreds of paths.

@@ -148,7 +148,9 @@ def test_ready_metric_attributes_equal_fresh_ones(otel: Any) -> None:
     assert requests == [
         (
             [
+                ("devsecmw.attack.type", "sqli"),
                 ("devsecmw.classification", "attack"),
+                ("devsecmw.would_block", True),
                 ("http.request.method", "GET"),
                 ("http.response.status_code", 200),
             ],
@@ -170,6 +172,7 @@ def test_ready_metric_attributes_equal_fresh_ones(otel: Any) -> None:
     assert attrs == {
         "devsecmw.classification": "attack",
         "devsecmw.signal.type": "sqli",
+        "devsecmw.signal.kind": "attack",
         "http.request.method": "GET",
         "http.response.status_code": 200,
     }
