@@ -32,6 +32,8 @@ from devsecmw.request import HttpRequest, percent_decode
 from devsecmw.signals import ATTACK_TYPES
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
+#: Where ``benchmarks/fetch_corpora.py`` writes the public sources, converted (its default).
+FETCHED = Path.home() / ".cache" / "devsecmw" / "corpora" / "dev"
 
 # Signal types accepted as the right category for each label (as the referee accepts them).
 ACCEPT: dict[str, set[str]] = {
@@ -80,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="only every n-th row (the referee's sample)")
     ap.add_argument("--misses", help="write missed attacks and false positives (JSON) here")
     args = ap.parse_args(argv)
-    files = args.files or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
+    files = (
+        args.files
+        or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
+        or sorted(glob.glob(str(FETCHED / "*.jsonl")))
+    )
     if not files:
-        print(f"# no corpus given and none at {DEFAULT}: nothing to measure")
+        print(
+            f"# no corpus given and none at {DEFAULT} or {FETCHED}: nothing to measure "
+            "(python benchmarks/fetch_corpora.py downloads and converts the public sources)"
+        )
         return 0
     engine = Engine(Config(paranoia_level=args.paranoia))
     stats: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)

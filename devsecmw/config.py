@@ -116,6 +116,10 @@ class Config:
     flag_404s: int = 50
     flag_auth_failures: int = 20
     flag_5xx: int = 20
+    #: Where per-client windows live: ``""`` (default) in each process, or a Redis URL
+    #: (``redis://host:6379/0``, ``rediss://``, ``unix://``; needs ``devsecmw[redis]``) shared by
+    #: every worker and host. Falls back to the process's own table while Redis is unreachable.
+    client_store: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -158,6 +162,14 @@ class Config:
 
         parse_networks(self.allow_networks, "allow_networks")
         parse_networks(self.trusted_proxies, "trusted_proxies")
+        store = self.client_store
+        if not isinstance(store, str) or (
+            store and not store.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ConfigError(
+                f"devsecmw: invalid client_store {store!r} "
+                "(must be empty or a redis://, rediss:// or unix:// URL)"
+            )
         ctype = self.block_content_type
         if not isinstance(ctype, str) or not ctype.isascii() or not ctype.isprintable() or not ctype.strip():
             raise ConfigError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import attach as attach_context
@@ -32,6 +32,9 @@ from .response import correlate, status_signals
 from .scoring import decide, should_block
 from .signals import Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
+
+if TYPE_CHECKING:
+    from .clients_redis import RedisClientTable
 
 _perf = time.perf_counter
 #: Methods whose HTTP/1 requests carry no body unless a Content-Length or Transfer-Encoding says so.
@@ -59,17 +62,30 @@ class Runtime:
         self.allow_networks = parse_networks(config.allow_networks, "allow_networks")
         #: Block mode: adapters decide before calling the app (and read the body ahead for it).
         self.blocking = config.mode == "block"
-        self.clients = ClientTable(
+        thresholds = Thresholds(
+            attack=config.flag_attacks,
+            http_404=config.flag_404s,
+            auth_failure=config.flag_auth_failures,
+            http_5xx=config.flag_5xx,
+        )
+        local = ClientTable(
             max_clients=config.max_clients,
             window=config.client_window,
             flag_ttl=config.flag_ttl,
-            thresholds=Thresholds(
-                attack=config.flag_attacks,
-                http_404=config.flag_404s,
-                auth_failure=config.flag_auth_failures,
-                http_5xx=config.flag_5xx,
-            ),
+            thresholds=thresholds,
         )
+        self.clients: ClientTable | RedisClientTable = local
+        if config.client_store:
+            from .clients_redis import RedisClientTable
+
+            self.clients = RedisClientTable(
+                config.client_store,
+                window=config.client_window,
+                flag_ttl=config.flag_ttl,
+                thresholds=thresholds,
+                fallback=local,
+                on_error=self.report,
+            )
 
     @classmethod
     def from_options(

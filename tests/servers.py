@@ -25,14 +25,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, cwd: Path, env: dict[str, str], probe: str) -> Iterator[str]:
-    """Serve ``app`` (``module:attribute``, importable from ``cwd``) with one sync worker;
+def gunicorn(app: str, cwd: Path, env: dict[str, str], probe: str, workers: int = 1) -> Iterator[str]:
+    """Serve ``app`` (``module:attribute``, importable from ``cwd``) with ``workers`` sync workers;
     yields the base URL once a GET of ``probe`` gets any answer."""
     import httpx
 
     port = free_port()
     cmd = [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "5",
         "--log-level", "warning", app,
     ]  # fmt: skip
