@@ -113,8 +113,14 @@ def _forwarded_chain(request: HttpRequest) -> list[str]:
 
 
 def _canonical(value: str) -> str | None:
-    ip = _ip(value)
-    return None if ip is None else str(ip)
+    """The normalised text of the address ``value`` holds, or ``None``."""
+    return None if len(value) > _MAX_ADDRESS_TEXT else _key(value)
+
+
+@lru_cache(maxsize=4096)
+def _key(value: str) -> str | None:
+    ip = _parse_ip(value)
+    return None if ip is None else str(ip)  # str() of an address is not cached by ipaddress
 
 
 def client_key(peer: str | None) -> str | None:
@@ -190,7 +196,12 @@ def behind_untrusted_proxy(request: HttpRequest, client: str | None) -> bool:
         return False
     if client != client_key(request.peer_address):
         return False  # resolved through a configured trusted proxy: a real client's address
-    return any(name in FORWARDING_HEADERS for name, _ in request.headers)
+    header = request.header  # the header map is built once per request, and shared
+    return (
+        header("x-forwarded-for") is not None
+        or header("forwarded") is not None
+        or header("x-real-ip") is not None
+    )
 
 
 class ProxyNotice:
