@@ -94,22 +94,25 @@ def _in(addr: str, networks: Sequence[Network]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
-def _forwarded_chain(request: HttpRequest) -> list[str]:
-    """Proxy chain, client first: from ``Forwarded`` if present, else ``X-Forwarded-For``."""
+#: Forwarded addresses read, from the right: the proxies append there, and only a client
+#: pads the left, so a long chain costs no more than this.
+_MAX_CHAIN = 32
+
+
+def _forwarded_chain(request: HttpRequest, most: int = _MAX_CHAIN) -> list[str]:
+    """The last ``most`` addresses of the proxy chain, client first: from ``Forwarded`` if
+    present, else ``X-Forwarded-For``."""
     fwd = request.header_values("forwarded")
     if fwd:
         chain = []
-        for header in fwd:
-            for element in header.split(","):
-                for pair in element.split(";"):
-                    k, _, v = pair.strip().partition("=")
-                    if k.strip().lower() == "for":
-                        chain.append(v.strip().strip('"'))
+        for element in ",".join(fwd).rsplit(",", most)[-most:]:
+            for pair in element.split(";"):
+                k, _, v = pair.strip().partition("=")
+                if k.strip().lower() == "for":
+                    chain.append(v.strip().strip('"'))
         return chain
-    chain = []
-    for header in request.header_values("x-forwarded-for"):
-        chain.extend(p.strip() for p in header.split(",") if p.strip())
-    return chain
+    joined = ",".join(request.header_values("x-forwarded-for"))
+    return [p.strip() for p in joined.rsplit(",", most)[-most:] if p.strip()]
 
 
 def _canonical(value: str) -> str | None:
@@ -146,7 +149,7 @@ def resolve_client(request: HttpRequest, trusted: Sequence[Network] = (), hops: 
         return peer
     if trusted and (peer is None or not _in(peer, trusted)):
         return peer
-    chain = _forwarded_chain(request)
+    chain = _forwarded_chain(request, max(_MAX_CHAIN, hops))
     if not chain:
         real = request.header("x-real-ip")
         if real:

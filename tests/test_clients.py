@@ -287,3 +287,17 @@ def test_behind_untrusted_proxy() -> None:
     assert not shared("10.0.0.2")  # no forwarding header: a direct internal client
     assert not shared("198.51.100.9", xff)  # a public peer is its own client (the header is spoofable)
     assert not shared("10.0.0.2", xff, trusted=("10.0.0.0/8",))  # resolved to the forwarded client
+
+
+def test_a_padded_forwarded_chain_is_read_from_the_right_only() -> None:
+    # A client can prepend any number of addresses; the proxies' end of the chain decides.
+    trusted = parse_networks(["10.0.0.0/8"], "trusted_proxies")
+    padding = ", ".join(f"192.0.2.{i % 250}" for i in range(100_000))
+    r = req("10.0.0.2", ("x-forwarded-for", f"{padding}, 198.51.100.7, 10.0.0.9"))
+    assert resolve_client(r, trusted) == "198.51.100.7"
+    assert resolve_client(r, hops=2) == "198.51.100.7"
+    fwd = req("10.0.0.2", ("forwarded", ", ".join(["for=192.0.2.1"] * 100_000 + ["for=198.51.100.8"])))
+    assert resolve_client(fwd, trusted) == "198.51.100.8"
+    from devsecmw.clients import _forwarded_chain
+
+    assert len(_forwarded_chain(r)) == 32
