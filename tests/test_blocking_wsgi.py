@@ -810,6 +810,25 @@ def test_flagged_client_is_only_observed_in_monitor_mode(otel: Any) -> None:
     assert span.attributes["devsecmw.blocked"] is False
 
 
+def test_behind_an_untrusted_proxy_one_users_attacks_never_block_the_others(otel: Any) -> None:
+    # Reproducer: defaults (no trusted proxies), every user arrives from the proxy's address;
+    # 12 attacks from one user flagged that address and two other users got 403.
+    mw = SecurityMiddleware(reading_app(), mode="block", **STEADY, **otel.providers)
+
+    def via_proxy(query: str, user: str) -> Result:
+        env = environ_for(query=query, client="127.0.0.1")
+        env["HTTP_X_FORWARDED_FOR"] = user
+        return run(reading_app(), env, mw=mw)
+
+    assert [via_proxy(SQLI_QUERY, "198.51.100.66").code for _ in range(12)] == [403] * 12
+    assert "client_flagged" in otel.signal_types()  # counted and reported...
+    otel.clear()
+    for user in ("198.51.100.67", "192.0.2.44"):
+        clean = via_proxy("q=shoes", user)
+        assert clean.code == 200 and clean.app_called  # ...but nobody is denied for it
+    assert all(span.attributes["devsecmw.blocked"] is False for span in otel.server_spans())
+
+
 # --------------------------------------------------------------------------- fail open
 @pytest.mark.internal_errors_expected
 def test_block_response_failure_lets_the_request_through(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
