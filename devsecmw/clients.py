@@ -3,7 +3,14 @@
 - :func:`resolve_client` gives the client address from the connection, and
   from ``X-Forwarded-For``, ``Forwarded`` (RFC 7239) or ``X-Real-IP`` only when
   the connection comes from a configured trusted proxy (networks, or a hop
-  count), so a spoofed header can neither frame nor hide a client.
+  count), so a spoofed header can neither frame nor hide a client. The result
+  is a key of bounded size: a normalised IP address (IPv6 compressed, zone
+  dropped, IPv4-mapped folded to IPv4), never the text a client sent; an
+  unparsable forwarded value falls back to the connection's address.
+- :func:`behind_untrusted_proxy` tells when that identity is a reverse proxy
+  nobody configured as trusted (a loopback or private peer sending forwarding
+  headers): every user behind it shares its address, so block mode never
+  blocks by client on it (:class:`ProxyNotice` says so once, in the log).
 - :class:`ClientTable` counts, per client, attack requests, 404s, auth
   failures and 5xx over a sliding window, flags a client that crosses a
   threshold and keeps it flagged for a while. It is bounded (least recently
@@ -22,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ._safety import logger
 from .request import HttpRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,53 +54,84 @@ def parse_networks(values: Iterable[str], option: str) -> tuple[Network, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=4096)
+#: Longest address text parsed: ``"[ffff:...:255.255.255.255]:65535"`` (quoted) is 55 characters.
+#: Anything longer is not an address, and never reaches the cache below.
+_MAX_ADDRESS_TEXT = 64
+#: Longest connection label kept as a key when the server's peer is not an IP address
+#: (a unix socket path, a test client's name): the server's text, not the client's.
+_MAX_PEER_LABEL = 64
+
+
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if len(value) > _MAX_ADDRESS_TEXT:
+        return None
+    return _parse_ip(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     v = value.strip().strip('"')
     if v.startswith("["):  # [v6]:port
         v = v[1 : v.find("]")] if "]" in v else v[1:]
     elif v.count(":") == 1:  # v4:port
         v = v.split(":", 1)[0]
     try:
-        return ipaddress.ip_address(v)
+        ip = ipaddress.ip_address(v)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped  # one client, one key, whichever socket family it came in on
+        if ip.scope_id is not None:
+            return ipaddress.IPv6Address(int(ip))  # the zone is local to the proxy, and unbounded text
+    return ip
 
 
 def _in(addr: str, networks: Sequence[Network]) -> bool:
     ip = _ip(addr)
     if ip is None:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     return any(ip.version == n.version and ip in n for n in networks)
 
 
-def _forwarded_chain(request: HttpRequest) -> list[str]:
-    """Proxy chain, client first: from ``Forwarded`` if present, else ``X-Forwarded-For``."""
+#: Forwarded addresses read, from the right: the proxies append there, and only a client
+#: pads the left, so a long chain costs no more than this.
+_MAX_CHAIN = 32
+
+
+def _forwarded_chain(request: HttpRequest, most: int = _MAX_CHAIN) -> list[str]:
+    """The last ``most`` addresses of the proxy chain, client first: from ``Forwarded`` if
+    present, else ``X-Forwarded-For``."""
     fwd = request.header_values("forwarded")
     if fwd:
         chain = []
-        for header in fwd:
-            for element in header.split(","):
-                for pair in element.split(";"):
-                    k, _, v = pair.strip().partition("=")
-                    if k.strip().lower() == "for":
-                        chain.append(v.strip().strip('"'))
+        for element in ",".join(fwd).rsplit(",", most)[-most:]:
+            for pair in element.split(";"):
+                k, _, v = pair.strip().partition("=")
+                if k.strip().lower() == "for":
+                    chain.append(v.strip().strip('"'))
         return chain
-    chain = []
-    for header in request.header_values("x-forwarded-for"):
-        chain.extend(p.strip() for p in header.split(",") if p.strip())
-    return chain
+    joined = ",".join(request.header_values("x-forwarded-for"))
+    return [p.strip() for p in joined.rsplit(",", most)[-most:] if p.strip()]
 
 
 def _canonical(value: str) -> str | None:
-    ip = _ip(value)
-    if ip is None:
+    """The normalised text of the address ``value`` holds, or ``None``."""
+    return None if len(value) > _MAX_ADDRESS_TEXT else _key(value)
+
+
+@lru_cache(maxsize=4096)
+def _key(value: str) -> str | None:
+    ip = _parse_ip(value)
+    return None if ip is None else str(ip)  # str() of an address is not cached by ipaddress
+
+
+def client_key(peer: str | None) -> str | None:
+    """The connection's address as a client key: normalised when it is an IP address, else the
+    server's label for it (a unix socket, a test client's name) cut to a bounded length."""
+    if not peer:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    return _canonical(peer) or peer[:_MAX_PEER_LABEL]
 
 
 def resolve_client(request: HttpRequest, trusted: Sequence[Network] = (), hops: int = 0) -> str | None:
@@ -101,17 +140,19 @@ def resolve_client(request: HttpRequest, trusted: Sequence[Network] = (), hops: 
     With ``trusted`` networks: when the peer is a trusted proxy, walk the chain from
     the right, skipping trusted proxies; the first untrusted address is the client.
     With ``hops`` (N proxies in front of every request): the N-th address from the right.
-    Otherwise the connection's peer address, whatever the headers say.
+    Otherwise the connection's peer address, whatever the headers say. Always a
+    normalised address (:func:`client_key`): a forwarded value that is not an IP
+    address gives the peer's.
     """
-    peer = request.client_address
+    peer = client_key(request.client_address)
     if not trusted and hops <= 0:
         return peer
     if trusted and (peer is None or not _in(peer, trusted)):
         return peer
-    chain = _forwarded_chain(request)
+    chain = _forwarded_chain(request, max(_MAX_CHAIN, hops))
     if not chain:
         real = request.header("x-real-ip")
-        if real and (trusted or hops > 0):
+        if real:
             return _canonical(real) or peer
         return peer
     if hops > 0 and not trusted:
@@ -121,6 +162,79 @@ def resolve_client(request: HttpRequest, trusted: Sequence[Network] = (), hops: 
         if not _in(addr, trusted):
             return _canonical(addr) or peer
     return _canonical(chain[0]) or peer
+
+
+#: Where reverse proxies and load balancers live: loopback, private (RFC 1918, RFC 4193),
+#: link-local and shared address space (RFC 6598, cloud and Kubernetes load balancers).
+PROXY_NETWORKS: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+#: Headers a reverse proxy adds to say who its client was.
+FORWARDING_HEADERS = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
+
+
+@lru_cache(maxsize=1024)
+def _proxy_address(client: str) -> bool:
+    return _in(client, PROXY_NETWORKS)
+
+
+def behind_untrusted_proxy(request: HttpRequest, client: str | None) -> bool:
+    """Whether the client identity ``client`` (from :func:`resolve_client`) is a reverse proxy
+    that is not configured as trusted: the connection's own address, a loopback or private
+    one, on a request that carries forwarding headers. Every user behind such a proxy has
+    that address, so it must never be blocked by client; only requests on their own signals.
+    """
+    if client is None or not _proxy_address(client):
+        return False
+    if client != client_key(request.peer_address):
+        return False  # resolved through a configured trusted proxy: a real client's address
+    header = request.header  # the header map is built once per request, and shared
+    return (
+        header("x-forwarded-for") is not None
+        or header("forwarded") is not None
+        or header("x-real-ip") is not None
+    )
+
+
+class ProxyNotice:
+    """The warning that the client identity is an untrusted proxy: logged once per middleware."""
+
+    __slots__ = ("_lock", "logged")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.logged = False
+
+    def __call__(self, proxy: str, configured: bool) -> None:
+        if self.logged:  # every later request: one attribute read
+            return
+        with self._lock:
+            if self.logged:
+                return
+            self.logged = True
+        logger.warning(
+            "devsecmw: requests from %s carry X-Forwarded-For, Forwarded or X-Real-IP, but %s is "
+            "not %s, so every client behind it shares its address. devsecmw will not block by "
+            "client on that address (only single requests, on their own signals); per-client "
+            "counts and client_flagged lump its users together. Set the trusted_proxies option "
+            "(DEVSECMW_TRUSTED_PROXIES) to the proxy's address or network, e.g. "
+            "trusted_proxies=[%r], or trusted_hops to the number of proxies in front of the app.",
+            proxy,
+            proxy,
+            "in trusted_proxies" if configured else "a trusted proxy (trusted_proxies is not set)",
+            proxy,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,4 +367,15 @@ class ClientTable:
         state[0] = win
 
 
-__all__ = ["COUNTERS", "ClientTable", "Thresholds", "parse_networks", "resolve_client"]
+__all__ = [
+    "COUNTERS",
+    "FORWARDING_HEADERS",
+    "PROXY_NETWORKS",
+    "ClientTable",
+    "ProxyNotice",
+    "Thresholds",
+    "behind_untrusted_proxy",
+    "client_key",
+    "parse_networks",
+    "resolve_client",
+]

@@ -102,6 +102,8 @@ class Config:
     #: Paths never blocked (exact, or prefix ending in ``*``); still inspected and reported.
     allow_paths: tuple[str, ...] = ()
     #: Proxies whose ``X-Forwarded-For`` / ``Forwarded`` / ``X-Real-IP`` are believed (CIDRs or addresses).
+    #: Behind a loopback or private proxy left out of it, its users share its address: then nothing
+    #: is blocked by client on that address (a warning says so once), only requests on their own signals.
     trusted_proxies: tuple[str, ...] = ()
     #: Or: the number of proxies in front of every request (the N-th forwarded address from the right).
     trusted_hops: int = 0

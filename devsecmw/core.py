@@ -23,7 +23,14 @@ from opentelemetry.context import attach as attach_context
 from opentelemetry.context import detach as detach_context
 
 from . import _safety
-from .clients import ClientTable, Thresholds, parse_networks, resolve_client
+from .clients import (
+    ClientTable,
+    ProxyNotice,
+    Thresholds,
+    behind_untrusted_proxy,
+    parse_networks,
+    resolve_client,
+)
 from .config import Config
 from .engine import Budget, Detector, Engine
 from .leaks import LeakScanner, Sniffer
@@ -86,6 +93,8 @@ class Runtime:
                 fallback=local,
                 on_error=self.report,
             )
+        #: Logs once that the client identity is a proxy not configured as trusted.
+        self.proxy_notice = ProxyNotice()
 
     @classmethod
     def from_options(
@@ -155,6 +164,7 @@ class Inspection:
         "request",
         "response_headers",
         "runtime",
+        "shared",
         "signals",
         "status",
         "would_block",
@@ -175,15 +185,25 @@ class Inspection:
         self.blocked = False
         self.would_block = False
         # Behind trusted proxies the client is the forwarded address; the peer stays on the request.
+        # Either way the identity is a normalised address (bounded key), never the client's text.
         request.peer_address = request.client_address
-        if runtime.trusted_proxies or runtime.config.trusted_hops:
-            request.client_address = resolve_client(
-                request, runtime.trusted_proxies, runtime.config.trusted_hops
-            )
-        self.flagged = runtime.clients.flagged(request.client_address)
+        request.client_address = client = resolve_client(
+            request, runtime.trusted_proxies, runtime.config.trusted_hops
+        )
+        #: The identity is an untrusted proxy's address, shared by all its users: counted and
+        #: reported, never blocked by client (a request is still blocked on its own signals).
+        self.shared = behind_untrusted_proxy(request, client)
+        if self.shared:
+            runtime.proxy_notice(client or "", bool(runtime.trusted_proxies))
+        self.flagged = runtime.clients.flagged(client)
         if self.flagged:
-            self.signals.append(Signal("client_flagged", "client", self.flagged, Severity.WARNING))
+            self.signals.append(self._flag_signal(self.flagged))
         self.handle: SpanHandle = runtime.telemetry.start(request)
+
+    def _flag_signal(self, reason: str) -> Signal:
+        if self.shared:  # the dashboard says why this flag blocks nobody
+            reason = f"{reason} (shared proxy address: not blocked)"
+        return Signal("client_flagged", "client", reason, Severity.WARNING)
 
     # ------------------------------------------------------------------ context
     def activate(self) -> None:
@@ -333,9 +353,8 @@ class Inspection:
             return False  # no signal and a clean client: nothing could call for a block
         try:
             config = self.runtime.config
-            would = should_block(self.signals, config, bool(self.flagged)) and not self.runtime.allowlisted(
-                self.request
-            )
+            flagged = bool(self.flagged) and not self.shared  # never deny a whole proxy's users
+            would = should_block(self.signals, config, flagged) and not self.runtime.allowlisted(self.request)
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
                 self.blocked = True
@@ -458,7 +477,7 @@ class Inspection:
             self.request.client_address, attack, None if self.blocked else status
         )
         if reason and not self.flagged:
-            signals = [*signals, Signal("client_flagged", "client", reason, Severity.WARNING)]
+            signals = [*signals, self._flag_signal(reason)]
         verdict = decide(signals, config)
         verdict.blocked = self.blocked
         verdict.would_block = self.would_block

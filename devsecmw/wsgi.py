@@ -44,8 +44,12 @@ inline, without a thread.
 
 The app then reads a :class:`ReplayInput`: exactly the bytes read ahead,
 then the rest of the stream as it comes (observed as in monitor mode),
-with the same methods as the tap and the same read-to-size behaviour, so
-``CONTENT_LENGTH`` keeps its meaning. There is never more than one reader
+with the same methods as the tap and the same read-to-size behaviour. The
+bytes read ahead are a prefix of the stream, nothing more: only the stream's
+own end stops a read, never ``CONTENT_LENGTH``, so an app reads what it would
+have read from the bare stream (a stream holding more than the declared
+length gives the app that more, as it would without devsecmw; the server's
+stream is what enforces the length, if anything does). There is never more than one reader
 on the server's stream: a read the helper thread still has in flight when
 the wait ends is not abandoned; the app's first read past the buffered bytes
 waits for its result (as the app's own read would have waited), and before
@@ -400,8 +404,9 @@ class ReplayInput:
     the same methods as :class:`InputTap` (``read``, ``read(n)``, ``readline``,
     ``readlines``, iteration, and ``readinto``/``readinto1``/``read1`` when the stream has
     them) with the same read-to-size behaviour: a read the buffered bytes cannot fill is
-    completed from the stream, unless the body is known to have ended (the declared
-    length reached, or the end seen). What comes from the stream goes through an
+    completed from the stream, unless the stream is known to have ended (the read-ahead
+    saw its end, or failed). The declared length plays no part: the buffer is a prefix of
+    the stream, and the stream goes on after it. What comes from the stream goes through an
     :class:`InputTap`, so it is still inspected (record only: the app already runs).
 
     A read the helper thread still had in flight when the wait ended comes first: the
@@ -409,7 +414,7 @@ class ReplayInput:
     end of the request if the app never got that far. Shared by the WSGI and Django adapters.
     """
 
-    __slots__ = ("_ahead", "_buf", "_odd", "_pos", "_raise", "_tap")
+    __slots__ = ("_ahead", "_buf", "_eof", "_odd", "_pos", "_raise", "_tap")
 
     def __init__(self, tap: InputTap, buffered: bytes, ahead: _Ahead | None) -> None:
         self._tap = tap
@@ -420,6 +425,8 @@ class ReplayInput:
             ahead.in_flight or ahead.error is not None or ahead.odd is not _NOTHING
         )
         self._ahead = ahead if pending else None
+        #: The stream's own end was seen (an empty read): no read after the buffer can bring more.
+        self._eof = ahead is not None and ahead.eof
         self._raise: BaseException | None = None
         self._odd: Any = _NOTHING
 
@@ -441,6 +448,7 @@ class ReplayInput:
         for chunk in late:
             tap._seen(chunk, eof=False)
         if ahead.eof:
+            self._eof = True
             tap._seen(b"", eof=True)
         if late:
             self._buf = self._buf[self._pos :] + b"".join(late)
@@ -466,8 +474,9 @@ class ReplayInput:
         return self._buf[pos:end]
 
     def _ended(self) -> bool:
-        """Nothing more may be read from the stream within the current call."""
-        return self._tap._done or self._raise is not None or self._odd is not _NOTHING
+        """Nothing more may be read from the stream within the current call: its end was seen,
+        or the read-ahead's failure (or odd result) is what the next read must give."""
+        return self._eof or self._raise is not None or self._odd is not _NOTHING
 
     def _more(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A call the buffered bytes have no part in: the stream's (through the tap)."""

@@ -552,16 +552,32 @@ def flat(results: list[Any]) -> bytes:
     return b"".join(parts)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: How the environ describes the stream: its length, shorter, longer, none (chunked), or no body.
+SHAPES = ("exact", "shorter", "longer", "terminated", "absent")
+
+
+def declared(shape: str, size: int) -> tuple[int | None, bool]:
+    """``(CONTENT_LENGTH, wsgi.input_terminated)`` of a stream of ``size`` bytes, by shape."""
+    if shape == "terminated":
+        return None, True
+    if shape == "absent":
+        return None, False
+    return {"exact": size, "shorter": size // 2, "longer": size + 10}[shape], False
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=20),
     cap=st.sampled_from([1, 5, 37, 100, 600]),
     ops=OPS,
     source=st.sampled_from(["memory", "stream"]),
+    shape=st.sampled_from(SHAPES),
 )
 def test_replay_returns_what_the_original_stream_returns(
-    lines: list[bytes], cap: int, ops: list[tuple[str, int]], source: str
+    lines: list[bytes], cap: int, ops: list[tuple[str, int]], source: str, shape: str
 ) -> None:
+    # Whatever CONTENT_LENGTH says (or does not say), the app reads what the bare stream gives:
+    # the read-ahead is a prefix of the stream, and the stream goes on after it.
     body = b"\n".join(lines)
 
     def fresh() -> Any:
@@ -579,7 +595,8 @@ def test_replay_returns_what_the_original_stream_returns(
         start_response("200 OK", [])
         return [b""]
 
-    env = environ_for("POST", stream=fresh(), length=len(body))
+    length, terminated = declared(shape, len(body))
+    env = environ_for("POST", stream=fresh(), length=length, terminated=terminated)
     mw = REPLAY_MW.get(cap)
     if mw is None:  # built once per cap: construction costs far more than a request
         mw = REPLAY_MW[cap] = SecurityMiddleware(
@@ -593,6 +610,53 @@ def test_replay_returns_what_the_original_stream_returns(
                 break  # from here on the two streams are at different positions
         else:  # calls that fill what they ask for return the very same
             assert g == e
+
+
+@pytest.mark.parametrize("mode", ["monitor", "block"])
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_content_length_shorter_than_the_stream_is_not_imposed_on_the_app(source: str, mode: str) -> None:
+    # Reproducer: CONTENT_LENGTH=5 on a stream holding "hello world": the bare app and monitor
+    # mode read "hello world", block mode read "hello".
+    def fresh() -> Any:
+        return io.BytesIO(b"hello world") if source == "memory" else Upload(b"hel", b"lo wo", b"rld")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["test.read"] = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [b""]
+
+    bare = environ_for("POST", stream=fresh(), length=5)
+    app(bare, lambda *a: None)
+    r = run(app, environ_for("POST", stream=fresh(), length=5), mode=mode, block_read_timeout=PATIENT)
+    assert bare["test.read"] == r.app_read == b"hello world"
+
+
+@pytest.mark.parametrize("how", [*READERS, "readinto"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("source", ["memory", "stream"])
+@pytest.mark.parametrize("cap", [3000, 64 * 1024])  # the read-ahead stops at the cap, or at the length
+def test_every_reader_gets_the_bare_streams_bytes_whatever_the_declared_length(
+    how: str, shape: str, source: str, cap: int
+) -> None:
+    body = b"".join(b"row %03d: " % i + b"x" * (i % 50) + b"\n" for i in range(200))  # ~10 KB
+    reader = readinto_all if how == "readinto" else READERS[how]
+
+    def fresh() -> Any:
+        parts = [body[i : i + 700] for i in range(0, len(body), 700)]
+        return io.BytesIO(body) if source == "memory" else UploadInto(*parts)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["test.read"] = reader(environ["wsgi.input"])  # reads whatever CONTENT_LENGTH says
+        start_response("200 OK", [])
+        return [b""]
+
+    length, terminated = declared(shape, len(body))
+    bare = environ_for("POST", stream=fresh(), length=length, terminated=terminated)
+    app(bare, lambda *a: None)
+    for mode in ("monitor", "block"):
+        env = environ_for("POST", stream=fresh(), length=length, terminated=terminated)
+        r = run(app, env, mode=mode, body_limit=cap, block_read_timeout=PATIENT)
+        assert r.app_read == bare["test.read"] == body, mode
 
 
 @pytest.mark.internal_errors_expected
@@ -744,6 +808,25 @@ def test_flagged_client_is_only_observed_in_monitor_mode(otel: Any) -> None:
     assert span.attributes["devsecmw.signal.types"] == ("client_flagged",)
     assert span.attributes["devsecmw.would_block"] is True
     assert span.attributes["devsecmw.blocked"] is False
+
+
+def test_behind_an_untrusted_proxy_one_users_attacks_never_block_the_others(otel: Any) -> None:
+    # Reproducer: defaults (no trusted proxies), every user arrives from the proxy's address;
+    # 12 attacks from one user flagged that address and two other users got 403.
+    mw = SecurityMiddleware(reading_app(), mode="block", **STEADY, **otel.providers)
+
+    def via_proxy(query: str, user: str) -> Result:
+        env = environ_for(query=query, client="127.0.0.1")
+        env["HTTP_X_FORWARDED_FOR"] = user
+        return run(reading_app(), env, mw=mw)
+
+    assert [via_proxy(SQLI_QUERY, "198.51.100.66").code for _ in range(12)] == [403] * 12
+    assert "client_flagged" in otel.signal_types()  # counted and reported...
+    otel.clear()
+    for user in ("198.51.100.67", "192.0.2.44"):
+        clean = via_proxy("q=shoes", user)
+        assert clean.code == 200 and clean.app_called  # ...but nobody is denied for it
+    assert all(span.attributes["devsecmw.blocked"] is False for span in otel.server_spans())
 
 
 # --------------------------------------------------------------------------- fail open

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
 
 from devsecmw.asgi import SecurityMiddleware
 
@@ -100,3 +103,108 @@ def test_client_address_never_reaches_metrics(otel: Any) -> None:
         for attrs, _ in otel.metric_points(name):
             assert "203.0.113.5" not in repr(attrs)
             assert not {"client.address", "network.peer.address"} & set(attrs)
+
+
+# ---------------------------------------------------------------- behind an untrusted reverse proxy
+PROXY = "10.0.0.1"  # the reverse proxy every user's connection comes from (defaults: not trusted)
+CLEAN = b"q=shoes"
+
+
+def _via_proxy(mw: Any, user: str, query: bytes, peer: str = PROXY) -> int:
+    return _call(mw, query, peer=peer, headers=[(b"x-forwarded-for", user.encode())])
+
+
+def test_block_mode_behind_an_untrusted_proxy_never_blocks_by_client(
+    otel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Reproducer: with defaults every user arrives from the proxy's address; 12 attacks from one
+    # user flagged that address and then every other user got 403.
+    mw = SecurityMiddleware(_app(), mode="block", **otel.providers)
+    with caplog.at_level(logging.WARNING, logger="devsecmw"):
+        statuses = [_via_proxy(mw, "198.51.100.66", ATTACK) for _ in range(12)]
+        assert statuses == [403] * 12  # each attack is still blocked on its own signals
+        flags = [e for e in otel.events() if e["devsecmw.signal.type"] == "client_flagged"]
+        assert flags, "the proxy's address is still counted and flagged, for telemetry"
+        assert "not blocked" in flags[-1]["devsecmw.signal.evidence"]
+        otel.clear()
+        assert _via_proxy(mw, "198.51.100.67", CLEAN) == 200
+        assert _via_proxy(mw, "192.0.2.10", CLEAN) == 200
+        assert _via_proxy(mw, "198.51.100.66", CLEAN) == 200  # even the attacker's clean request
+    span = otel.spans()[-1]
+    assert span.attributes["devsecmw.blocked"] is False
+    assert "devsecmw.would_block" not in span.attributes
+    assert "client_flagged" in span.attributes["devsecmw.signal.types"]
+    warnings = [r for r in caplog.records if "trusted_proxies" in r.getMessage()]
+    assert len(warnings) == 1, "one warning per middleware, not one per request"
+    assert warnings[0].levelno == logging.WARNING
+    assert PROXY in warnings[0].getMessage()
+    assert "198.51.100" not in warnings[0].getMessage()  # forwarded (client-sent) text is not logged
+
+
+@pytest.mark.parametrize(
+    ("peer", "header"),
+    [
+        ("127.0.0.1", (b"forwarded", b"for=198.51.100.66")),
+        ("::1", (b"x-real-ip", b"198.51.100.66")),
+        ("172.17.0.1", (b"x-forwarded-for", b"198.51.100.66")),
+        ("fd00::5", (b"x-forwarded-for", b"198.51.100.66")),
+        ("100.64.3.4", (b"x-forwarded-for", b"198.51.100.66")),
+    ],
+)
+def test_every_forwarding_header_and_private_range_counts_as_a_proxy(
+    otel: Any, peer: str, header: tuple[bytes, bytes]
+) -> None:
+    mw = SecurityMiddleware(_app(), mode="block", flag_attacks=2, **otel.providers)
+    for _ in range(3):
+        assert _call(mw, ATTACK, peer=peer, headers=[header]) == 403
+    assert _call(mw, CLEAN, peer=peer, headers=[header]) == 200
+
+
+def test_a_proxy_outside_trusted_proxies_is_not_blocked_by_client_either(
+    otel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mw = SecurityMiddleware(
+        _app(), mode="block", flag_attacks=2, trusted_proxies=["10.9.0.0/16"], **otel.providers
+    )
+    with caplog.at_level(logging.WARNING, logger="devsecmw"):
+        for _ in range(3):
+            _via_proxy(mw, "198.51.100.66", ATTACK)
+        assert _via_proxy(mw, "198.51.100.67", CLEAN) == 200
+    assert [r for r in caplog.records if "not in trusted_proxies" in r.getMessage()]
+
+
+def test_with_trusted_proxies_set_the_user_behind_it_is_blocked_by_client(
+    otel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mw = SecurityMiddleware(_app(), mode="block", flag_attacks=3, trusted_proxies=[PROXY], **otel.providers)
+    with caplog.at_level(logging.WARNING, logger="devsecmw"):
+        for _ in range(3):
+            _via_proxy(mw, "198.51.100.66", ATTACK)
+        assert _via_proxy(mw, "198.51.100.66", CLEAN) == 403  # the flagged user
+        assert _via_proxy(mw, "198.51.100.67", CLEAN) == 200  # everyone else
+    assert not [r for r in caplog.records if "trusted_proxies" in r.getMessage()]
+
+
+def test_a_garbage_forwarded_value_falls_back_to_the_proxy_and_blocks_no_one_by_client(otel: Any) -> None:
+    mw = SecurityMiddleware(_app(), mode="block", flag_attacks=2, trusted_hops=1, **otel.providers)
+    for _ in range(3):
+        _via_proxy(mw, "x" * 2048, ATTACK)
+    assert _via_proxy(mw, "not an address", CLEAN) == 200
+    assert otel.spans()[-1].attributes["client.address"] == PROXY
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers"),
+    [
+        ("10.0.0.9", []),  # an internal client talking directly: it is the client
+        ("203.0.113.9", [(b"x-forwarded-for", b"198.51.100.1")]),  # a public peer: its header is spoofable
+    ],
+)
+def test_clients_that_are_not_proxies_are_still_blocked_by_client(
+    otel: Any, peer: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    mw = SecurityMiddleware(_app(), mode="block", flag_attacks=2, **otel.providers)
+    for _ in range(2):
+        _call(mw, ATTACK, peer=peer, headers=headers)
+    assert _call(mw, CLEAN, peer=peer, headers=headers) == 403
+    assert _call(mw, CLEAN, peer="198.51.100.200") == 200

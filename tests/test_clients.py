@@ -210,3 +210,94 @@ def test_clean_requests_still_refresh_a_known_client() -> None:
     table.observe("keep", attack=False, status=200)
     table.observe("new", attack=True, status=200)
     assert "old" not in table and "keep" in table
+
+
+# ---------------------------------------------------------------- keys: normalised, bounded
+JUNK = "x" * 2048
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "key"),
+    [
+        ("2001:DB8:0:0::1", "2001:db8::1"),  # one spelling per address
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),  # IPv4-mapped folded to IPv4
+        ("fe80::1%eth0", "fe80::1"),  # the zone is the proxy's, not the client's
+        ("fe80::1%" + JUNK, "10.0.0.2"),  # ...and longer than any address: not parsed at all
+        ("198.51.100.7:5555", "198.51.100.7"),
+        (JUNK, "10.0.0.2"),  # not an address: the peer's
+        ("198.51.100.7" + JUNK, "10.0.0.2"),
+        ("001.2.3.4", "10.0.0.2"),
+    ],
+)
+def test_client_keys_are_normalised_addresses(forwarded: str, key: str) -> None:
+    for header in (
+        ("x-forwarded-for", forwarded),
+        ("x-real-ip", forwarded),
+        ("forwarded", f'for="{forwarded}"'),
+    ):
+        assert resolve_client(req("10.0.0.2", header), hops=1) == key, header
+
+
+def test_the_peer_is_normalised_too() -> None:
+    assert resolve_client(req("::FFFF:10.0.0.2")) == "10.0.0.2"
+    assert resolve_client(req("2001:DB8::0:1")) == "2001:db8::1"
+    # A server's non-IP label for the connection (unix socket, test client) is kept, bounded.
+    assert resolve_client(req("testclient")) == "testclient"
+    assert len(resolve_client(req("/run/" + JUNK)) or "") == 64
+    assert resolve_client(req(None)) is None
+
+
+def test_100k_clients_sending_2_kib_junk_forwarded_values_stay_under_32_mib() -> None:
+    # Reproducer: with an unvalidated forwarded value the key was the client's text, so 2 KiB
+    # keys made the table 222 MiB at 100,000 clients. Keys are addresses now, whatever is sent.
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        table = ClientTable(max_clients=100_000, clock=Clock())
+        shapes = (f"fe80::1%{JUNK}", f"198.51.100.7{JUNK}", JUNK)  # a zone, a suffix, no address
+        for i in range(110_000):
+            peer = f"198.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            key = resolve_client(req(peer, ("x-forwarded-for", shapes[i % 3])), hops=1)
+            assert key == peer
+            table.observe(key, attack=True, status=404)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(table) == 100_000
+    assert used <= 32 * 1024 * 1024, f"{used / 2**20:.1f} MiB"
+
+
+def test_behind_untrusted_proxy() -> None:
+    from devsecmw.clients import behind_untrusted_proxy
+
+    def shared(peer: str, *headers: tuple[str, str], trusted: tuple[str, ...] = ()) -> bool:
+        r = req(peer, *headers)
+        r.peer_address = peer
+        return behind_untrusted_proxy(r, resolve_client(r, parse_networks(trusted, "trusted_proxies")))
+
+    xff = ("x-forwarded-for", "198.51.100.7")
+    assert shared("10.0.0.2", xff)
+    assert shared("127.0.0.1", ("forwarded", "for=198.51.100.7"))
+    assert shared("::1", ("x-real-ip", "198.51.100.7"))
+    assert shared("10.0.0.2", xff, trusted=("192.168.0.0/16",))  # a proxy, but not the trusted one
+    assert not shared("10.0.0.2")  # no forwarding header: a direct internal client
+    assert not shared("198.51.100.9", xff)  # a public peer is its own client (the header is spoofable)
+    assert not shared("10.0.0.2", xff, trusted=("10.0.0.0/8",))  # resolved to the forwarded client
+
+
+def test_a_padded_forwarded_chain_is_read_from_the_right_only() -> None:
+    # A client can prepend any number of addresses; the proxies' end of the chain decides.
+    trusted = parse_networks(["10.0.0.0/8"], "trusted_proxies")
+    padding = ", ".join(f"192.0.2.{i % 250}" for i in range(100_000))
+    r = req("10.0.0.2", ("x-forwarded-for", f"{padding}, 198.51.100.7, 10.0.0.9"))
+    assert resolve_client(r, trusted) == "198.51.100.7"
+    assert resolve_client(r, hops=2) == "198.51.100.7"
+    fwd = req("10.0.0.2", ("forwarded", ", ".join(["for=192.0.2.1"] * 100_000 + ["for=198.51.100.8"])))
+    assert resolve_client(fwd, trusted) == "198.51.100.8"
+    from devsecmw.clients import _forwarded_chain
+
+    assert len(_forwarded_chain(r)) == 32

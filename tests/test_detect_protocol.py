@@ -310,6 +310,103 @@ def test_a_literal_percent_sequence_in_a_password_is_not_a_control_character() -
     assert not types(engine_signals(req)) & {"protocol", "null_byte"}
 
 
+# --------------------------------------------------------------------------- anomaly, not attack
+CHUNKED_BODY = b"4\r\ntest\r\n0\r\n\r\n"
+# (``Req`` adds ``Content-Length: len(body)`` to every request with a body.)
+#: What real clients send: legal HTTP that is merely odd. Signals, never a block on their own.
+LEGAL_ODDITIES = {
+    "get_body_typed": hdr(("content-type", "text/plain"), body=b"test"),
+    "get_body_untyped": hdr(body=b"test"),  # a digest-auth client's resend
+    "head_body": hdr(method="HEAD", body=b"test"),
+    "cl_te_typed": hdr(
+        ("content-type", "application/json"), ("transfer-encoding", "chunked"), method="POST", body=b"test"
+    ),
+    "cl_te_untyped": hdr(("transfer-encoding", "chunked"), method="POST", body=b"test"),
+    "get_cl_te_untyped": hdr(("transfer-encoding", "chunked"), body=b"test"),
+}
+#: Framing that is really malformed: smuggling attempts keep attack severity.
+SMUGGLING = {
+    "te_obfuscated": hdr(("transfer-encoding", "xchunked"), method="POST", body=b"x"),
+    "te_listed": hdr(("transfer-encoding", "chunked, identity"), method="POST", body=b"x"),
+    "te_repeated": hdr(
+        ("transfer-encoding", "chunked"), ("transfer-encoding", "chunked"), method="POST", body=CHUNKED_BODY
+    ),
+    "cl_conflict": hdr(("content-length", "40"), method="POST", body=b"test"),
+    "cl_invalid": hdr(("content-length", "4 4"), ("transfer-encoding", "chunked"), method="POST", body=b"x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGAL_ODDITIES))
+def test_legal_but_odd_http_is_an_anomaly_below_the_block_threshold(name: str) -> None:
+    from devsecmw.config import Config
+    from devsecmw.scoring import decide, should_block
+
+    signals = engine_signals(LEGAL_ODDITIES[name])
+    assert "protocol" in types(signals)  # still seen, still on the dashboard
+    config = Config(mode="block")
+    assert not should_block(signals, config)
+    assert decide(signals, config).classification == "anomaly"
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLING))
+def test_malformed_framing_still_reaches_the_block_threshold(name: str) -> None:
+    from devsecmw.config import Config
+    from devsecmw.scoring import should_block
+
+    assert should_block(engine_signals(SMUGGLING[name]), Config(mode="block"))
+
+
+@pytest.mark.parametrize("name", sorted(LEGAL_ODDITIES))
+def test_block_mode_lets_legal_but_odd_http_through_both_adapters(name: str, otel: Any) -> None:
+    import asyncio
+    import io
+
+    from devsecmw.asgi import SecurityMiddleware as Asgi
+    from devsecmw.wsgi import SecurityMiddleware as Wsgi
+
+    req = LEGAL_ODDITIES[name]
+    headers = req.all_headers()
+    scope = scope_for(req.method, req.target, headers)
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": req.body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(Asgi(app, mode="block", **otel.providers)(scope, receive, send))
+    assert sent[0]["status"] == 200
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": req.method,
+        "PATH_INFO": "/",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.1.2.3",
+        "wsgi.input": io.BytesIO(req.body),
+        "wsgi.input_terminated": True,
+    }
+    for k, v in headers:
+        key = k.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = v
+    statuses: list[str] = []
+    Wsgi(wsgi_app, mode="block", **otel.providers)(environ, lambda s, h, e=None: statuses.append(s))
+    assert statuses == ["200 OK"]
+    assert all(span.attributes["devsecmw.blocked"] is False for span in otel.server_spans())
+    assert "protocol" in otel.signal_types()
+
+
 # --------------------------------------------------------------------------- middleware
 def test_through_the_asgi_middleware(otel: Any) -> None:
     req = hdr(("content-length", "4"), ("transfer-encoding", "chunked"), method="POST", body=b"0\r\n\r\n")

@@ -12,6 +12,15 @@ What these checks cannot see: a server in front of the application may already
 have rejected or rewritten the request (duplicate ``Content-Length``, a
 ``Transfer-Encoding`` it does not know, an HTTP version it does not speak), and
 WSGI servers merge repeated headers. The checks report what reached the app.
+
+Legal but odd HTTP that real clients send is an anomaly, not an attack: a body on a
+GET (digest-auth clients resend one), ``Content-Length`` beside ``Transfer-Encoding:
+chunked`` (RFC 9112 lets the server go by the latter, and it did, or the request would
+not be here), a body without ``Content-Type``. Their rules are notices, and one oddity
+fires one rule, so together they stay below the default block threshold. Framing that
+is really malformed, the stuff of smuggling (a conflicting or invalid ``Content-Length``,
+an obfuscated or repeated ``Transfer-Encoding``, one on HTTP/1.0, a repeated Host),
+keeps its own critical rules.
 """
 
 from __future__ import annotations
@@ -110,6 +119,8 @@ def _body_on_get(raw: str) -> Span | None:
 
 def _body_without_type(raw: str) -> Span | None:
     head = _Head(raw)
+    if head.method in _NO_BODY_METHODS:
+        return None  # the body itself is the oddity there (body_on_get): one signal, not two
     ln = head.has_body()
     if ln is None or head.get("content-type"):
         return None
