@@ -77,6 +77,10 @@ ATTR_WOULD_BLOCK = "devsecmw.would_block"
 ATTR_LEAK_AFTER_ATTACK = "devsecmw.leak_after_attack"
 ATTR_DROPPED = "devsecmw.signals.dropped"
 ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
+#: The run id of a ``devsecmw gameday`` request (its ``X-Devsecmw-Gameday`` header), when well formed.
+ATTR_GAMEDAY_RUN_ID = "devsecmw.gameday.run_id"
+GAMEDAY_HEADER = "x-devsecmw-gameday"
+_RUN_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class _HeaderGetter(Getter[Sequence[tuple[str, str]]]):
@@ -136,6 +140,16 @@ def _extract_plan(textmap: TextMapPropagator) -> _Plan | None:
     # then starts from an empty context (trace context) or the current one (baggage).
     first = type(props[0]) if props else None
     return tuple(headers), (_EMPTY_CONTEXT if first is TraceContextTextMapPropagator else None)
+
+
+def gameday_run_id(request: HttpRequest) -> str | None:
+    """The game-day run id a request carries, or ``None``: 1 to 64 of ``A-Z a-z 0-9 . _ -``,
+    starting with a letter or digit. Anyone can send the header: it labels a span, it
+    exempts nothing; anything else (too long, repeated, other characters) is ignored."""
+    value = request.header(GAMEDAY_HEADER)
+    if value is None or not 0 < len(value) <= 64 or not value[0].isalnum():
+        return None
+    return value if _RUN_ID_CHARS.issuperset(value) else None
 
 
 def normalize_method(method: str) -> str:
@@ -465,6 +479,9 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
+            run_id = gameday_run_id(request)
+            if run_id is not None:
+                summary[ATTR_GAMEDAY_RUN_ID] = run_id
             if not handle.owned and request.client_address and request.peer_address != request.client_address:
                 # Resolved through configured trusted proxies: more reliable than a naive reading.
                 summary["client.address"] = request.client_address
