@@ -40,6 +40,8 @@ RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 BURST_404 = "http_404"
 BURST_AUTH = "auth_failure"
 
+#: The auth-failure burst's login form (with ``--auth-path``): a user that does not exist.
+AUTH_FORM = b"username=devsecmw-gameday&password=devsecmw-gameday-not-a-password"
 USER_AGENT = "devsecmw-gameday (+https://github.com/devsecmw/devsecmw)"
 SCANNER_AGENTS = (
     "sqlmap/1.8.2#stable (https://sqlmap.org)",
@@ -60,6 +62,7 @@ class Probe:
     #: Path and query (percent-encoded), the run-id parameter included.
     target: str
     headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
     seq: int = 0
     trace_id: str = ""
     span_id: str = ""
@@ -170,8 +173,8 @@ def build(
     """The whole suite, in sending order: every attack payload, then the bursts.
 
     ``burst`` requests each for the scanner, 404 and auth-failure bursts. The auth burst
-    sends a wrong bearer token to ``auth_path`` (default ``path``): a service that checks
-    credentials there answers 401/403.
+    sends a wrong bearer token: a GET of ``path``, or, with ``auth_path`` (a login form),
+    a POST of a user that does not exist; a service that checks credentials answers 401/403.
     """
     if not valid_run_id(run_id):
         raise ValueError(f"invalid run id {run_id!r} (1-64 of A-Z a-z 0-9 . _ -, starting alphanumeric)")
@@ -190,15 +193,18 @@ def build(
     for i in range(burst):
         bad = (("Authorization", f"Bearer devsecmw-gameday-invalid-{i}"),)
         rows.append((BURST_AUTH, auth_path or path, bad, ""))
+    auth_method, auth_body = ("POST", AUTH_FORM) if auth_path else ("GET", b"")
     probes = []
     for seq, (category, p, headers, query) in enumerate(rows, 1):
         tag = f"{run_id}.{seq}"
         tail = urlencode([(PARAM, tag)], quote_via=quote, safe="")
         target = f"{p}?{query}&{tail}" if query else f"{p}?{tail}"
+        auth = category == BURST_AUTH
         probes.append(
             Probe(
                 category=category,
-                method="GET",
+                method=auth_method if auth else "GET",
+                body=auth_body if auth else b"",
                 target=target,
                 headers=(*headers, (HEADER, run_id)),
                 seq=seq,
