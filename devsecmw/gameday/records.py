@@ -126,70 +126,88 @@ def metric_points_from_protobuf(payload: bytes) -> list[Record]:
 
 
 # --------------------------------------------------------------------------- OTLP JSON
-def _json_value(value: Mapping[str, Any]) -> Any:
-    if not isinstance(value, Mapping):
-        return None
+# Files are read as they come: every field may be missing or of another type, and a
+# strange line decodes to what it holds rather than stopping the reader.
+def _d(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _json_value(value: Any) -> Any:
+    value = _d(value)
     for key in ("stringValue", "boolValue", "doubleValue"):
         if key in value:
-            return value[key]
+            v = value[key]
+            return v if isinstance(v, str | bool | int | float) else None
     if "intValue" in value:  # int64 is a string in the JSON mapping
         try:
             return int(value["intValue"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
     if "arrayValue" in value:
-        return [_json_value(v) for v in (value["arrayValue"] or {}).get("values") or ()]
+        return [_json_value(v) for v in _l(_d(value["arrayValue"]).get("values"))]
     if "kvlistValue" in value:
-        return _json_attrs((value["kvlistValue"] or {}).get("values") or ())
+        return _json_attrs(_d(value["kvlistValue"]).get("values"))
     if "bytesValue" in value:
         return str(value["bytesValue"])
     return None
 
 
-def _json_attrs(kvs: Iterable[Any]) -> dict[str, Any]:
-    return {str(kv.get("key")): _json_value(kv.get("value") or {}) for kv in kvs if isinstance(kv, Mapping)}
+def _json_attrs(kvs: Any) -> dict[str, Any]:
+    return {
+        str(_d(kv).get("key")): _json_value(_d(kv).get("value")) for kv in _l(kvs) if isinstance(kv, Mapping)
+    }
 
 
 def _nanos(value: Any) -> float:
     try:
         return int(value) / 1e9
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
 
 
 def _code(value: Any, names: Mapping[int, str], prefix: str) -> str:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return names.get(value, names[0])
-    text = str(value or "")
+    text = value if isinstance(value, str) else ""
     return text[len(prefix) :] if text.startswith(prefix) else (text or names[0])
+
+
+def _hex(value: Any) -> str:
+    return value.lower() if isinstance(value, str) else ""
 
 
 def from_otlp_json(doc: Mapping[str, Any]) -> list[Record]:
     """Span records of an ``ExportTraceServiceRequest`` in the OTLP JSON mapping."""
     out: list[Record] = []
-    for rs in doc.get("resourceSpans") or ():
-        service = str(_json_attrs((rs.get("resource") or {}).get("attributes") or ()).get("service.name", ""))
-        for ss in rs.get("scopeSpans") or ():
-            for span in ss.get("spans") or ():
+    for rs in _l(_d(doc).get("resourceSpans")):
+        rs = _d(rs)
+        service = str(_json_attrs(_d(rs.get("resource")).get("attributes")).get("service.name", ""))
+        for ss in _l(rs.get("scopeSpans")):
+            for span in _l(_d(ss).get("spans")):
+                span = _d(span)
                 out.append(
                     {
-                        "trace_id": str(span.get("traceId") or "").lower(),
-                        "span_id": str(span.get("spanId") or "").lower(),
-                        "parent_span_id": str(span.get("parentSpanId") or "").lower(),
+                        "trace_id": _hex(span.get("traceId")),
+                        "span_id": _hex(span.get("spanId")),
+                        "parent_span_id": _hex(span.get("parentSpanId")),
                         "name": str(span.get("name") or ""),
                         "kind": _code(span.get("kind"), _KINDS, "SPAN_KIND_"),
                         "service": service,
                         "start_time": _nanos(span.get("startTimeUnixNano")),
                         "end_time": _nanos(span.get("endTimeUnixNano")),
-                        "status": _code((span.get("status") or {}).get("code"), _STATUS, "STATUS_CODE_"),
-                        "attributes": _json_attrs(span.get("attributes") or ()),
+                        "status": _code(_d(span.get("status")).get("code"), _STATUS, "STATUS_CODE_"),
+                        "attributes": _json_attrs(span.get("attributes")),
                         "events": [
                             {
-                                "name": str(e.get("name") or ""),
-                                "time": _nanos(e.get("timeUnixNano")),
-                                "attributes": _json_attrs(e.get("attributes") or ()),
+                                "name": str(_d(e).get("name") or ""),
+                                "time": _nanos(_d(e).get("timeUnixNano")),
+                                "attributes": _json_attrs(_d(e).get("attributes")),
                             }
-                            for e in span.get("events") or ()
+                            for e in _l(span.get("events"))
                         ],
                     }
                 )
@@ -240,8 +258,11 @@ def parse_line(doc: Any) -> list[Record]:
         return []
     if "resourceSpans" in doc:
         return from_otlp_json(doc)
-    if "trace_id" in doc and isinstance(doc.get("attributes", {}), Mapping):
-        return [dict(doc)]
+    if isinstance(doc.get("trace_id"), str) and isinstance(doc.get("attributes", {}), Mapping):
+        record = dict(doc)
+        record["attributes"] = dict(doc.get("attributes") or {})
+        record["events"] = [e for e in _l(doc.get("events")) if isinstance(e, Mapping)]
+        return [record]
     return []
 
 
