@@ -578,11 +578,13 @@ def event_attributes(span_events: Iterable[Any]) -> list[Mapping[str, Any]]:
 __all__ = [
     "ATTR_BLOCKED",
     "ATTR_CLASSIFICATION",
+    "ATTR_GAMEDAY_RUN_ID",
     "ATTR_SCORE",
     "ATTR_TYPES",
     "EVENT_NAME",
     "SpanHandle",
     "Telemetry",
     "event_attributes",
+    "gameday_run_id",
     "normalize_method",
 ]
