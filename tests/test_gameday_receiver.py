@@ -154,9 +154,11 @@ def test_bad_and_oversized_bodies_are_refused(receiver: Receiver, monkeypatch: p
     status, body = _post(receiver, "/v1/traces", bomb, {"Content-Encoding": "gzip"})
     assert status == 400 and b"decompressed" in body
     assert _post(receiver, "/v1/traces", b"not gzip", {"Content-Encoding": "gzip"})[0] == 400
+    chunked = {"Transfer-Encoding": "chunked"}
+    assert _post(receiver, "/v1/traces", b"0\r\n\r\n", chunked)[0] == 411  # never read as empty
     assert _post(receiver, "/elsewhere", b"", {})[0] == 404
     assert _post(receiver, "/v1/logs", b"", {})[0] == 200  # accepted, ignored
-    assert receiver.snapshot() == ([], []) and receiver.rejected == 4
+    assert receiver.snapshot() == ([], []) and receiver.rejected == 5
 
 
 def test_the_receiver_keeps_a_bounded_number_of_spans(

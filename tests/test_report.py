@@ -134,6 +134,20 @@ def test_load_reads_span_records_otlp_json_and_gameday_documents(tmp_path: Path)
         f"{i:032x}" for i in (10, 11)
     ]
     assert [g["run_id"] for g in gamedays] == ["gd-1"]
+    # A compact gameday document is a JSON line like any other.
+    compact = tmp_path / "compact.jsonl"
+    compact.write_text(json.dumps(doc) + "\n" + json.dumps(sample()[0]) + "\n")
+    spans, gamedays = load([compact])
+    assert len(gamedays) == 1 and len(spans) == 3
+
+
+def test_a_report_of_nothing_says_so() -> None:
+    page = render_html([])
+    assert "0 requests" in page and page.count('id="') >= 6
+    assert (
+        json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))["chart"]["series"]
+        == []
+    )  # type: ignore[union-attr]
 
 
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,6 @@ the tool grow without bound. Only what arrives is kept; nothing is forwarded.
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
@@ -136,6 +135,7 @@ class Receiver:
 class _Handler(BaseHTTPRequestHandler):
     owner: Receiver
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stall before its thread gives up
     server_version = "devsecmw-gameday"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -150,6 +150,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if self.headers.get("Transfer-Encoding"):  # every OTLP exporter sends a Content-Length
+            self.close_connection = True
+            self.owner.rejected += 1
+            return self._reply(411, b"Content-Length required", "text/plain")
         try:
             length = int(self.headers.get("Content-Length") or "0")
         except ValueError:
@@ -181,4 +185,4 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-__all__ = ["MAX_BODY", "Receiver", "ReceiverError", "gzip"]
+__all__ = ["MAX_BODY", "Receiver", "ReceiverError"]

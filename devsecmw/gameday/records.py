@@ -266,22 +266,27 @@ def parse_line(doc: Any) -> list[Record]:
     return []
 
 
-def iter_file(path: str | Path) -> Iterator[Record]:
-    """Span records of a ``.jsonl`` file (span records and OTLP JSON lines may mix)."""
-    n = 0
+def iter_json_lines(path: str | Path) -> Iterator[Any]:
+    """The JSON value of each non-empty line of a file (bounded line length)."""
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or len(line) > MAX_LINE:
                 continue
             try:
-                doc = json.loads(line)
+                yield json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
-            for record in parse_line(doc):
-                yield record
-                n += 1
-                if n >= MAX_RECORDS:
-                    return
+
+
+def iter_file(path: str | Path) -> Iterator[Record]:
+    """Span records of a ``.jsonl`` file (span records and OTLP JSON lines may mix)."""
+    n = 0
+    for doc in iter_json_lines(path):
+        for record in parse_line(doc):
+            yield record
+            n += 1
+            if n >= MAX_RECORDS:
+                return
 
 
 def dump(records: Iterable[Record], path: str | Path) -> int:
@@ -302,6 +307,7 @@ __all__ = [
     "from_protobuf",
     "from_sdk",
     "iter_file",
+    "iter_json_lines",
     "metric_points_from_protobuf",
     "parse_line",
 ]

@@ -27,13 +27,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..gameday.records import Record, iter_file, parse_line
+from ..gameday.records import Record, iter_json_lines, parse_line
 from ..signals import ATTACK_TYPES
 
 MAX_ROUTES = 6  # lines on the chart; the rest are summed into "other routes"
 MAX_ROWS = 50  # rows per table
 BUCKETS = 24
-_MAX_WHOLE_FILE = 256 * 1024 * 1024
+_MAX_WHOLE_FILE = 64 * 1024 * 1024  # larger files are read line by line
 _NICE_STEPS = (
     0.05,
     0.1,
@@ -61,28 +61,32 @@ _NICE_STEPS = (
 
 # --------------------------------------------------------------------------- inputs
 def load(paths: Sequence[str | Path]) -> tuple[list[Record], list[dict[str, Any]]]:
-    """Span records and game-day documents of the input files."""
+    """Span records and game-day documents of the input files.
+
+    A file is one JSON document (a gameday ``--json``, an OTLP JSON export) or JSON lines
+    (span records, OTLP JSON exports, compact gameday documents), in any mix.
+    """
     spans: list[Record] = []
     gamedays: list[dict[str, Any]] = []
-    for path in paths:
-        p = Path(path)
-        doc: Any = None
-        if p.stat().st_size <= _MAX_WHOLE_FILE:
-            with open(p, "rb") as fh:
-                head = fh.read(1 << 16).lstrip()
-            if head.startswith(b"{") and b"\n" in head and head.split(b"\n", 1)[0].strip() == b"{":
-                # An indented document (a gameday --json), not JSON lines.
-                try:
-                    doc = json.loads(p.read_bytes())
-                except ValueError as exc:
-                    raise ValueError(f"{p}: not JSON: {exc}") from None
+
+    def add(doc: Any) -> None:
         if isinstance(doc, dict) and "devsecmw_gameday" in doc:
             gamedays.append(doc)
-            spans.extend(r for r in doc.get("spans") or () if isinstance(r, dict))
-        elif doc is not None:
-            spans.extend(parse_line(doc))
+            spans.extend(r for s in doc.get("spans") or () for r in parse_line(s))
         else:
-            spans.extend(iter_file(p))
+            spans.extend(parse_line(doc))
+
+    for path in paths:
+        p = Path(path)
+        if p.stat().st_size <= _MAX_WHOLE_FILE:
+            text = p.read_bytes()
+            try:
+                add(json.loads(text))
+                continue
+            except ValueError:
+                pass  # not one document: JSON lines
+        for doc in iter_json_lines(p):
+            add(doc)
     return spans, gamedays
 
 
@@ -419,6 +423,8 @@ def render_html(
 def write_report(inputs: Sequence[str | Path], output: str | Path, title: str | None = None) -> Path:
     """Read ``inputs``, write the page to ``output``; returns its path."""
     spans, gamedays = load(inputs)
+    if title is None and len(gamedays) == 1:
+        title = f"devsecmw game day {gamedays[0].get('run_id', '')}"
     page = render_html(spans, gamedays, title)
     out = Path(output)
     out.write_text(page, encoding="utf-8")
