@@ -90,7 +90,7 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def serve(kind: str, server: str, receiver_port: int, tmp: Path) -> Iterator[str]:
+def serve(kind: str, server: str, receiver_port: int, tmp: Path, mode: str = "monitor") -> Iterator[str]:
     (tmp / "boot.py").write_text(BOOT)
     port = free_port()
     env = {
@@ -103,6 +103,7 @@ def serve(kind: str, server: str, receiver_port: int, tmp: Path) -> Iterator[str
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "DEVSECMW_TIME_BUDGET": "1.0",  # detection, not speed, is under test on a loaded machine
+        "DEVSECMW_MODE": mode,
     }
     if server == "gunicorn":
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
@@ -197,3 +198,20 @@ def test_an_app_without_devsecmw_fails_naming_the_missing_categories(
     # The spans did arrive (OpenTelemetry's middleware made them): none carried a verdict.
     assert doc["received"]["spans"] > 0
     assert not any(r["seen"] for r in doc["requests"])
+
+
+def test_in_block_mode_the_scorecard_counts_blocked_requests(tmp_path: Path) -> None:
+    receiver_port = free_port()
+    with serve("flask_app", "gunicorn", receiver_port, tmp_path, mode="block") as target:
+        args = ["--path", "/search", "--auth-path", "/login", "--wait", "30"]
+        code, doc = _gameday(target, receiver_port, tmp_path, *args)
+    assert code == 0 and doc["missing"] == []  # blocked or not, every category arrived
+    rows = {r["category"]: r for r in doc["categories"]}
+    assert rows["sqli"]["blocked"] == rows["sqli"]["sent"] == rows["sqli"]["statuses"]["403"]
+    assert sum(rows[c]["blocked"] for c in ATTACK_TYPES) >= len(ATTACK_TYPES) // 2
+    assert all(r["blocked"] <= r["sent"] for r in rows.values())
+    # The bursts go first, before the attacks get the client flagged (and blocked).
+    assert rows["http_404"]["blocked"] == 0 and rows["http_404"]["right_type"] == 5
+    assert rows["auth_failure"]["blocked"] == 0 and rows["auth_failure"]["right_type"] == 5
+    blocked = [r for r in doc["requests"] if r["blocked"]]
+    assert blocked and all(r["status"] == 403 for r in blocked)

@@ -265,3 +265,15 @@ def test_prometheus_mode_reports_the_category_that_did_not_grow(
     assert "missing: " in capsys.readouterr().out
     rows = {r["category"]: r for r in doc["categories"]}
     assert rows["sqli"]["right_type"] == 2 and rows["xss"]["right_type"] == 0
+
+
+def test_a_burst_blocked_by_devsecmw_is_not_required() -> None:
+    outcomes = _outcomes(**{suite.BURST_AUTH: 403})
+    for o in outcomes:
+        o.blocked = o.probe.category == suite.BURST_AUTH  # devsecmw's block response, not the app's 403
+    rows = {r.category: r for r in scorecard.from_spans(outcomes, [], RUN_ID)}
+    assert not rows[suite.BURST_AUTH].required and rows[suite.BURST_AUTH].blocked == 2
+    for o in outcomes:
+        o.blocked = False  # the application's own 403
+    rows = {r.category: r for r in scorecard.from_spans(outcomes, [], RUN_ID)}
+    assert rows[suite.BURST_AUTH].required and not rows[suite.BURST_AUTH].ok

@@ -118,14 +118,17 @@ def match(probes: Sequence[Probe], spans: Iterable[Record], run_id: str) -> dict
 
 def _rows(outcomes: Sequence[Outcome]) -> dict[str, Row]:
     rows: dict[str, Row] = {}
+    answered: dict[str, set[int]] = {}
     for o in outcomes:
         row = rows.setdefault(o.probe.category, Row(o.probe.category))
         row.sent += 1
         row.statuses[o.status if o.status is not None else 0] += 1
         row.blocked += o.blocked
+        if not o.blocked and o.status is not None:  # devsecmw's own 403 is not the app's answer
+            answered.setdefault(o.probe.category, set()).add(o.status)
     for cat, row in rows.items():
         if cat in _EXPECTED:
-            row.required = any(s in _EXPECTED[cat] for s in row.statuses)
+            row.required = bool(answered.get(cat, set()) & _EXPECTED[cat])
     return rows
 
 

@@ -168,7 +168,8 @@ def build(
     burst: int = 10,
     auth_path: str | None = None,
 ) -> list[Probe]:
-    """The whole suite, in sending order: every attack payload, then the bursts.
+    """The whole suite, in sending order: the 404 and auth bursts, every attack payload, the
+    scanner burst.
 
     ``burst`` requests each for the scanner, 404 and auth-failure bursts. The auth burst
     sends a wrong bearer token: a GET of ``path``, or, with ``auth_path`` (a login form),
@@ -179,6 +180,13 @@ def build(
     if not path.startswith("/"):
         raise ValueError(f"path must start with '/', got {path!r}")
     rows: list[tuple[str, str, tuple[tuple[str, str], ...], str]] = []  # category, path, headers, params
+    # The anomaly bursts first: in block mode a client flagged for the attacks would have them
+    # blocked before the application could answer 404 or 401.
+    for i in range(burst):
+        rows.append((BURST_404, _leaf_path(path, f"devsecmw-gameday-missing-{i}"), (), ""))
+    for i in range(burst):
+        bad = (("Authorization", f"Bearer devsecmw-gameday-invalid-{i}"),)
+        rows.append((BURST_AUTH, auth_path or path, bad, ""))
     for category in sorted(payloads()):
         for params, headers, leaf in payloads()[category]:
             p = _leaf_path(path, leaf) if leaf else path
@@ -186,11 +194,6 @@ def build(
     for i in range(burst):
         agent = SCANNER_AGENTS[i % len(SCANNER_AGENTS)]
         rows.append(("scanner", path, (("User-Agent", agent),), _encode((("q", f"probe{i}"),))))
-    for i in range(burst):
-        rows.append((BURST_404, _leaf_path(path, f"devsecmw-gameday-missing-{i}"), (), ""))
-    for i in range(burst):
-        bad = (("Authorization", f"Bearer devsecmw-gameday-invalid-{i}"),)
-        rows.append((BURST_AUTH, auth_path or path, bad, ""))
     auth_method, auth_body = ("POST", AUTH_FORM) if auth_path else ("GET", b"")
     probes = []
     for seq, (category, p, headers, query) in enumerate(rows, 1):
