@@ -90,8 +90,16 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def serve(kind: str, server: str, receiver_port: int, tmp: Path, mode: str = "monitor") -> Iterator[str]:
-    (tmp / "boot.py").write_text(BOOT)
+def serve(
+    kind: str,
+    server: str,
+    receiver_port: int,
+    tmp: Path,
+    mode: str = "monitor",
+    boot: str = BOOT,
+    **env_extra: str,
+) -> Iterator[str]:
+    (tmp / "boot.py").write_text(boot)
     port = free_port()
     env = {
         **os.environ,
@@ -104,6 +112,7 @@ def serve(kind: str, server: str, receiver_port: int, tmp: Path, mode: str = "mo
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "DEVSECMW_TIME_BUDGET": "1.0",  # detection, not speed, is under test on a loaded machine
         "DEVSECMW_MODE": mode,
+        **env_extra,
     }
     if server == "gunicorn":
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
