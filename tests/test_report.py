@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devsecmw.cli import main
 from devsecmw.report import load, render_html, summarize
@@ -254,3 +256,40 @@ def test_the_demo_ends_by_writing_the_report(
     data = re.search(r'id="report-data">(.*?)</script>', page, re.S)
     assert data is not None and json.loads(data.group(1))["chart"]["series"]
     assert "40 requests" in page
+
+
+ANY = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.lists(st.text(max_size=4))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attrs=st.fixed_dictionaries(
+        {"devsecmw.classification": ANY},
+        optional={
+            "http.route": ANY,
+            "http.request.method": ANY,
+            "http.response.status_code": ANY,
+            "devsecmw.signal.types": ANY,
+            "devsecmw.blocked": ANY,
+            "client.address": ANY,
+        },
+    ),
+    start=ANY,
+    card=st.fixed_dictionaries(
+        {}, optional={"categories": st.lists(st.dictionaries(st.text(max_size=8), ANY)), "missing": ANY}
+    ),
+)
+def test_any_span_record_or_scorecard_renders(
+    attrs: dict[str, Any], start: Any, card: dict[str, Any]
+) -> None:
+    """Files are read as they come: odd values render as text, never stop the report."""
+    record = {"trace_id": "a" * 32, "start_time": start, "attributes": attrs, "events": []}
+    page = render_html([record, span(1, "/x", "attack", ("sqli",))], [{"devsecmw_gameday": 1, **card}])
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")

@@ -70,9 +70,10 @@ class Row:
 def span_types(record: Mapping[str, Any]) -> set[str]:
     """Signal types of a span record: its ``devsecmw.signal.types`` and its signal events."""
     attrs = record.get("attributes") or {}
-    types = {str(t) for t in attrs.get("devsecmw.signal.types") or ()}
+    listed = attrs.get("devsecmw.signal.types")
+    types = {str(t) for t in listed} if isinstance(listed, list | tuple) else set()
     for e in record.get("events") or ():
-        if e.get("name") == "devsecmw.signal":
+        if isinstance(e, Mapping) and e.get("name") == "devsecmw.signal":
             t = (e.get("attributes") or {}).get("devsecmw.signal.type")
             if t:
                 types.add(str(t))

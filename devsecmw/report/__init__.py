@@ -98,11 +98,13 @@ def _attrs(r: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _types(r: Mapping[str, Any]) -> list[str]:
     seen: dict[str, None] = {}
-    for t in _attrs(r).get("devsecmw.signal.types") or ():
+    listed = _attrs(r).get("devsecmw.signal.types")
+    for t in listed if isinstance(listed, list | tuple) else ():
         seen[str(t)] = None
-    for e in r.get("events") or ():
+    events = r.get("events")
+    for e in events if isinstance(events, list) else ():
         if isinstance(e, Mapping) and e.get("name") == "devsecmw.signal":
-            t = (e.get("attributes") or {}).get("devsecmw.signal.type")
+            t = _attrs(e).get("devsecmw.signal.type")
             if t:
                 seen[str(t)] = None
     return list(seen)
@@ -110,10 +112,13 @@ def _types(r: Mapping[str, Any]) -> list[str]:
 
 def _status(a: Mapping[str, Any]) -> int | None:
     s = a.get("http.response.status_code", a.get("http.status_code"))
-    try:
-        return int(s) if s is not None else None
-    except (TypeError, ValueError):
+    if isinstance(s, bool) or not isinstance(s, int | str):
         return None
+    try:
+        status = int(s)
+    except ValueError:
+        return None
+    return status if 100 <= status <= 999 else None
 
 
 def _route(a: Mapping[str, Any]) -> str:
@@ -124,9 +129,10 @@ def _route(a: Mapping[str, Any]) -> str:
 
 def _num(value: Any) -> float:
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+    return number if math.isfinite(number) and abs(number) < 1e11 else 0.0  # a time or a count
 
 
 def _step(span_s: float) -> float:
@@ -296,6 +302,8 @@ def _td(value: Any, cls: str = "") -> str:
 def _scorecard_html(doc: Mapping[str, Any]) -> str:
     rows = []
     for c in doc.get("categories") or ():
+        if not isinstance(c, Mapping):
+            continue
         ok = bool(c.get("ok"))
         required = bool(c.get("required", True))
         verdict = "ok" if ok and required else ("not checked" if ok else "MISSING")
@@ -307,11 +315,11 @@ def _scorecard_html(doc: Mapping[str, Any]) -> str:
                 _td(c.get("seen"), "n"),
                 _td(c.get("right_type"), "n"),
                 _td(c.get("blocked"), "n"),
-                _td("-" if appear is None else f"{appear:.1f} s", "n"),
+                _td("-" if appear is None else f"{_num(appear):.1f} s", "n"),
                 f'<td class="{"good" if ok else "bad"}">{_e(verdict)}</td>',
             ]
         )
-    missing = doc.get("missing") or []
+    missing = doc.get("missing") if isinstance(doc.get("missing"), list) else []
     status = (
         f'<p class="bad">missing: {_e(", ".join(map(str, missing)))}</p>'
         if missing
