@@ -7,10 +7,7 @@
   ``devsecmw report``.
 - :mod:`.scorecard`: sent, seen, right type, time to appear, blocked, per category.
 - :mod:`.run`: target checks (loopback or ``--allow-host`` only), bounded sending, waiting.
+- :mod:`.command`: the ``gameday`` and ``report`` subcommands.
+
+Nothing is imported here: ``devsecmw --help`` stays as fast as before.
 """
-
-from __future__ import annotations
-
-from .run import Options, UsageError, run
-
-__all__ = ["Options", "UsageError", "run"]
