@@ -115,6 +115,10 @@ class Receiver:
             self.dropped += max(len(points) - max(room, 0), 0)
             self._arrived.notify_all()
 
+    def reject(self) -> None:
+        with self._lock:
+            self.rejected += 1
+
     def snapshot(self) -> tuple[list[Record], list[Record]]:
         with self._lock:
             return list(self.spans), list(self.points)
@@ -152,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if self.headers.get("Transfer-Encoding"):  # every OTLP exporter sends a Content-Length
             self.close_connection = True
-            self.owner.rejected += 1
+            self.owner.reject()
             return self._reply(411, b"Content-Length required", "text/plain")
         try:
             length = int(self.headers.get("Content-Length") or "0")
@@ -160,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             length = -1
         if not 0 <= length <= MAX_BODY:
             self.close_connection = True
-            self.owner.rejected += 1
+            self.owner.reject()
             return self._reply(413, b"body too large or without Content-Length", "text/plain")
         data = self.rfile.read(length)
         json_body = (self.headers.get("Content-Type") or "").split(";")[
@@ -177,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path != "/v1/logs":
                 return self._reply(404, b"not found", "text/plain")
         except (ValueError, AttributeError, TypeError) as exc:
-            self.owner.rejected += 1
+            self.owner.reject()
             return self._reply(400, str(exc)[:200].encode(), "text/plain")
         # An empty Export*ServiceResponse: zero bytes in protobuf, {} in JSON.
         self._reply(
