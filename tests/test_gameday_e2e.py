@@ -110,6 +110,7 @@ def serve(
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver_port}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2",  # the receiver stops first: a last export gives up soon
         "DEVSECMW_TIME_BUDGET": "1.0",  # detection, not speed, is under test on a loaded machine
         "DEVSECMW_MODE": mode,
         **env_extra,
