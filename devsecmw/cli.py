@@ -3,6 +3,8 @@
 - ``devsecmw demo``: a demo shop behind devsecmw, traffic, and a summary of the telemetry.
 - ``devsecmw rules list`` / ``devsecmw rules validate FILE...``: the rule set.
 - ``devsecmw scan FILE.jsonl...``: replay recorded requests through the engine, offline.
+- ``devsecmw gameday --target URL``: a safe attack suite against a running service, and a scorecard.
+- ``devsecmw report FILE``: spans or a gameday run as one self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import unquote_to_bytes
 
 from . import __version__
 from .demo import DEFAULT_REQUESTS  # no third-party import: the demo's modules load lazily
+from .gameday.command import add_parsers as add_gameday_parsers
 
 if TYPE_CHECKING:
     from .request import HttpRequest
@@ -56,6 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             port=args.port,
             color=_wants_color(sys.stdout, args.no_color),
+            report=args.report,
         )
     except ServerError as exc:
         hint = " (pick another --port, or 0 for any free port)" if args.port else ""
@@ -281,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="seed of the traffic mix (default 1)")
     demo.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
     demo.add_argument("--no-color", action="store_true", help="plain text output")
+    demo.add_argument(
+        "--report", metavar="FILE", help="where the HTML report goes (default: a new file in the temp dir)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     rules = sub.add_parser("rules", help="list or validate detection rules")
@@ -309,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
     scan.set_defaults(func=cmd_scan)
+    add_gameday_parsers(sub)
     return parser
 
 

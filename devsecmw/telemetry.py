@@ -84,6 +84,10 @@ ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
 ATTR_ATTACK_TYPE = "devsecmw.attack.type"
 #: A signal's own kind, ``attack`` or ``anomaly`` (the request's class is ``devsecmw.classification``).
 ATTR_SIGNAL_KIND = "devsecmw.signal.kind"
+#: The run id of a ``devsecmw gameday`` request (its ``X-Devsecmw-Gameday`` header), when well formed.
+ATTR_GAMEDAY_RUN_ID = "devsecmw.gameday.run_id"
+GAMEDAY_HEADER = "x-devsecmw-gameday"
+_RUN_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class _HeaderGetter(Getter[Sequence[tuple[str, str]]]):
@@ -178,6 +182,16 @@ def primary_attack_type(signals: Iterable[Signal]) -> str | None:
         if best is None or rank > best:
             best, best_type = rank, t
     return best_type
+
+
+def gameday_run_id(request: HttpRequest) -> str | None:
+    """The game-day run id a request carries, or ``None``: 1 to 64 of ``A-Z a-z 0-9 . _ -``,
+    starting with a letter or digit. Anyone can send the header: it labels a span, it
+    exempts nothing; anything else (too long, repeated, other characters) is ignored."""
+    value = request.header(GAMEDAY_HEADER)
+    if value is None or not 0 < len(value) <= 64 or not value[0].isalnum():
+        return None
+    return value if _RUN_ID_CHARS.issuperset(value) else None
 
 
 def normalize_method(method: str) -> str:
@@ -559,6 +573,9 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
+            run_id = gameday_run_id(request)
+            if run_id is not None:
+                summary[ATTR_GAMEDAY_RUN_ID] = run_id
             if not handle.owned and request.client_address and request.peer_address != request.client_address:
                 # Resolved through configured trusted proxies: more reliable than a naive reading.
                 summary["client.address"] = request.client_address
@@ -670,12 +687,14 @@ def event_attributes(span_events: Iterable[Any]) -> list[Mapping[str, Any]]:
 __all__ = [
     "ATTR_BLOCKED",
     "ATTR_CLASSIFICATION",
+    "ATTR_GAMEDAY_RUN_ID",
     "ATTR_SCORE",
     "ATTR_TYPES",
     "EVENT_NAME",
     "SpanHandle",
     "Telemetry",
     "event_attributes",
+    "gameday_run_id",
     "normalize_method",
     "primary_attack_type",
 ]

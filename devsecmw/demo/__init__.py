@@ -8,12 +8,15 @@ SDK, the OTLP http exporter, Starlette, uvicorn and httpx.
 - :mod:`.otel`: the SDK (in memory; OTLP too when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set).
 - :mod:`.server`: uvicorn on 127.0.0.1 in a thread.
 - :mod:`.summary`: finished spans and metrics to a terminal summary.
+
+It ends by writing the same spans as an HTML page (:mod:`devsecmw.report`) and printing its path.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 DEFAULT_REQUESTS = 250
@@ -25,9 +28,11 @@ def run_demo(
     port: int = 0,
     color: bool = False,
     out: TextIO | None = None,
+    report: str | None = None,
 ) -> int:
     """Run the demo end to end and print the summary; returns the process exit code.
 
+    ``report``: where the HTML report goes (default: a new file in the temporary directory).
     Raises :class:`~devsecmw.demo.server.ServerError` when the server cannot start.
     """
     import httpx
@@ -68,11 +73,37 @@ def run_demo(
         out.flush()
     finally:
         tele.shutdown()
+    try:
+        path = _write_report(spans, report, f"devsecmw demo: {len(sent)} requests (seed {seed})")
+    except OSError as exc:
+        print(f"devsecmw demo: cannot write the report: {exc}", file=sys.stderr)
+        return 1
+    out.write(f"\nreport: {path}\n")
+    out.flush()
     answered = sum(1 for s in sent if s.status is not None)
     if probes and not answered:
         print(f"devsecmw demo: no request got a response ({sent[0].error})", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_report(spans: Sequence[object], path: str | None, title: str) -> str:
+    """The demo's spans as an HTML page; a fresh file in the temporary directory by default."""
+    import os
+    import tempfile
+
+    from ..gameday.records import from_sdk
+    from ..report import render_html
+
+    page = render_html(from_sdk(spans), title=title)
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="devsecmw-demo-", suffix=".html")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    return os.path.abspath(path)
 
 
 __all__ = ["DEFAULT_REQUESTS", "run_demo"]
