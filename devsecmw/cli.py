@@ -317,7 +317,58 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
     scan.set_defaults(func=cmd_scan)
     add_gameday_parsers(sub)
+
+    tune = sub.add_parser(
+        "tune",
+        help="propose exclusions for the noisiest benign-looking locations",
+        description="Reads span records / OTLP JSON lines (gameday --save, the Collector's file "
+        "exporter) or 'devsecmw scan --json' output. See devsecmw.tune for the heuristic.",
+    )
+    tune.add_argument("files", nargs="+", metavar="FILE.jsonl")
+    tune.add_argument("--min-count", type=_positive, default=10, help="requests a location fired on (10)")
+    tune.add_argument(
+        "--min-share", type=_fraction, default=0.02, help="share of its route's requests (0.02)"
+    )
+    tune.add_argument("--quiet", type=_fraction, default=0.9, help="share alone and not 5xx (0.9)")
+    tune.add_argument("--limit", type=_positive, default=20, help="proposals at most (20)")
+    tune.add_argument("--format", choices=("table", "toml", "json"), default="table")
+    tune.set_defaults(func=cmd_tune)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from . import tune
+
+    try:
+        proposals = tune.propose(
+            tune.read(args.files), args.min_count, args.min_share, args.quiet, args.limit
+        )
+    except (OSError, ValueError) as exc:
+        print(f"devsecmw tune: {exc}", file=sys.stderr)
+        return 1
+    render = {"table": tune.as_table, "toml": tune.as_toml, "json": tune.as_json}[args.format]
+    print(render(proposals))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
