@@ -134,7 +134,8 @@ def test_labeled_benign_scan_rows_are_always_proposed(
     scan = tmp_path / "scan.jsonl"
     rows = [
         {"id": "b1", "expect": "benign", "classification": "attack", "score": 5,
-         "signals": [{"type": "sqli", "location": "body:json:items.3.note", "rule": "942100", "evidence": "x"}]},
+         "signals": [{"type": "sqli", "location": "body:json:items.3.note", "rule": "942100",
+                      "evidence": "x"}]},
         {"id": "a1", "expect": "attack", "classification": "attack", "score": 5,
          "signals": [{"type": "xss", "location": "query:q", "rule": "941100", "evidence": "y"}]},
         {"id": "b2", "expect": "benign", "classification": "anomaly", "score": 2,
