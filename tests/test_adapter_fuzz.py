@@ -36,7 +36,7 @@ from devsecmw.wsgi import SecurityMiddleware as WsgiMiddleware
 pytestmark = pytest.mark.internal_errors_expected  # checked per example below, by type
 
 FUZZ = settings(
-    max_examples=200,
+    max_examples=300,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -636,3 +636,134 @@ def test_wsgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck) -> N
 
     check()
     assert otel.server_spans(), "the fuzzed requests were inspected"
+
+
+# =========================================================================== Django (WSGI)
+def django_view(plan: WsgiPlan, run: WsgiRun) -> Any:
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    def fail(where: str) -> None:
+        exc = AppError(f"view failed {where}")
+        run.raised.append(exc)
+        raise exc
+
+    def view(request: Any) -> Any:
+        read = b""
+        for op, n in plan.reads:
+            try:
+                if op == "read":
+                    data: Any = request.read(n) if n >= 0 else request.read()
+                elif op == "readline":
+                    data = request.readline(n) if n >= 0 else request.readline()
+                elif op == "readlines":
+                    data = request.readlines()
+                else:
+                    data = [line for _, line in zip(range(n), request, strict=False)]
+            except Exception as exc:  # UnreadablePostError over the stream's ConnectionResetError
+                run.reads.append((op, repr(exc)))
+                break
+            run.reads.append((op, data))
+            read += data if isinstance(data, bytes) else b"".join(data)
+        if plan.raise_at == "before_start":
+            fail("before the response")
+        chunks = ([read] if plan.echo else []) + plan.chunks
+        status = int(plan.status[:3])
+
+        def gen() -> Iterator[bytes]:
+            for i, c in enumerate(chunks):
+                if plan.raise_at == "in_iteration" and i == len(chunks) // 2:
+                    fail("in iteration")
+                yield c
+
+        response: Any
+        if plan.kind in ("generator", "closing"):
+            response = StreamingHttpResponse(gen(), status=status)
+        else:
+            response = HttpResponse(b"".join(chunks), status=status)
+        for name, value in plan.headers:
+            response[name] = value
+        return response
+
+    return view
+
+
+def run_django(handler: Any, environ: dict[str, Any], stream: Stream, plan: WsgiPlan, run: WsgiRun) -> None:
+    """What Django's WSGI handler does around the middleware chain: call, iterate, close."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    environ = dict(environ)
+    environ["wsgi.input"] = stream
+    try:
+        request = WSGIRequest(environ)
+        response = handler(request)
+        run.starts.append((str(response.status_code), list(response.items())))
+        try:
+            for i, chunk in enumerate(response):
+                if plan.consume >= 0 and i >= plan.consume:
+                    break
+                run.out.append(chunk)
+        finally:
+            response.close()
+    except BaseException as exc:
+        run.exception = exc
+
+
+def test_django_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck) -> None:
+    pytest.importorskip("django")
+    import django_app
+
+    django_app.setup()
+    from devsecmw.django import SecurityMiddleware as DjangoMiddleware
+
+    mw = DjangoMiddleware(lambda r: None, **otel.providers, **OPTIONS)
+
+    @settings(FUZZ, max_examples=150)
+    @given(request=wsgi_requests(), plan=wsgi_plans(), fault=fault)
+    def check(request: tuple[dict[str, Any], bytes, int | None], plan: WsgiPlan, fault: str | None) -> None:
+        environ, data, fail_after = request
+        bare = WsgiRun()
+        run_django(django_view(plan, bare), environ, Stream(data, fail_after), plan, bare)
+        wrapped = WsgiRun()
+        with faults.around(fault):
+            mw.get_response = django_view(plan, wrapped)
+            run_django(mw, environ, Stream(data, fail_after), plan, wrapped)
+        assert wrapped.reads == bare.reads, "devsecmw changed what the view reads"
+        assert wrapped.starts == bare.starts
+        assert wrapped.out == bare.out, "devsecmw changed what the client receives"
+        if bare.exception is None:
+            assert wrapped.exception is None, f"devsecmw raised {wrapped.exception!r}"
+        else:
+            assert wrapped.exception is not None and repr(wrapped.exception) == repr(bare.exception)
+            if bare.raised:
+                assert wrapped.exception in wrapped.raised, "not the view's own exception"
+
+    check()
+    assert otel.server_spans(), "the fuzzed requests were inspected"
+
+
+# =========================================================================== fixed by the fuzzing
+def test_failure_after_span_end_does_not_end_it_twice(otel: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A metrics failure comes after the span ended: fail open without a second ``end()``
+    (the SDK logs a warning for each, i.e. a log line per request while the failure lasts)."""
+    fired = Fired()
+    mw = AsgiMiddleware(asgi_app(AsgiPlan(-1, 200, [], [b"ok"], "never", False), [], []), **otel.providers)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+    }
+    script = [{"type": "http.request", "body": b"", "more_body": False}]
+    with injected("metrics", fired), caplog.at_level("WARNING"):
+        run = run_asgi(mw, scope, script, AsgiRun())
+    assert fired.count == 1 and run.exception is None
+    assert [m["type"] for m in run.sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.body",
+    ]
+    assert len(otel.server_spans()) == 1
+    assert otel.error_count("finish", "Injected") == 1
+    assert not [r for r in caplog.records if "ended span" in r.getMessage()]
