@@ -330,6 +330,11 @@ JSON = b"Content-Type: application/json"
 FORM = b"Content-Type: application/x-www-form-urlencoded"
 
 
+def many_headers(server: Server) -> int:
+    """As many headers as the server takes: gunicorn refuses over 100, uvicorn counts bytes only."""
+    return 1000 if server.kind == "uvicorn" else 95
+
+
 def long_query(server: Server) -> int:
     """A query as long as the server takes: uvicorn's h11 caps the whole head at 16 KiB."""
     return 15_000 if server.kind == "uvicorn" else 100_000
@@ -355,8 +360,17 @@ SHAPES: dict[str, Callable[[Server], Shape]] = {
         request(b"/echo", headers=(b"X-Big: " + b"a" * (s.header_limit + 1000),))
     ),
     "many-headers": lambda s: one(
-        request(b"/echo", headers=tuple(b"X-H%d: v%d" % (i, i) for i in range(95)))
+        request(b"/echo", headers=tuple(b"X-H%d: v%d" % (i, i) for i in range(many_headers(s))))
     ),
+    "huge-cookie": lambda s: one(
+        request(
+            b"/echo", headers=(b"Cookie: " + b"; ".join(b"c%d=v" % i for i in range(s.header_limit // 10)),)
+        )
+    ),
+    "huge-user-agent": lambda s: one(
+        request(b"/echo", headers=(b"User-Agent: " + b"Mozilla/5.0 (" * (s.header_limit // 16),))
+    ),
+    "long-path": lambda s: one(request(b"/echo/" + b"a/" * (long_query(s) // 2))),
     "long-query": lambda s: one(request(b"/echo?q=" + b"a" * long_query(s))),
     "many-params-query": lambda s: one(
         request(b"/echo?" + b"&".join(b"p%d=%d" % (i, i) for i in range(long_query(s) // 10)))
@@ -404,6 +418,15 @@ SHAPES: dict[str, Callable[[Server], Shape]] = {
         + request(b"/echo?n=3")
     ),
     "http10": lambda s: one(b"GET /echo?x=1 HTTP/1.0\r\n\r\n"),
+    "duplicate-content-length": lambda s: one(
+        request(b"/echo", POST, (FORM, b"Content-Length: 3"), b"a=1")  # the same length twice
+    ),
+    "chunk-extensions-and-trailers": lambda s: one(
+        request(b"/echo", POST, (FORM, b"Transfer-Encoding: chunked"))
+        + b"3;ext=1\r\na=1\r\n4;x\r\n&b=2\r\n0\r\nX-Trailer: t\r\n\r\n"
+    ),
+    "odd-method": lambda s: one(request(b"/echo", b"PROPFIND")),
+    "long-method": lambda s: one(request(b"/echo", b"X" * 200)),
     "absolute-form": lambda s: one(request(b"http://example.test/echo?x=1")),
     "expect-100-continue": lambda s: Shape(
         [(request(b"/echo", POST, (FORM, b"Expect: 100-continue"), length=11), 0.05), (b"a=1&b=hello", 0)]
@@ -415,7 +438,8 @@ SHAPES: dict[str, Callable[[Server], Shape]] = {
 #: the app, and shapes every server refuses itself (the others depend on the server's parser).
 REACHES_APP = {
     *("utf8-path-pct", "utf8-query-pct", "utf8-body-json", "utf8-body-form", "nul-path-query", "nul-body"),
-    *("huge-header", "many-headers", "long-query", "many-params-query", "many-params-body", "slow-body"),
+    *("huge-header", "many-headers", "huge-cookie", "huge-user-agent", "long-path", "long-query"),
+    *("many-params-query", "many-params-body", "slow-body"),
     *("deep-json-array", "deep-json-object", "many-multipart-parts", "billion-laughs", "eyJ-query"),
     *("pipelined", "http10", "absolute-form", "expect-100-continue"),
 }
