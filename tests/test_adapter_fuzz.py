@@ -37,7 +37,7 @@ from devsecmw.wsgi import SecurityMiddleware as WsgiMiddleware
 pytestmark = pytest.mark.internal_errors_expected  # checked per example below, by type
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=250,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -136,18 +136,24 @@ def body_script(draw: st.DrawFn) -> tuple[bytes, list[bytes], str]:
 
 
 # --------------------------------------------------------------------------- faults
-FAULTS: dict[str, tuple[str, str]] = {
-    "detector": ("devsecmw.engine.engine.Engine", "inspect"),
-    "span_start": ("devsecmw.telemetry.Telemetry", "start"),
-    "span_finish": ("devsecmw.telemetry.Telemetry", "finish"),
-    "record_signal": ("devsecmw.telemetry.Telemetry", "_record_signals"),
-    "metrics": ("devsecmw.telemetry.Telemetry", "_metrics"),
-    "body_parse": ("devsecmw.request.HttpRequest", "parsed_body"),
-    "add_body": ("devsecmw.request.HttpRequest", "add_body"),
-    "sniffer": ("devsecmw.leaks.Sniffer", "feed"),
-    "leak_scan": ("devsecmw.leaks.LeakScanner", "scan_sniffed"),
-    "clients": ("devsecmw.clients.ClientTable", "observe"),
-    "decide": ("devsecmw.core.Inspection", "_decide"),
+#: Internal failure points: each name patches one or more ``(module[.Class], attribute)`` to raise.
+FAULTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "request_model": (("devsecmw.asgi", "from_asgi_scope"), ("devsecmw.wsgi", "from_wsgi_environ")),
+    "detector": (("devsecmw.engine.engine.Engine", "inspect"),),
+    "span_start": (("devsecmw.telemetry.Telemetry", "start"),),
+    "span_finish": (("devsecmw.telemetry.Telemetry", "finish"),),
+    "record_signal": (("devsecmw.telemetry.Telemetry", "_record_signals"),),
+    "metrics": (("devsecmw.telemetry.Telemetry", "_metrics"),),
+    "body_parse": (("devsecmw.request.HttpRequest", "parsed_body"),),
+    "add_body": (("devsecmw.request.HttpRequest", "add_body"),),
+    "route": (("devsecmw.asgi", "route_from_scope"), ("devsecmw.wsgi", "route_from_environ")),
+    "sniffer_start": (("devsecmw.leaks.Sniffer", "for_response"),),
+    "sniffer": (("devsecmw.leaks.Sniffer", "feed"),),
+    "leak_scan": (("devsecmw.leaks.LeakScanner", "scan_sniffed"),),
+    "clients": (("devsecmw.clients.ClientTable", "observe"),),
+    "block_decision": (("devsecmw.core", "should_block"),),
+    "block_response": (("devsecmw.blocking", "render"),),
+    "decide": (("devsecmw.core.Inspection", "_decide"),),
 }
 fault = st.one_of(st.none(), st.sampled_from(sorted(FAULTS)))
 
@@ -157,32 +163,36 @@ class Fired:
     count: int = 0
 
 
+def _owner(path: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        module_name, _, cls_name = path.rpartition(".")
+        return getattr(importlib.import_module(module_name), cls_name)
+
+
 @contextlib.contextmanager
 def injected(name: str | None, fired: Fired) -> Iterator[None]:
     if name is None:
         yield
         return
-    import importlib
 
-    module_name, _, cls_name = FAULTS[name][0].rpartition(".")
-    owner = getattr(importlib.import_module(module_name), cls_name)
-    attr = FAULTS[name][1]
-    original = owner.__dict__[attr]
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        fired.count += 1
+        raise Injected(name)
 
-    if isinstance(original, property):
-
-        def get(self: Any) -> Any:
-            fired.count += 1
-            raise Injected(name)
-
-        replacement: Any = property(get)
-    else:
-
-        def replacement(*args: Any, **kwargs: Any) -> Any:
-            fired.count += 1
-            raise Injected(name)
-
-    with mock.patch.object(owner, attr, replacement):
+    with contextlib.ExitStack() as stack:
+        for path, attr in FAULTS[name]:
+            owner = _owner(path)
+            original = owner.__dict__[attr]
+            replacement: Any = boom
+            if isinstance(original, property):
+                replacement = property(boom)
+            elif isinstance(original, classmethod):
+                replacement = classmethod(boom)
+            stack.enter_context(mock.patch.object(owner, attr, replacement))
         yield
 
 
@@ -422,7 +432,7 @@ def test_asgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
     identical but for the server's ``receive`` count (the body is read ahead by design)."""
     mw = AsgiMiddleware(lambda *a: None, **otel.providers, **OPTIONS, mode=mode)
 
-    @FUZZ
+    @settings(FUZZ, max_examples=250 if mode == "monitor" else 150)
     @given(request=asgi_requests(), plan=asgi_plans(), fault=fault)
     def check(
         request: tuple[dict[str, Any], list[dict[str, Any]], int | None], plan: AsgiPlan, fault: str | None
@@ -702,7 +712,7 @@ def test_wsgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
     identical (the body read ahead is replayed byte for byte)."""
     mw = WsgiMiddleware(lambda e, s: [], **otel.providers, **OPTIONS, mode=mode)
 
-    @FUZZ
+    @settings(FUZZ, max_examples=250 if mode == "monitor" else 150)
     @given(request=wsgi_requests(block=mode == "block"), plan=wsgi_plans(), fault=fault)
     def check(request: tuple[dict[str, Any], bytes, int | None], plan: WsgiPlan, fault: str | None) -> None:
         environ, data, fail_after = request
