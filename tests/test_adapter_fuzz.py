@@ -308,6 +308,7 @@ def asgi_app(plan: AsgiPlan, run: AsgiRun) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         nonlocal receive_
         run.called = True
+        run.scope = copy.deepcopy(scope)
         receive_ = receive
         read = b"" if plan.read_late else await read_body()
         if plan.raise_at == "before_start":
@@ -344,6 +345,7 @@ class AsgiRun:
     exception: BaseException | None = None
     raised: list[BaseException] = field(default_factory=list)
     called: bool = False
+    scope: dict[str, Any] | None = None  # as the app got it
     #: The n-th ``send`` of the server raises (the client is gone), None: never.
     send_fails_at: int | None = None
     server_raised: list[BaseException] = field(default_factory=list)
@@ -451,6 +453,7 @@ def test_asgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
                 assert wrapped.exception is None, f"devsecmw raised {wrapped.exception!r}"
                 assert wrapped.sent[0]["status"] == 403 and not wrapped.sent[-1].get("more_body", False)
             return
+        assert wrapped.scope == bare.scope, "devsecmw changed the app's scope"
         assert wrapped.received == bare.received, "devsecmw changed what the app receives"
         assert wrapped.sent == bare.sent, "devsecmw changed what the client receives"
         if mode == "monitor":
@@ -563,6 +566,7 @@ class WsgiRun:
     exception: BaseException | None = None
     raised: list[BaseException] = field(default_factory=list)
     called: bool = False
+    environ: dict[str, Any] | None = None
 
 
 def wsgi_app(plan: WsgiPlan, run: WsgiRun) -> Any:
@@ -573,6 +577,8 @@ def wsgi_app(plan: WsgiPlan, run: WsgiRun) -> Any:
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         run.called = True
+        # The environ as the app got it, but for the stream object and devsecmw's documented marker.
+        run.environ = {k: v for k, v in environ.items() if k not in ("wsgi.input", "devsecmw.inspected")}
         stream = environ["wsgi.input"]
         read = b""
         for op, n in plan.reads:
@@ -726,6 +732,7 @@ def test_wsgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
             assert wrapped.exception is None, f"devsecmw raised {wrapped.exception!r}"
             assert [status for status, _ in wrapped.starts] == ["403 Forbidden"]
             return
+        assert wrapped.environ == bare.environ, "devsecmw changed the app's environ"
         assert wrapped.reads == bare.reads, "devsecmw changed what the app reads"
         assert wrapped.starts == bare.starts
         assert wrapped.out == bare.out, "devsecmw changed what the client receives"
