@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import copy
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -748,7 +748,8 @@ def test_wsgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
 
 
 # =========================================================================== Django (WSGI)
-def django_view(plan: WsgiPlan, run: WsgiRun) -> Any:
+def django_view(plan: WsgiPlan, run: WsgiRun, is_async: bool = False) -> Any:
+    """The view; ``is_async``: an async view streaming an async iterator (Django under ASGI)."""
     from django.http import HttpResponse, StreamingHttpResponse
 
     def fail(where: str) -> None:
@@ -784,16 +785,23 @@ def django_view(plan: WsgiPlan, run: WsgiRun) -> Any:
                     fail("in iteration")
                 yield c
 
+        async def agen() -> AsyncIterator[bytes]:
+            for chunk in gen():
+                yield chunk
+
         response: Any
         if plan.kind in ("generator", "closing"):
-            response = StreamingHttpResponse(gen(), status=status)
+            response = StreamingHttpResponse(agen() if is_async else gen(), status=status)
         else:
             response = HttpResponse(b"".join(chunks), status=status)
         for name, value in plan.headers:
             response[name] = value
         return response
 
-    return view
+    async def async_view(request: Any) -> Any:
+        return view(request)
+
+    return async_view if is_async else view
 
 
 def run_django(handler: Any, environ: dict[str, Any], stream: Stream, plan: WsgiPlan, run: WsgiRun) -> None:
@@ -920,3 +928,64 @@ def test_wsgi_block_read_ahead_client_gone_mid_body() -> None:
     the app's first call returns the 5 bytes read ahead, the error comes one call later."""
     plan = WsgiPlan([("readlines", 0), ("readlines", 0)], "200 OK", [], [], "list", "never", True, -1)
     _wsgi_block_reads(plan, {**BLOCK_ENVIRON, "CONTENT_LENGTH": "18"}, b"hello world, again", 5)
+
+
+async def _django_asgi(handler: Any, scope: dict[str, Any], body: bytes, run: WsgiRun) -> None:
+    """What Django's ASGI handler does: the body spooled in memory, the response consumed, closed."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    try:
+        request = ASGIRequest(scope, io.BytesIO(body))
+        response = await handler(request)
+        run.starts.append((str(response.status_code), list(response.items())))
+        try:
+            if response.streaming:
+                async for chunk in response:  # consumed to the end: an async generator left
+                    run.out.append(chunk)  # half-way is finalised by the event loop, not here
+            else:
+                run.out.extend(response)
+        finally:
+            response.close()
+    except BaseException as exc:
+        run.exception = exc
+
+
+def test_django_asgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck) -> None:
+    pytest.importorskip("django")
+    import django_app
+
+    django_app.setup()
+    from devsecmw.django import SecurityMiddleware as DjangoMiddleware
+
+    async def placeholder(request: Any) -> Any:
+        return None
+
+    mw = DjangoMiddleware(placeholder, **otel.providers, **OPTIONS)
+
+    @settings(FUZZ, max_examples=100)
+    @given(request=asgi_requests(), plan=wsgi_plans(), fault=fault)
+    def check(
+        request: tuple[dict[str, Any], list[dict[str, Any]], int | None], plan: WsgiPlan, fault: str | None
+    ) -> None:
+        scope, script, _ = request
+        body = b"".join(m.get("body", b"") for m in script)
+        bare = WsgiRun()
+        asyncio.run(_django_asgi(django_view(plan, bare, is_async=True), scope, body, bare))
+        wrapped = WsgiRun()
+        with faults.around(fault):
+            mw.get_response = django_view(plan, wrapped, is_async=True)
+            asyncio.run(_django_asgi(mw, scope, body, wrapped))
+        assert wrapped.reads == bare.reads, "devsecmw changed what the view reads"
+        assert wrapped.starts == bare.starts
+        assert wrapped.out == bare.out, "devsecmw changed what the client receives"
+        if bare.exception is None:
+            assert wrapped.exception is None, f"devsecmw raised {wrapped.exception!r}"
+        else:
+            assert wrapped.exception is not None and repr(wrapped.exception) == repr(bare.exception)
+            if bare.raised:
+                assert wrapped.exception in wrapped.raised, "not the view's own exception"
+
+    check()
+    assert otel.server_spans(), "the fuzzed requests were inspected"
