@@ -834,7 +834,7 @@ def test_django_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck) ->
 
     mw = DjangoMiddleware(lambda r: None, **otel.providers, **OPTIONS)
 
-    @settings(FUZZ, max_examples=150)
+    @settings(FUZZ, max_examples=100)
     @given(request=wsgi_requests(), plan=wsgi_plans(), fault=fault)
     def check(request: tuple[dict[str, Any], bytes, int | None], plan: WsgiPlan, fault: str | None) -> None:
         environ, data, fail_after = request
