@@ -44,6 +44,9 @@ FUZZ = settings(
 )
 OPTIONS: dict[str, Any] = {
     "time_budget": 5.0,  # detection must not depend on the machine's load
+    # Small caps, so that bodies and responses cross them often (truncated inspection paths).
+    "body_limit": 512,
+    "response_limit": 512,
     # Examples must not depend on each other: no client gets flagged (and blocked) by earlier ones.
     **{f"flag_{kind}": 0 for kind in ("attacks", "404s", "auth_failures", "5xx")},
 }
@@ -109,6 +112,8 @@ BODY_TEMPLATES = [
 body = st.one_of(
     st.binary(max_size=300),
     st.tuples(st.sampled_from(BODY_TEMPLATES), raw_bytes).map(lambda tv: tv[0](tv[1])),
+    # Over the inspection cap of OPTIONS (cheap to generate): truncation paths.
+    st.tuples(st.sampled_from(BODY_TEMPLATES), st.integers(400, 2000)).map(lambda tn: tn[0](b"x" * tn[1])),
 )
 
 
