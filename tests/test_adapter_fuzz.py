@@ -994,3 +994,108 @@ def test_django_asgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultChec
 
     check()
     assert otel.server_spans(), "the fuzzed requests were inspected"
+
+
+# =========================================================================== ASGI websockets
+@dataclass
+class WsPlan:
+    accept: str  # "accept", "close" (before accept: the server answers 403), "raise"
+    receives: int
+    sends: list[str | bytes]
+
+
+@st.composite
+def websocket_exchanges(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], WsPlan]:
+    raw_path = b"/ws/" + draw(raw_bytes)
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": raw_path.decode("utf-8", "replace"),
+        "raw_path": raw_path,
+        "query_string": draw(raw_bytes),
+        "root_path": "",
+        "headers": [(k.lower(), v) for k, v in draw(headers)],
+        "client": ("10.1.2.3", 50000),
+        "server": ("127.0.0.1", 8000),
+        "subprotocols": [],
+    }
+    frames = draw(st.lists(st.one_of(raw_bytes, raw_bytes.map(lambda b: b.decode("latin-1"))), max_size=4))
+    script: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+    for f in frames:
+        script.append({"type": "websocket.receive", **({"text": f} if isinstance(f, str) else {"bytes": f})})
+    script.append({"type": "websocket.disconnect", "code": 1000})
+    plan = WsPlan(
+        draw(st.sampled_from(["accept", "accept", "close", "raise"])),
+        draw(st.integers(0, 6)),
+        draw(st.lists(st.one_of(st.binary(max_size=20), st.text(max_size=20)), max_size=3)),
+    )
+    return scope, script, plan
+
+
+def websocket_app(plan: WsPlan, run: AsgiRun) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        run.called = True
+        for _ in range(plan.receives):
+            message = await receive()
+            run.received.append(copy.copy(message))
+            if message["type"] == "websocket.disconnect":
+                return
+            if message["type"] == "websocket.connect":
+                if plan.accept == "raise":
+                    exc = AppError("handshake refused by an exception")
+                    run.raised.append(exc)
+                    raise exc
+                if plan.accept == "close":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await send({"type": "websocket.accept"})
+                for m in plan.sends:
+                    await send(
+                        {"type": "websocket.send", **({"text": m} if isinstance(m, str) else {"bytes": m})}
+                    )
+
+    return app
+
+
+@pytest.mark.parametrize("mode", ["monitor", "block"])
+def test_asgi_websocket_fuzz_transparent(otel: Any, faults: FaultCheck, mode: str) -> None:
+    mw = AsgiMiddleware(lambda *a: None, **otel.providers, **OPTIONS, mode=mode)
+
+    async def serve(app: Any, scope: dict[str, Any], script: list[dict[str, Any]], run: AsgiRun) -> None:
+        queue = list(script)
+
+        async def receive() -> dict[str, Any]:
+            run.server_receives += 1
+            return queue.pop(0) if queue else {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: dict[str, Any]) -> None:
+            run.sent.append(copy.copy(message))
+
+        try:
+            await app(copy.deepcopy(scope), receive, send)
+        except BaseException as exc:
+            run.exception = exc
+
+    @settings(FUZZ, max_examples=100)
+    @given(exchange=websocket_exchanges(), fault=fault)
+    def check(exchange: tuple[dict[str, Any], list[dict[str, Any]], WsPlan], fault: str | None) -> None:
+        scope, script, plan = exchange
+        bare = AsgiRun()
+        asyncio.run(serve(websocket_app(plan, bare), scope, script, bare))
+        wrapped = AsgiRun()
+        with faults.around(fault):
+            mw.app = websocket_app(plan, wrapped)
+            asyncio.run(serve(mw, scope, script, wrapped))
+        if mode == "block" and not wrapped.called:  # a blocked handshake: closed before accept
+            assert wrapped.exception is None and wrapped.sent == [{"type": "websocket.close", "code": 1008}]
+            return
+        assert wrapped.received == bare.received
+        assert wrapped.sent == bare.sent
+        assert wrapped.server_receives == bare.server_receives
+        assert repr(wrapped.exception) == repr(bare.exception)
+        if bare.exception is not None:
+            assert wrapped.exception in wrapped.raised
+
+    check()
