@@ -29,8 +29,42 @@ def free_port() -> int:
 def gunicorn(app: str, cwd: Path, env: dict[str, str], probe: str) -> Iterator[str]:
     """Serve ``app`` (``module:attribute``, importable from ``cwd``) with one sync worker;
     yields the base URL once a GET of ``probe`` gets any answer."""
-    with gunicorn_ports(app, cwd, env, probe) as bases:
-        yield bases[0]
+    import httpx
+
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "5",
+        "--log-level", "warning", app,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{output}")
+            try:
+                httpx.get(base + probe, timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start within {STARTUP_TIMEOUT:g} s")
+                time.sleep(0.1)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its request first
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @contextmanager
