@@ -520,3 +520,25 @@ def test_entity_expansion_is_never_expanded(content_type: str | None) -> None:
     kept = len(parsed.text) + sum(len(f.name) + len(f.value) for f in [*parsed.fields, *parsed.keys])
     assert kept <= 2 * len(BILLION_LAUGHS)
     assert "lollollol" not in parsed.text  # the entity references stay references
+
+
+#: Quick shapes (no pauses, no half-close, no reset) for the concurrent run.
+QUICK = [n for n in SHAPES if n not in {"slow-body", "disconnect-mid-body", "expect-100-continue"}]
+QUICK = [n for n in QUICK if not n.startswith("truncated")]
+
+
+def test_concurrent_hostile_requests(server: Server) -> None:
+    """The quick shapes, interleaved from 8 client threads, 2 rounds, against the monitor port:
+    each answer is still the bare app's answer to that request (no state of one request leaks
+    into another through devsecmw's caches or tables while the server serves them at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shapes = {name: SHAPES[name](server) for name in QUICK}
+    bare = {name: normalized(exchange(server.ports["bare"], shape)) for name, shape in shapes.items()}
+    jobs = [name for _ in range(2) for name in QUICK]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: normalized(exchange(server.ports["monitor"], shapes[n])), jobs))
+    mismatched = [name for name, answer in zip(jobs, answers, strict=True) if answer != bare[name]]
+    assert not mismatched
+    assert status_of(health(server.ports["monitor"])) == 200
+    assert not server.new_errors()
