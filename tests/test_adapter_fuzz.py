@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import io
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
+from wsgiref.util import FileWrapper
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -551,7 +553,7 @@ def wsgi_plans(draw: st.DrawFn) -> WsgiPlan:
             )
         ),
         chunks=draw(st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(ATTACKS)), max_size=4)),
-        kind=draw(st.sampled_from(["list", "generator", "write", "closing"])),
+        kind=draw(st.sampled_from(["list", "generator", "write", "closing", "sized", "file"])),
         raise_at=draw(
             st.sampled_from(
                 ["never", "never", "before_start", "after_start", "in_iteration", "in_close", "exc_info"]
@@ -635,6 +637,14 @@ def wsgi_app(plan: WsgiPlan, run: WsgiRun) -> Any:
 
         if plan.kind == "generator":
             return gen()
+        if plan.kind == "file":  # the server's sendfile path (PEP 3333 wsgi.file_wrapper)
+
+            class File(io.BytesIO):
+                def close(self) -> None:
+                    run.closes += 1
+                    super().close()
+
+            return environ["wsgi.file_wrapper"](File(b"".join(chunks)), 7)
 
         class Closing:
             def __iter__(self) -> Iterator[bytes]:
@@ -645,6 +655,13 @@ def wsgi_app(plan: WsgiPlan, run: WsgiRun) -> Any:
                 if plan.raise_at == "in_close":
                     fail("in close")
 
+        if plan.kind == "sized":  # servers use len() of a one-chunk iterable for Content-Length
+
+            class Sized(Closing):
+                def __len__(self) -> int:
+                    return len(chunks)
+
+            return Sized()
         return Closing()
 
     return app
@@ -654,6 +671,7 @@ def run_wsgi(app: Any, environ: dict[str, Any], stream: Stream, plan: WsgiPlan, 
     """A server: call, iterate (maybe stopping early, as on a client disconnect), always close."""
     environ = dict(environ)
     environ["wsgi.input"] = stream
+    environ["wsgi.file_wrapper"] = FileWrapper
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if exc_info is not None and any(run.out):
@@ -941,8 +959,6 @@ def test_wsgi_block_read_ahead_client_gone_mid_body() -> None:
 
 async def _django_asgi(handler: Any, scope: dict[str, Any], body: bytes, run: WsgiRun) -> None:
     """What Django's ASGI handler does: the body spooled in memory, the response consumed, closed."""
-    import io
-
     from django.core.handlers.asgi import ASGIRequest
 
     try:
