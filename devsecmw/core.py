@@ -435,7 +435,9 @@ class Inspection:
         except Exception as exc:
             self.runtime.report("finish", exc)
             try:
-                if self.handle.owned:
+                # Not when the failure came after the span ended (metrics): a second end() is
+                # a warning in the SDK's log on every such request.
+                if self.handle.owned and self.handle.span.is_recording():
                     self.handle.span.end()
             except Exception:  # pragma: no cover - span end failing after a report
                 pass
