@@ -478,6 +478,23 @@ class ReplayInput:
         or the read-ahead's failure (or odd result) is what the next read must give."""
         return self._eof or self._raise is not None or self._odd is not _NOTHING
 
+    def _defer(self, exc: Exception, data: bytes) -> bytes:
+        """The stream failed on the read that continues the replayed bytes. The bare stream's
+        one read would have returned what it had (``data``) and failed on the next call: so
+        does the replay. A read that had nothing raises at once."""
+        if not data:
+            raise exc
+        self._raise = exc
+        return data
+
+    def _failed(self) -> None:
+        """``readlines`` reads until the stream ends: a failure pending after the replayed
+        lines is what the bare stream's next ``readline`` in it would have raised."""
+        error = self._raise
+        if error is not None:
+            self._raise = None
+            raise error
+
     def _more(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A call the buffered bytes have no part in: the stream's (through the tap)."""
         error = self._raise
@@ -498,11 +515,16 @@ class ReplayInput:
         whole = size is None or operator.index(size) < 0
         n = 0 if whole else operator.index(size)
         data = self._take(None if whole else n)
-        while (whole or len(data) < n) and not self._ended():
+        while whole or len(data) < n:
             if self._fill():
                 data += self._take(None if whole else n - len(data))
                 continue
-            rest = self._tap.read(*args, **kwargs) if whole else self._tap.read(n - len(data))
+            if self._ended():
+                break
+            try:
+                rest = self._tap.read(*args, **kwargs) if whole else self._tap.read(n - len(data))
+            except Exception as exc:
+                return self._defer(exc, data)
             return data + rest if isinstance(rest, _BYTES) else data
         return data
 
@@ -523,7 +545,10 @@ class ReplayInput:
                 continue
             if self._ended():
                 return line
-            rest = self._tap.readline() if limit is None else self._tap.readline(limit - len(line))
+            try:
+                rest = self._tap.readline() if limit is None else self._tap.readline(limit - len(line))
+            except Exception as exc:
+                return self._defer(exc, line)
             return line + rest if isinstance(rest, _BYTES) else line
 
     def readlines(self, *args: Any, **kwargs: Any) -> Any:
@@ -540,6 +565,7 @@ class ReplayInput:
             if limit is not None and total >= limit:
                 return lines
         if self._ended():
+            self._failed()
             return lines
         rest = self._tap.readlines() if limit is None else self._tap.readlines(limit - total)
         return lines + list(rest)

@@ -715,8 +715,6 @@ def wsgi_requests(draw: st.DrawFn, block: bool = False) -> tuple[dict[str, Any],
             key = key[5:]
         environ[key] = value.decode("latin-1")
     lengths = ["exact", "absent", "shorter", "longer", "junk", "terminated"]
-    if block:  # a stream longer than CONTENT_LENGTH: strict xfails below, test_wsgi_block_read_ahead_*
-        lengths.remove("shorter")
     length = draw(st.sampled_from(lengths))
     environ.pop("CONTENT_LENGTH", None)
     if length == "exact":
@@ -726,12 +724,11 @@ def wsgi_requests(draw: st.DrawFn, block: bool = False) -> tuple[dict[str, Any],
     elif length == "longer":
         environ["CONTENT_LENGTH"] = str(len(data) + 10)
     elif length == "junk":
-        # " 5" is read as 5 (as servers do): shorter than most bodies, so not in block mode either
-        junk = ["-1", "abc", "1e3", "\u0661"] if block else ["-1", "abc", " 5", "1e3", "\u0661"]
+        junk = ["-1", "abc", " 5", "1e3", "\u0661"]  # " 5" is read as 5, as servers do
         environ["CONTENT_LENGTH"] = draw(st.sampled_from(junk))
     elif length == "terminated":
         environ["wsgi.input_terminated"] = True
-    fail_after = None if block else draw(st.one_of(st.none(), st.integers(0, max(0, len(data)))))
+    fail_after = draw(st.one_of(st.none(), st.integers(0, max(0, len(data)))))
     return environ, data, fail_after
 
 
@@ -909,8 +906,7 @@ def test_failure_after_span_end_does_not_end_it_twice(otel: Any, caplog: pytest.
     assert not [r for r in caplog.records if "ended span" in r.getMessage()]
 
 
-# =========================================================================== block mode, owned elsewhere
-READ_AHEAD = "issue 8: WSGI read-ahead replays exactly what the app would have read — fixed on branch block"
+# =========================================================================== block mode read-ahead
 
 
 def _wsgi_block_reads(plan: WsgiPlan, environ: dict[str, Any], data: bytes, fail_after: int | None) -> None:
@@ -936,7 +932,6 @@ BLOCK_ENVIRON: dict[str, Any] = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=READ_AHEAD)
 def test_wsgi_block_read_ahead_with_content_length_shorter_than_the_stream() -> None:
     """The issue's reproducer: ``CONTENT_LENGTH=5``, a stream holding ``hello world``; the bare
     app reads it all, block mode must replay the same bytes (it gives ``hello``)."""
@@ -944,11 +939,6 @@ def test_wsgi_block_read_ahead_with_content_length_shorter_than_the_stream() -> 
     _wsgi_block_reads(plan, {**BLOCK_ENVIRON, "CONTENT_LENGTH": "5"}, b"hello world", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: WSGI read-ahead replays exactly what the app would have read (a read error "
-    "surfaces one call late; found by the fuzzing, not in the issue's list) — branch block",
-)
 def test_wsgi_block_read_ahead_client_gone_mid_body() -> None:
     """Found by the fuzzing: the client goes away after 5 of 18 bytes. The bare app's first
     ``readlines()`` raises the server's error; in block mode the read-ahead hit that error, and

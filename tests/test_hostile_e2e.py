@@ -446,21 +446,11 @@ REACHES_APP = {
 REFUSED = {"nul-header"}
 #: Shapes that are attacks: in block mode they get the block response, not the app's answer.
 ATTACKS = {"billion-laughs", "nul-path-query"}  # entity expansion; null-byte path truncation
-#: (shape, mode, server kinds) -> why it fails today; strict xfails the lead removes after merging.
-PROTOCOL_ODDITY = "issue 8: protocol oddities blocked in block mode — fixed on branch block"
-KNOWN: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    ("get-with-body", "block"): (tuple(SERVERS), PROTOCOL_ODDITY),
-    # gunicorn refuses Content-Length with Transfer-Encoding itself; uvicorn (h11) passes it on.
-    ("cl-and-te", "block"): (("uvicorn",), PROTOCOL_ODDITY),
-}
 
 
 @pytest.mark.parametrize("mode", ["monitor", "block"])
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_hostile_shape(server: Server, name: str, mode: str, request: pytest.FixtureRequest) -> None:
-    known = KNOWN.get((name, mode))
-    if known is not None and server.kind in known[0]:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=known[1]))
+def test_hostile_shape(server: Server, name: str, mode: str) -> None:
     shape = SHAPES[name](server)
     answers: dict[str, bytes] = {}
     for variant in ("bare", mode):
