@@ -31,7 +31,15 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
-from .redact import scrub_query
+from .redact import (
+    DEFAULT_ATTRIBUTE_LIMIT,
+    MAX_EVIDENCE,
+    scrub_header,
+    scrub_location,
+    scrub_path,
+    scrub_query,
+    truncate,
+)
 from .request import HttpRequest
 from .response import leak_after_attack
 from .signals import Signal, Verdict
@@ -319,11 +327,14 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None = None,
         max_events: int = 32,
         redact_names: tuple[str, ...] = (),
+        attribute_limit: int = DEFAULT_ATTRIBUTE_LIMIT,
     ) -> None:
         self.tracer = trace.get_tracer("devsecmw", __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = metrics.get_meter("devsecmw", __version__, meter_provider, schema_url=SCHEMA_URL)
         self.max_events = max_events
         self.redact_names = redact_names
+        #: Cap of the attributes that copy request data (path, query, user agent).
+        self.attribute_limit = attribute_limit
         #: ``url.query`` as it may leave the process, by query string: the same queries come back
         #: (pagination, polling, health checks), scrubbing one costs a split and a name check per
         #: parameter. Bounded; only short queries are kept.
@@ -374,9 +385,12 @@ class Telemetry:
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
+        # Attributes that copy request data are capped, then redacted (the work is bounded by
+        # the cap): path parameters, userinfo, tokens and what follows secret names are hidden.
+        limit = self.attribute_limit
         attrs: dict[str, Any] = {
             "http.request.method": method,
-            "url.path": request.path,
+            "url.path": scrub_path(request.path, self.redact_names, limit),
             "url.scheme": request.scheme,
         }
         if method == "_OTHER":
@@ -385,7 +399,7 @@ class Telemetry:
         if query:
             scrubbed = self._scrubbed.get(query)
             if scrubbed is None:
-                scrubbed = scrub_query(query, self.redact_names)
+                scrubbed = scrub_query(query, self.redact_names, limit)
                 if len(query) <= _MAX_CACHED_QUERY:
                     if len(self._scrubbed) >= _MAX_CACHED_QUERIES:
                         self._scrubbed.clear()
@@ -405,7 +419,7 @@ class Telemetry:
             attrs["server.port"] = request.server_port
         ua = request.header("user-agent")
         if ua:
-            attrs["user_agent.original"] = ua[:512]
+            attrs["user_agent.original"] = scrub_header(ua, self.redact_names, limit)
         if request.http_version:
             attrs["network.protocol.version"] = request.http_version
         span = self.tracer.start_span(
@@ -419,8 +433,8 @@ class Telemetry:
     def record_signal(self, span: trace.Span, signal: Signal) -> None:
         attrs: dict[str, Any] = {
             ATTR_TYPE: signal.type,
-            ATTR_LOCATION: signal.location[:MAX_LOCATION],
-            ATTR_EVIDENCE: signal.evidence,
+            ATTR_LOCATION: scrub_location(signal.location, MAX_LOCATION),
+            ATTR_EVIDENCE: truncate(signal.evidence, MAX_EVIDENCE),
             ATTR_SEVERITY: int(signal.severity),
         }
         if signal.rule_id:
