@@ -144,8 +144,9 @@ _LOWER = str.maketrans(
         "\u017f": "s",  # long s
     }
 )
-#: Characters of a token (base64, base64url, hex, ids): everything else splits tokens.
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=_-~")
+#: Characters of a token (base64, base64url, hex, ids): everything else splits tokens. Not "=":
+#: it ends a parameter name, and as base64 padding it tells nothing.
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-~")
 #: Bytes that are not token characters become spaces (``split`` then cuts there).
 _TOKEN_SPLIT = bytes(c if chr(c) in _TOKEN_CHARS else 32 for c in range(256))
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
@@ -174,7 +175,7 @@ def _gate(extra: tuple[str, ...]) -> Any:
     if _re2 is None:  # pragma: no cover
         return None
     words = (*SECRET_NAME_PARTS, *SECRET_NAME_WORDS, *_STRICT_PARTS, *extra, *_TRIGGERS)
-    pattern = "(?i)(?:" + "|".join(_literal(w) for w in words) + f")|[A-Za-z0-9+=_~-]{{{_TOKEN_MIN}}}"
+    pattern = "(?i)(?:" + "|".join(_literal(w) for w in words) + f")|[A-Za-z0-9+/_~-]{{{_TOKEN_MIN}}}"
     opts = _re2.RE2.Options()
     opts.never_capture = True
     opts.log_errors = False
@@ -351,16 +352,17 @@ def _backslash_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | Non
 
 # ---------------------------------------------------------------------- secret names
 def _word_at(orig: str, i: int, j: int) -> bool:
-    """``orig[i:j]`` is a whole word: punctuation or a camelCase change on both sides."""
+    """``orig[i:j]`` is a whole word: a non-letter or a camelCase change on both sides (digits
+    separate words too: ``pin2`` and ``2fa_pin`` are pins)."""
     first, last = orig[i], orig[j - 1]
     if i > 0:
         prev = orig[i - 1]
-        if prev.isalnum() and not (first.isupper() and not prev.isupper()):
+        if prev.isalpha() and not (first.isupper() and not prev.isupper()):
             return False
     if j < len(orig):
         nxt = orig[j]
-        if nxt.isalnum():
-            if not nxt.isupper() or last.isdigit():
+        if nxt.isalpha():
+            if not nxt.isupper():
                 return False
             # "userPINCode": an upper-case run ends where a capitalised word starts
             if last.isupper() and not orig[j + 1 : j + 2].islower():
@@ -558,8 +560,15 @@ def _token_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
     if max(map(len, pieces)) >= _TOKEN_MIN:
         pos = a
         for p in pieces:
-            if len(p) >= _TOKEN_MIN and _looks_random(p.decode("ascii")):
-                spans.append((pos, pos + len(p)))
+            if len(p) >= _TOKEN_MIN:
+                if p[:1] == b"/":  # a path: judge its segments ("/reset/<token>" keeps "/reset/")
+                    sub = pos
+                    for seg in p.split(b"/"):
+                        if len(seg) >= _TOKEN_MIN and _looks_random(seg.decode("ascii")):
+                            spans.append((sub, sub + len(seg)))
+                        sub += len(seg) + 1
+                elif _looks_random(p.decode("ascii")):
+                    spans.append((pos, pos + len(p)))
             pos += len(p) + 1
     return [s for s in spans if s[0] < hi and s[1] > lo]
 
@@ -670,9 +679,7 @@ def scrub_location(location: str, limit: int = 128) -> str:
     return _capped(location, limit, KV, ())
 
 
-def scrub_query(
-    query: str, extra_names: Iterable[str] = (), limit: int = DEFAULT_ATTRIBUTE_LIMIT
-) -> str:
+def scrub_query(query: str, extra_names: Iterable[str] = (), limit: int = DEFAULT_ATTRIBUTE_LIMIT) -> str:
     """``url.query``: secret-named parameters' values replaced by ``REDACTED`` (semconv), secrets
     inside other values hidden, capped at ``limit`` characters."""
     if not query:
