@@ -16,6 +16,7 @@ anything else.
 from __future__ import annotations
 
 import threading
+import traceback
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -414,7 +415,8 @@ class Telemetry:
         elif request.client_port is not None and (peer is None or peer == client):  # no proxy between
             attrs["client.port"] = request.client_port
         if request.server_address:
-            attrs["server.address"] = request.server_address
+            # Some WSGI servers (gunicorn) take SERVER_NAME from the client's Host header.
+            attrs["server.address"] = scrub_header(request.server_address, self.redact_names, limit)
         if request.server_port is not None:
             attrs["server.port"] = request.server_port
         ua = request.header("user-agent")
@@ -521,7 +523,7 @@ class Telemetry:
             # Without a route the name stays the one given at start (the method): no rename.
             span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
         if exception is not None:
-            span.record_exception(exception)
+            span.record_exception(exception, attributes=self._exception_attributes(exception))
             attrs["error.type"] = type(exception).__qualname__
             span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}"))
             if status is None:
@@ -531,6 +533,21 @@ class Telemetry:
             if status >= 500 and exception is None:
                 attrs["error.type"] = str(status)
                 span.set_status(Status(StatusCode.ERROR))
+
+    def _exception_attributes(self, exception: BaseException) -> dict[str, Any]:
+        """The app's exception message may quote request data (``bad password=...``): it is
+        scrubbed and capped like a header value; the stack trace keeps its frames (code, not
+        data) and ends with the scrubbed message (chained exceptions are left out: their
+        messages would need the same care)."""
+        try:
+            message = str(exception)
+        except Exception:  # an app's __str__ may raise; the type still tells
+            message = ""
+        message = scrub_header(message, self.redact_names, self.attribute_limit)
+        name = type(exception).__qualname__
+        frames = "".join(traceback.format_tb(exception.__traceback__))
+        stack = f"Traceback (most recent call last):\n{frames}{name}: {message}\n"
+        return {"exception.message": message, "exception.stacktrace": stack}
 
     def _metrics(
         self,

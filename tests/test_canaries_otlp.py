@@ -100,6 +100,8 @@ class Req:
     #: Response headers and body the app answers with (response placements).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: bytes = b"ok"
+    #: The app raises ``ValueError(raises)`` instead of answering (when not empty).
+    raises: str = ""
 
 
 def _q(text: str) -> str:
@@ -220,6 +222,8 @@ PLACEMENTS: list[tuple[str, dict[str, Any]]] = [
     ("response body private key", {
         "response_headers": [("content-type", "text/plain")], "expect": "response_leak",
         "response_body": f"-----BEGIN RSA PRIVATE KEY-----\nMIIE{C}\n-----END RSA PRIVATE KEY-----\n"}),
+    ("app exception message", {"raises": f"login failed for password={C}"}),
+    ("app exception message, userinfo", {"raises": f"cannot reach http://svc:{C}@10.0.0.2/"}),
 ]  # fmt: skip
 
 
@@ -270,6 +274,8 @@ def _asgi_app(plan: dict[int, Req], seen: _Seen) -> Any:
         heads = b"\n".join(k + b": " + v for k, v in scope["headers"])
         seen.requests[i] = b"\n".join([scope["raw_path"], scope["query_string"], heads, body])
         req = plan[i]
+        if req.raises:
+            raise ValueError(req.raises)
         headers = [(k.encode(), v.encode()) for k, v in req.response_headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": req.response_body})
@@ -287,6 +293,8 @@ def _wsgi_app(plan: dict[int, Req], seen: _Seen) -> Any:
              heads.encode("latin-1"), body]
         )  # fmt: skip
         req = plan[i]
+        if req.raises:
+            raise ValueError(req.raises)
         start_response("200 OK", list(req.response_headers))
         return [req.response_body]
 
@@ -315,7 +323,10 @@ async def _call_asgi(app: Any, i: int, req: Req) -> bytes:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except ValueError as exc:  # the app's own exception passes through devsecmw unchanged
+        return str(exc).encode()
     start = next(m for m in sent if m["type"] == "http.response.start")
     assert start["status"] == 200
     heads = b"\n".join(k + b": " + v for k, v in start["headers"])
@@ -346,7 +357,10 @@ def _call_wsgi(app: Any, i: int, req: Req) -> bytes:
         got.append((status, headers))
         return lambda data: None
 
-    result = app(environ, start_response)
+    try:
+        result = app(environ, start_response)
+    except ValueError as exc:  # the app's own exception passes through devsecmw unchanged
+        return str(exc).encode()
     try:
         body = b"".join(result)
     finally:
@@ -442,13 +456,15 @@ def test_no_canary_reaches_the_exported_telemetry(
         canary = _canary(tag, i)
         req = plan[i]
         # exercised: the canary went through devsecmw to the app, or back to the client ...
-        in_response = bool(req.response_headers) or req.response_body != b"ok"
+        in_response = bool(req.response_headers) or req.response_body != b"ok" or bool(req.raises)
         carried = seen.responses[i] if in_response else seen.requests[i]
         if canary.encode() not in carried:
             unexercised.append(f"{i} {where}: the canary did not go through")
         # ... its request has an exported span, and an attack placement fired its signal
         if i not in by_index:
             unexercised.append(f"{i} {where}: no exported span")
+        elif req.raises and by_index[i]["attrs"].get("error.type") != "ValueError":
+            unexercised.append(f"{i} {where}: the exception was not recorded")
         elif req.expect is not None:
             types = by_index[i]["attrs"].get("devsecmw.signal.types") or []
             if req.expect not in types:
