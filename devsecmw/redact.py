@@ -48,8 +48,10 @@ ELLIPSIS = "\u2026"
 DEFAULT_ATTRIBUTE_LIMIT = 1024
 #: Characters looked at past a cap, so a token that straddles it is still recognised as one.
 _LOOKAHEAD = 256
-#: Characters before an evidence window searched for secret names.
+#: Characters before an evidence window searched for secret names as written (a C-speed
+#: ``find``), and for their decoded spellings (a loop per escape).
 _SCAN_BACK = 4096
+_DECODE_BACK = 1024
 #: Decoding rounds (percent, entities, backslash escapes each count one) for name search.
 _MAX_ROUNDS = 6
 
@@ -202,13 +204,19 @@ def _clean(text: str, extra: tuple[str, ...]) -> bool:
 _UNESCAPE = str.maketrans("%&\\", "   ")
 
 
-def _clean_decoded(text: str, extra: tuple[str, ...]) -> bool:
-    """:func:`_clean` for a text with escapes: clean as written (escape characters aside, a
-    name like ``card`` in ``%card`` counts) and clean once decoded."""
-    if not _clean(text.translate(_UNESCAPE), extra):
-        return False
-    fold = _Fold(text)
-    return _clean(fold.orig, extra)
+def _prepare(text: str, extra: tuple[str, ...], decode_from: int = 0) -> tuple[bool, _Fold | None]:
+    """Whether ``text`` certainly holds nothing to hide, and the decoded form of
+    ``text[decode_from:]`` when it has escapes (made once: the name search reuses it). A text
+    with escapes is clean when it is clean as written, escape characters aside (``card`` in
+    ``%card`` counts), and clean once decoded."""
+    if _clean(text, extra):
+        return True, None
+    tail = text[decode_from:] if decode_from else text
+    if "%" not in tail and "&" not in tail and "\\" not in tail:
+        return False, None
+    fold = _Fold(tail)
+    clean = bool(fold.maps) and _clean(text.translate(_UNESCAPE), extra) and _clean(fold.orig, extra)
+    return clean, fold
 
 
 # ---------------------------------------------------------------------- decoding (for name search)
@@ -248,15 +256,29 @@ class _Fold:
         return i
 
 
-def _anchored(pieces: list[str], lead: str, parse: _Parser) -> tuple[str, tuple[list[int], list[int]]] | None:
+#: Every two-hex-digit spelling (either case) and the character it stands for.
+_HEX2 = {a + b: chr(int(a + b, 16)) for a in "0123456789abcdefABCDEF" for b in "0123456789abcdefABCDEF"}
+
+
+def _anchored(
+    pieces: list[str], lead: str, parse: _Parser, hex2: bool = False
+) -> tuple[str, tuple[list[int], list[int]]] | None:
     """Shared loop of the decoding rounds: ``pieces`` is the text split on ``lead``; ``parse``
-    says what each piece's start decodes to and how many characters it consumes."""
+    says what each piece's start decodes to and how many characters it consumes (``hex2``:
+    try a two-hex-digit escape first, by one dictionary lookup)."""
     out = [pieces[0]]
     shadow: list[int] = []
     src: list[int] = []
     o = i = len(pieces[0])  # o: decoded length so far; i: index of this piece's ``lead``
+    quick = _HEX2.get
     for p in pieces[1:]:
-        found = parse(p)
+        found: tuple[str, int] | None = None
+        if hex2:
+            ch2 = quick(p[:2])
+            if ch2 is not None:
+                found = (ch2, 2)
+        if found is None:
+            found = parse(p)
         if found is None:
             out.append(lead)
             out.append(p)
@@ -339,7 +361,7 @@ def _backslash(p: str) -> tuple[str, int] | None:
 
 
 def _pct_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | None:
-    return _anchored(text.split("%"), "%", _pct) if "%" in text else None
+    return _anchored(text.split("%"), "%", _pct, hex2=True) if "%" in text else None
 
 
 def _entity_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | None:
@@ -432,21 +454,36 @@ def _extra(extra: Iterable[str]) -> tuple[str, ...]:
     return tuple(p.lower() for p in extra if p) if extra else ()
 
 
-def _name_cut(text: str, stop: int, mode: int, extra: tuple[str, ...], scan_from: int = 0) -> int | None:
+def _name_cut(
+    text: str,
+    stop: int,
+    mode: int,
+    extra: tuple[str, ...],
+    scan_from: int = 0,
+    fold: _Fold | None = None,
+    decode_from: int | None = None,
+) -> int | None:
     """Index in ``text`` from which everything is hidden (the first secret name that starts in
-    ``text[scan_from:stop]``, in any spelling), or None."""
+    ``text[scan_from:stop]``, in any spelling), or None. Decoded spellings are looked for from
+    ``decode_from`` (default ``scan_from``) on; ``fold``, when given, is the decoded form of
+    ``text[decode_from:]`` up to ``stop + 32`` or further."""
     region = text[scan_from : stop + 32]  # a little past: what follows a name counts
     plain = _Fold(region, decode=False)
     hit = _first_name(plain, stop - scan_from, mode, extra)
     cut = scan_from + _cut_after(plain.orig, hit[1]) if hit else None
-    if "%" in region or "&" in region or "\\" in region:
-        fold = _Fold(region[: hit[0] + 32] if hit else region)
+    base = scan_from if decode_from is None else decode_from
+    coded = text[base : stop + 32]
+    if "%" in coded or "&" in coded or "\\" in coded:
+        if fold is None:
+            fold = _Fold(text[base : scan_from + hit[0] + 32] if hit else coded)
         if fold.maps:
             found = _first_name(fold, len(fold.low), mode, extra)
             # A name that only reads as one decoded (or earlier than the plain one): cut right
             # after its last character's spelling.
-            if found is not None and (hit is None or fold.to_src(found[0]) < hit[0]):
-                cut = scan_from + fold.to_src(found[1])
+            if found is not None:
+                at = base + fold.to_src(found[0])
+                if at <= stop and (hit is None or at < scan_from + hit[0]):
+                    cut = base + fold.to_src(found[1])
     return cut
 
 
@@ -628,9 +665,12 @@ def _apply(text: str, lo: int, hi: int, spans: list[tuple[int, int]]) -> str:
 
 def _redact(text: str, mode: int, extra: tuple[str, ...]) -> str:
     """The whole of ``text`` (already capped by the caller) with secrets hidden."""
-    if not text or _clean(text, extra) or _clean_decoded(text, extra):
+    if not text:
         return text
-    cut = _name_cut(text, len(text), mode, extra)
+    clean, fold = _prepare(text, extra)
+    if clean:
+        return text
+    cut = _name_cut(text, len(text), mode, extra, 0, fold)
     hi = len(text) if cut is None else cut
     out = _apply(text, 0, hi, _token_spans(text, 0, hi))
     return out + MASK if cut is not None and not out.endswith(MASK) else out
@@ -654,9 +694,10 @@ def _capped(text: str, limit: int, mode: int, extra: tuple[str, ...]) -> str:
     if len(text) <= limit:
         return _redact(text, mode, extra)
     head = text[: limit + _LOOKAHEAD]
-    if _clean(head, extra) or _clean_decoded(head, extra):
+    clean, fold = _prepare(head, extra)
+    if clean:
         return truncate(text, limit)
-    cut = _name_cut(head, limit, mode, extra)
+    cut = _name_cut(head, limit, mode, extra, 0, fold)
     hi = min(limit, cut) if cut is not None else limit
     shown = _apply(head, 0, hi, _token_spans(head, 0, hi))
     if cut is not None:
@@ -690,7 +731,7 @@ def scrub_query(query: str, extra_names: Iterable[str] = (), limit: int = DEFAUL
     head = query[: limit + _LOOKAHEAD] if over else query
     # Most queries hold nothing to hide: one look at the whole ("&" only separates here).
     whole = head.replace("&", " ")
-    if _clean(whole, lowered) or _clean_decoded(whole, lowered):
+    if _prepare(whole, lowered)[0]:
         return truncate(query, limit)
     parts = head.split("&")
     for i, part in enumerate(parts):
@@ -745,10 +786,12 @@ def evidence(
     # Names are looked for in the few KiB before the excerpt: a secret value is shorter than
     # that, and the work stays bounded whatever the size of the value.
     scan_from = max(0, lo - _SCAN_BACK)
+    decode_from = max(0, lo - _DECODE_BACK)
     around = value[scan_from : hi + _LOOKAHEAD]
-    if _clean(around, extra) or _clean_decoded(around, extra):
+    clean, fold = _prepare(around, extra, decode_from - scan_from)
+    if clean:
         return _printable(value[lo:hi], tail)
-    cut = _name_cut(value, hi, STRICT, extra, scan_from)
+    cut = _name_cut(value, hi, STRICT, extra, scan_from, fold, decode_from)
     if cut is not None and cut < hi:
         hi, tail = cut, MASK
         lo = max(0, min(lo, hi - MAX_EVIDENCE + len(MASK)))

@@ -292,7 +292,7 @@ def test_scrubbing_looks_at_a_bounded_prefix_whatever_the_query(
         return wrapper
 
     # What every scan is handed: the decoder, the gate, the userinfo and name scans.
-    for name in ("_clean", "_clean_decoded", "_userinfo_spans"):
+    for name in ("_clean", "_prepare", "_userinfo_spans"):
         monkeypatch.setattr(redact, name, counting(getattr(redact, name)))
     real_fold = redact._Fold
 
@@ -369,3 +369,40 @@ def test_gate_skips_ordinary_text() -> None:
     assert redact._clean("category=books page=2 sort=price q=python+cookbook", ())
     assert not redact._clean("q=pass", ())
     assert not redact._clean("\u212aEY=1", ())  # the Kelvin sign folds to k: "key"
+
+
+# ------------------------------------------------------------------ through the middleware
+def _wsgi_get(otel: Any, target: str, headers: dict[str, str], **options: Any) -> dict[str, Any]:
+    from werkzeug.test import Client
+
+    from devsecmw.wsgi import SecurityMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = Client(SecurityMiddleware(app, **otel.providers, **options))
+    response = client.get(target, headers=headers)
+    response.get_data()
+    response.close()
+    return dict(otel.span().attributes)
+
+
+@pytest.mark.parametrize("limit", [None, 300])
+def test_span_attributes_holding_request_data_are_capped(otel: Any, limit: int | None) -> None:
+    options = {} if limit is None else {"attribute_limit": limit}
+    cap = limit or redact.DEFAULT_ATTRIBUTE_LIMIT
+    attrs = _wsgi_get(
+        otel, "/" + "p" * 5000 + "?q=" + "eyJ" * 5300, {"User-Agent": "Mozilla/5.0 " + "x" * 5000}, **options
+    )
+    for name in ("url.path", "url.query", "user_agent.original"):
+        value = attrs[name]
+        assert len(value) <= cap and value.endswith(redact.TRUNCATED), name
+    assert attrs["url.path"].startswith("/ppp") and attrs["user_agent.original"].startswith("Mozilla/5.0 x")
+
+
+def test_span_attributes_of_an_ordinary_request_are_unchanged(otel: Any) -> None:
+    attrs = _wsgi_get(otel, "/items/12345?page=2&sort=price", {"User-Agent": "curl/8.5.0"})
+    assert attrs["url.path"] == "/items/12345"
+    assert attrs["url.query"] == "page=2&sort=price"
+    assert attrs["user_agent.original"] == "curl/8.5.0"
