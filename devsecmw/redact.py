@@ -160,7 +160,7 @@ _JWT_MIN = 8
 _BASIC_MIN = 8
 _WHITESPACE = (" ", "\t", "\n", "\r", "\x0b", "\x0c")
 #: What makes a text worth the full scan: escapes, URL authority marks, token prefixes.
-_TRIGGERS = ("%", "&", "\\", "//", "@", "eyj", "akia", "asia", "basic", "-----begin")
+_TRIGGERS = ("%", "&", "\\", "\x00", "//", "@", "eyj", "akia", "asia", "basic", "-----begin")
 
 
 def _literal(word: str) -> str:
@@ -201,7 +201,7 @@ def _clean(text: str, extra: tuple[str, ...]) -> bool:
     return bool(match(_UNANCHORED, data, 0, len(data))[0][0] < 0)
 
 
-_UNESCAPE = str.maketrans("%&\\", "   ")
+_UNESCAPE = str.maketrans("%&\\\x00", "    ")
 
 
 def _prepare(text: str, extra: tuple[str, ...], decode_from: int = 0) -> tuple[bool, _Fold | None]:
@@ -212,7 +212,7 @@ def _prepare(text: str, extra: tuple[str, ...], decode_from: int = 0) -> tuple[b
     if _clean(text, extra):
         return True, None
     tail = text[decode_from:] if decode_from else text
-    if "%" not in tail and "&" not in tail and "\\" not in tail:
+    if "%" not in tail and "&" not in tail and "\\" not in tail and "\x00" not in tail:
         return False, None
     fold = _Fold(tail)
     clean = bool(fold.maps) and _clean(text.translate(_UNESCAPE), extra) and _clean(fold.orig, extra)
@@ -236,7 +236,7 @@ class _Fold:
         if decode:
             for _ in range(_MAX_ROUNDS):
                 changed = False
-                for step in (_pct_round, _entity_round, _backslash_round):
+                for step in (_pct_round, _entity_round, _backslash_round, _nul_round):
                     out = step(orig)
                     if out is not None:
                         orig, anchors = out
@@ -368,6 +368,15 @@ def _entity_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | None:
     return _anchored(text.split("&"), "&", _entity) if "&" in text else None
 
 
+def _nul(p: str) -> tuple[str, int]:
+    return "", 0
+
+
+def _nul_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | None:
+    """NUL bytes dropped (C string handling stops or skips there: ``pass\\0word``)."""
+    return _anchored(text.split("\x00"), "\x00", _nul) if "\x00" in text else None
+
+
 def _backslash_round(text: str) -> tuple[str, tuple[list[int], list[int]]] | None:
     return _anchored(text.split("\\"), "\\", _backslash) if "\\" in text else None
 
@@ -473,7 +482,7 @@ def _name_cut(
     cut = scan_from + _cut_after(plain.orig, hit[1]) if hit else None
     base = scan_from if decode_from is None else decode_from
     coded = text[base : stop + 32]
-    if "%" in coded or "&" in coded or "\\" in coded:
+    if "%" in coded or "&" in coded or "\\" in coded or "\x00" in coded:
         if fold is None:
             fold = _Fold(text[base : scan_from + hit[0] + 32] if hit else coded)
         if fold.maps:
@@ -626,22 +635,15 @@ def _userinfo(region: str, low: str, base: int, spans: list[tuple[int, int]]) ->
 
 
 def _userinfo_spans(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` of every userinfo: after ``//``, up to the last ``@`` before whitespace."""
-    out: list[tuple[int, int]] = []
-    n = len(text)
+    """The userinfo span: from the first ``//`` to the last ``@`` after it. No character ends it
+    earlier: URL parsers drop tabs and newlines and percent-encode spaces and quotes inside
+    userinfo, so ``http://admin:se cret@host`` still carries ``se cret``. (An ``@`` further on,
+    an e-mail address in the same text, only makes the mask longer.)"""
     i = text.find("//")
-    while i >= 0:
-        run_end = n
-        for w in _WHITESPACE:
-            k = text.find(w, i + 2, run_end)
-            if k >= 0:
-                run_end = k
-        at = text.rfind("@", i + 2, run_end)
-        if at > i + 2:
-            out.append((i + 2, at))
-        # Every "//" up to the run's end shares its last "@": one look per run keeps this linear.
-        i = text.find("//", max(run_end, i + 2))
-    return out
+    if i < 0:
+        return []
+    at = text.rfind("@", i + 2)
+    return [(i + 2, at)] if at > i + 2 else []
 
 
 # ---------------------------------------------------------------------- applying

@@ -111,6 +111,11 @@ CANARY = "Kx7QwZ"
         ("query:url", f"http://admin:{CANARY}@169.254.169.254/", "169.254.169.254"),
         ("query:url", f"http:\\\\admin:{CANARY}@169.254.169.254/", "169.254.169.254"),
         ("query:url", f"http://admin:{CANARY}%40x@169.254.169.254/", "169.254.169.254"),
+        # URL parsers drop tabs and newlines and encode spaces inside userinfo: no early end
+        ("query:url", f"http://admin:x {CANARY}@169.254.169.254/", "169.254.169.254"),
+        ("query:url", f"http://admin:x\t{CANARY}@169.254.169.254/", "169.254.169.254"),
+        # a NUL inside the name
+        ("body", f"pass\x00word=' or 1=1-- {CANARY}", "pass"),
         # credentials in a header value
         ("header:user-agent", f"sqlmap/1.0 Authorization: Bearer {CANARY}", "sqlmap/1.0"),
         ("header:referer", f"https://u:{CANARY}@example.com/?a=<script>", "example.com"),
@@ -317,7 +322,8 @@ def test_scrubbing_looks_at_a_bounded_prefix_whatever_the_query(
 # (Names that count as secrets anywhere: the short words, "pwd" or "pin", only count as whole words.)
 _SECRET_NAMES = st.sampled_from(
     ["password", "PassWord", "p%61ssword", "p%2561ssword", "pass&#119;ord", "pass&#x77;ord", "p\\u0061ssword",
-     "api_key", "apiKey", "x-api-key", "jsessionid", "Authorization", "token", "secret", "-pwd", " userPin"]
+     "pass\x00word", "api_key", "apiKey", "x-api-key", "jsessionid", "Authorization", "token", "secret",
+     "-pwd", " userPin"]
 )  # fmt: skip
 _SEPARATORS = st.sampled_from(
     ["=", ":", '"="', "'", '">', '": "', "%3D", "%22%3A%22", "&#61;", " ", "\\u003d", ""]
@@ -345,8 +351,8 @@ def test_evidence_never_raises_and_is_bounded(value: str, a: int, b: int) -> Non
 _PIECES = st.sampled_from(
     ["pass", "PassWord", "pwd", "secret", "TOKEN", "api_key", "ApiKey", "access-key", "sessionid", "auth",
      "bearer ", "Basic dXNlcjpwdw==", "eyJhbGciOi.eyJzdWIiOi.", "AKIAABCDEFGHIJKLMNOP", "//u:p@h", "\\\\u@h",
-     "%70", "%25", "&#112;", "\\u0070", "=", ":", "'", '"', " ", "&", "/", "x", "0", "K", "\u212a", "\u017f",
-     "\u0130", "\u0131", "é", "a1b2c3d4e5f6a7b8"]
+     "%70", "%25", "&#112;", "\\u0070", "\x00", "=", ":", "'", '"', " ", "&", "/", "x", "0", "K", "\u212a",
+     "\u017f", "\u0130", "\u0131", "é", "a1b2c3d4e5f6a7b8"]
 )  # fmt: skip
 
 
