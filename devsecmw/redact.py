@@ -107,8 +107,10 @@ _STRICT_PARTS = ("cookie",)
 # Modes of the name rule.
 #: Any secret name hides what follows (evidence, header values).
 STRICT = 0
-#: Paths and query values: a name that ends a path segment (``/auth/login``, ``/api/tokens``)
-#: or the value hides nothing; anywhere else it does (``;jsessionid=``, ``password%3D``).
+#: Paths and query values: a name hides what follows when it is used as a key: followed (past
+#: the rest of its identifier and a few quotes, brackets or spaces) by ``=``, ``:`` or ``>``
+#: (``;jsessionid=``, ``password%3D``, ``{"password": ``, ``<password>``). A name used as a word
+#: (``/auth/login``, ``q=gift+card``) hides nothing.
 PATHLIKE = 1
 #: Signal locations (names): only a name followed by ``=`` hides what follows.
 KV = 2
@@ -168,16 +170,9 @@ def _literal(word: str) -> str:
     return "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in word)
 
 
-@functools.lru_cache(maxsize=64)
-def _gate(extra: tuple[str, ...]) -> Any:
-    """One RE2 search that tells whether a text can hold anything this module hides: a secret
-    name, an escape, a token trigger, or a run of token characters as long as a random token.
-    RE2 is linear in the text (and the pattern has no backreference to make it otherwise).
-    None without RE2 (then every text takes the full scan, which is linear too)."""
+def _compile(pattern: str) -> Any:
     if _re2 is None:  # pragma: no cover
         return None
-    words = (*SECRET_NAME_PARTS, *SECRET_NAME_WORDS, *_STRICT_PARTS, *extra, *_TRIGGERS)
-    pattern = "(?i)(?:" + "|".join(_literal(w) for w in words) + f")|[A-Za-z0-9+/_~-]{{{_TOKEN_MIN}}}"
     opts = _re2.RE2.Options()
     opts.never_capture = True
     opts.log_errors = False
@@ -187,18 +182,41 @@ def _gate(extra: tuple[str, ...]) -> Any:
     return rx.Match
 
 
+#: A run of token characters as long as a random token.
+_TOKEN_RUN = f"[A-Za-z0-9+/_~-]{{{_TOKEN_MIN}}}"
+
+
+@functools.lru_cache(maxsize=64)
+def _gate(extra: tuple[str, ...], kind: int = 0) -> Any:
+    """One RE2 search that tells whether a text can hold something to hide (``kind`` 0: a secret
+    name, an escape, a token trigger or a run of token characters as long as a random token;
+    1: a secret name only; 2: a token trigger or run only). RE2 is linear in the text. None
+    without RE2: then every text takes the full scan (linear too)."""
+    words: tuple[str, ...] = ()
+    if kind in (0, 1):
+        words = (*SECRET_NAME_PARTS, *SECRET_NAME_WORDS, *_STRICT_PARTS, *extra)
+    if kind in (0, 2):
+        words = (*words, *_TRIGGERS)
+    pattern = "(?i)(?:" + "|".join(_literal(w) for w in words) + ")"
+    return _compile(pattern if kind == 1 else pattern + "|" + _TOKEN_RUN)
+
+
 _GATE = _gate(())
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED if _re2 is not None else None
 
 
-def _clean(text: str, extra: tuple[str, ...]) -> bool:
-    """True when ``text`` certainly holds nothing to hide (the common case, in about a microsecond)."""
-    match = _gate(extra) if extra else _GATE
+def _absent(text: str, match: Any) -> bool:
+    """True when RE2's ``match`` certainly does not occur in ``text`` (False without RE2)."""
     if match is None:  # pragma: no cover
         return False
     # Names are ASCII: folded the way the scan folds, other characters can only split words.
     data = (text if text.isascii() else text.translate(_LOWER)).encode("ascii", "replace")
     return bool(match(_UNANCHORED, data, 0, len(data))[0][0] < 0)
+
+
+def _clean(text: str, extra: tuple[str, ...]) -> bool:
+    """True when ``text`` certainly holds nothing to hide (the common case, in about a microsecond)."""
+    return _absent(text, _gate(extra) if extra else _GATE)
 
 
 _UNESCAPE = str.maketrans("%&\\\x00", "    ")
@@ -401,21 +419,30 @@ def _word_at(orig: str, i: int, j: int) -> bool:
     return True
 
 
-def _hides(orig: str, end: int, mode: int) -> bool:
-    """Whether the secret name ending at ``end`` hides what follows, under ``mode``."""
-    if mode == STRICT:
-        return True
+#: Characters past a name's start that decide what it hides (identifier, gap, separator).
+_NAME_TAIL = 64
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_KEY_GAP = frozenset(" \t\n\r\"'[](){}+")
+
+
+def _hides(orig: str, end: int, mode: int) -> int:
+    """Where the text hidden by the secret name ending at ``end`` starts, under ``mode``; -1
+    when the name hides nothing there."""
     n = len(orig)
-    if mode == KV:
-        k = end
-        while k < n and k - end < 4 and orig[k] in " \t\"']":
-            k += 1
-        return k < n and orig[k] == "="
-    # PATHLIKE: the name may end a word ("tokens") that ends the segment or the value.
     k = end
-    while k < n and k - end < 24 and "a" <= orig[k] <= "z":
+    if mode == STRICT:  # past a few separators, so that "password=***" reads well
+        while k < n and k - end < 4 and orig[k] in "=:\"' >":
+            k += 1
+        return k
+    if mode == PATHLIKE:  # the rest of the identifier: "password_hash=", "jsessionid="
+        while k < n and k - end < 32 and orig[k] in _IDENT:
+            k += 1
+    gap = k
+    while k < n and k - gap < 4 and orig[k] in _KEY_GAP:
         k += 1
-    return k < n and orig[k] != "/"
+    if k < n and (orig[k] == "=" or (mode == PATHLIKE and orig[k] in ":>")):
+        return k + 1
+    return -1
 
 
 @functools.lru_cache(maxsize=64)
@@ -423,40 +450,75 @@ def _parts(strict: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
     return (*SECRET_NAME_PARTS, *extra, *(_STRICT_PARTS if strict else ()))
 
 
+@functools.lru_cache(maxsize=64)
+def _names(extra: tuple[str, ...], strict: bool) -> Any:
+    """Every secret name as one RE2 pattern, longest first: at a position where several start
+    (``pass``, ``password``), the longest is the one that can hide what follows."""
+    names = sorted({*_parts(strict, extra), *SECRET_NAME_WORDS}, key=len, reverse=True)
+    return _compile("(?i)(?:" + "|".join(_literal(n) for n in names) + ")")
+
+
 def _first_name(fold: _Fold, stop: int, mode: int, extra: tuple[str, ...]) -> tuple[int, int] | None:
-    """The earliest secret name (start, end) that starts before ``stop`` in ``fold`` and hides
-    what follows under ``mode``."""
+    """The earliest secret name that starts before ``stop`` in ``fold`` and hides what follows
+    under ``mode``: its start, and where the hidden text starts."""
     low, orig = fold.low, fold.orig
-    best = -1
-    best_end = -1
+    match = _names(extra, mode == STRICT)
+    if match is None:  # pragma: no cover - without RE2: one find per name
+        return _first_name_scan(low, orig, stop, mode, extra)
+    parts = _part_set(mode == STRICT, extra)
+    data = low[: stop + _NAME_TAIL].encode("ascii", "replace")  # one byte per character
+    end = min(len(data), stop + _NAME_TAIL)
+    pos = 0
+    # Each search resumes after the previous start, so the text is scanned about once.
+    while pos <= stop:
+        i, j = match(_UNANCHORED, data, pos, end)[0]
+        if i < 0 or i > stop:
+            return None
+        name = low[i:j]
+        if name not in parts and not _word_at(orig, i, j):  # a short word counts whole only
+            pos = i + 1
+            continue
+        part_mode = STRICT if name == "bearer" and mode == PATHLIKE else mode
+        cut = _hides(orig, j, part_mode)
+        if cut >= 0:
+            return i, cut
+        pos = i + 1
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _part_set(strict: bool, extra: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_parts(strict, extra))
+
+
+def _first_name_scan(
+    low: str, orig: str, stop: int, mode: int, extra: tuple[str, ...]
+) -> tuple[int, int] | None:
+    best = best_cut = -1
     limit = stop
     for part in _parts(mode == STRICT, extra):
+        # "Bearer" is followed by its token, whatever separates them ("Bearer+x", "Bearer%20x").
+        part_mode = STRICT if part == "bearer" and mode == PATHLIKE else mode
         i = low.find(part, 0, limit + len(part))
         while i >= 0:
-            end = i + len(part)
-            if _hides(orig, end, mode):
-                best, best_end, limit = i, end, i
+            cut = _hides(orig, i + len(part), part_mode)
+            if cut >= 0:
+                best, best_cut, limit = i, cut, i
                 break
             i = low.find(part, i + 1, limit + len(part))
     for word in SECRET_NAME_WORDS:
         i = low.find(word, 0, limit + len(word))
         while i >= 0:
             end = i + len(word)
-            if _word_at(orig, i, end) and _hides(orig, end, mode):
-                best, best_end, limit = i, end, i
-                break
+            if _word_at(orig, i, end):
+                cut = _hides(orig, end, mode)
+                if cut >= 0:
+                    best, best_cut, limit = i, cut, i
+                    break
             i = low.find(word, i + 1, limit + len(word))
     if best < 0:
         return None
-    return best, best_end
-
-
-def _cut_after(orig: str, end: int) -> int:
-    """Where to cut after a name: past a few separators, so ``password=***`` reads well."""
-    k = end
-    while k < len(orig) and k - end < 4 and orig[k] in "=:\"' >":
-        k += 1
-    return k
+    return best, best_cut
 
 
 def _extra(extra: Iterable[str]) -> tuple[str, ...]:
@@ -476,19 +538,19 @@ def _name_cut(
     ``text[scan_from:stop]``, in any spelling), or None. Decoded spellings are looked for from
     ``decode_from`` (default ``scan_from``) on; ``fold``, when given, is the decoded form of
     ``text[decode_from:]`` up to ``stop + 32`` or further."""
-    region = text[scan_from : stop + 32]  # a little past: what follows a name counts
+    region = text[scan_from : stop + _NAME_TAIL]  # a little past: what follows a name counts
     plain = _Fold(region, decode=False)
     hit = _first_name(plain, stop - scan_from, mode, extra)
-    cut = scan_from + _cut_after(plain.orig, hit[1]) if hit else None
+    cut = scan_from + hit[1] if hit else None
     base = scan_from if decode_from is None else decode_from
-    coded = text[base : stop + 32]
+    coded = text[base : stop + _NAME_TAIL]
     if "%" in coded or "&" in coded or "\\" in coded or "\x00" in coded:
         if fold is None:
-            fold = _Fold(text[base : scan_from + hit[0] + 32] if hit else coded)
+            fold = _Fold(text[base : scan_from + hit[0] + _NAME_TAIL] if hit else coded)
         if fold.maps:
             found = _first_name(fold, len(fold.low), mode, extra)
-            # A name that only reads as one decoded (or earlier than the plain one): cut right
-            # after its last character's spelling.
+            # A name that only reads as one decoded (or earlier than the plain one): cut at the
+            # spelling of the first hidden character.
             if found is not None:
                 at = base + fold.to_src(found[0])
                 if at <= stop and (hit is None or at < scan_from + hit[0]):
@@ -547,19 +609,38 @@ def _run_end(text: str, i: int, chars: frozenset[str], limit: int) -> int:
     return i
 
 
-def _looks_random(tok: str) -> bool:
-    """A long token mixing letters and digits, little punctuation: an id, a key, a hash."""
-    if len(tok) < _TOKEN_MIN:
+def _is_uuid(tok: str) -> bool:
+    if len(tok) != 36 or tok[8] != "-" or tok[13] != "-" or tok[18] != "-" or tok[23] != "-":
         return False
-    digits = letters = punct = 0
+    return all(c in _HEX for c in tok.replace("-", ""))
+
+
+def _looks_random(tok: str) -> bool:
+    """A long token that reads like a key, a hash or an encoded secret: letters and digits,
+    little punctuation, and the character class (lower, upper, digit) changing often (about
+    every other character in random base16/62/64; every few characters in words and product
+    names: ``Noise-Cancelling+Headphones+WH-1000XM5``). UUIDs are ids, and stay."""
+    if len(tok) < _TOKEN_MIN or _is_uuid(tok):
+        return False
+    digits = letters = punct = changes = 0
+    last = ""
     for c in tok:
         if c.isdigit():
             digits += 1
+            cls = "d"
+        elif c.isupper():
+            letters += 1
+            cls = "u"
         elif c.isalpha():
             letters += 1
+            cls = "l"
         else:
             punct += 1
-    return digits > 0 and letters > 0 and punct * 8 <= len(tok)
+            continue
+        if cls != last:
+            changes += 1
+            last = cls
+    return digits > 0 and letters > 0 and punct * 8 <= len(tok) and changes * 3 >= len(tok)
 
 
 def _token_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -570,6 +651,8 @@ def _token_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
     a = max(0, lo - _LOOKAHEAD)
     b = min(n, hi + _LOOKAHEAD)
     region = text[a:b]
+    if _absent(region, _gate((), 2)):
+        return spans
     low = region.lower() if region.isascii() else region.translate(_LOWER)
     # URL userinfo: "//" (or a backslash spelling) then an "@" before the next whitespace.
     _userinfo(region, low, a, spans)

@@ -197,9 +197,12 @@ def _attr(span: trace.Span, *names: str) -> Any:
     return None
 
 
-#: Scrubbed ``url.query`` values kept, and the longest query kept.
-_MAX_CACHED_QUERIES = 1024
-_MAX_CACHED_QUERY = 256
+#: Scrubbed attribute values kept (paths, queries, user agents, host names), and the longest kept.
+_MAX_CACHED_VALUES = 2048
+_MAX_CACHED_VALUE = 256
+#: How each cached kind of value is scrubbed (the index is part of the cache key).
+_SCRUBBERS = (scrub_path, scrub_query, scrub_header)
+_PATH, _QUERY, _HEADER = 0, 1, 2
 #: Distinct (method, route, status, classification) metric attribute sets kept ready.
 _MAX_METRIC_KEYS = 2048
 
@@ -336,10 +339,11 @@ class Telemetry:
         self.redact_names = redact_names
         #: Cap of the attributes that copy request data (path, query, user agent).
         self.attribute_limit = attribute_limit
-        #: ``url.query`` as it may leave the process, by query string: the same queries come back
-        #: (pagination, polling, health checks), scrubbing one costs a split and a name check per
-        #: parameter. Bounded; only short queries are kept.
-        self._scrubbed: dict[str, str] = {}
+        #: ``url.path``, ``url.query``, ``user_agent.original`` and ``server.address`` as they may
+        #: leave the process, by (kind, value): the same values come back (endpoints, pagination,
+        #: polling, a client's user agent), and scrubbing one with escapes or tokens costs a few
+        #: microseconds. Bounded; only short values are kept.
+        self._scrubbed: dict[tuple[int, str], str] = {}
         # devsecmw.requests and devsecmw.signals: asynchronous counters over in-process totals.
         self.requests, self.signals = _totals_for(meter)
         self.duration = meter.create_histogram(
@@ -388,24 +392,16 @@ class Telemetry:
             method = normalize_method(method)
         # Attributes that copy request data are capped, then redacted (the work is bounded by
         # the cap): path parameters, userinfo, tokens and what follows secret names are hidden.
-        limit = self.attribute_limit
         attrs: dict[str, Any] = {
             "http.request.method": method,
-            "url.path": scrub_path(request.path, self.redact_names, limit),
+            "url.path": self._scrub(_PATH, request.path),
             "url.scheme": request.scheme,
         }
         if method == "_OTHER":
             attrs["http.request.method_original"] = request.method[:32]
         query = request.query_string
         if query:
-            scrubbed = self._scrubbed.get(query)
-            if scrubbed is None:
-                scrubbed = scrub_query(query, self.redact_names, limit)
-                if len(query) <= _MAX_CACHED_QUERY:
-                    if len(self._scrubbed) >= _MAX_CACHED_QUERIES:
-                        self._scrubbed.clear()
-                    self._scrubbed[query] = scrubbed
-            attrs["url.query"] = scrubbed
+            attrs["url.query"] = self._scrub(_QUERY, query)
         client = request.client_address
         peer = request.peer_address
         if client:
@@ -416,12 +412,12 @@ class Telemetry:
             attrs["client.port"] = request.client_port
         if request.server_address:
             # Some WSGI servers (gunicorn) take SERVER_NAME from the client's Host header.
-            attrs["server.address"] = scrub_header(request.server_address, self.redact_names, limit)
+            attrs["server.address"] = self._scrub(_HEADER, request.server_address)
         if request.server_port is not None:
             attrs["server.port"] = request.server_port
         ua = request.header("user-agent")
         if ua:
-            attrs["user_agent.original"] = scrub_header(ua, self.redact_names, limit)
+            attrs["user_agent.original"] = self._scrub(_HEADER, ua)
         if request.http_version:
             attrs["network.protocol.version"] = request.http_version
         span = self.tracer.start_span(
@@ -431,6 +427,17 @@ class Telemetry:
             attributes=attrs,  # all at start, in one call: samplers see them
         )
         return SpanHandle(span, owned=True)
+
+    def _scrub(self, kind: int, value: str) -> str:
+        key = (kind, value)
+        done = self._scrubbed.get(key)
+        if done is None:
+            done = _SCRUBBERS[kind](value, self.redact_names, self.attribute_limit)
+            if len(value) <= _MAX_CACHED_VALUE:
+                if len(self._scrubbed) >= _MAX_CACHED_VALUES:
+                    self._scrubbed.clear()
+                self._scrubbed[key] = done
+        return done
 
     def record_signal(self, span: trace.Span, signal: Signal) -> None:
         attrs: dict[str, Any] = {
