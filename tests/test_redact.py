@@ -427,3 +427,12 @@ def test_span_attributes_of_an_ordinary_request_are_unchanged(otel: Any) -> None
     assert attrs["url.path"] == "/items/12345"
     assert attrs["url.query"] == "page=2&sort=price"
     assert attrs["user_agent.original"] == "curl/8.5.0"
+
+
+@given(st.lists(_PIECES | st.text(max_size=4), max_size=14).map("".join), st.sampled_from([0, 1, 2]))
+def test_name_search_by_re2_finds_what_one_find_per_name_finds(text: str, mode: int) -> None:
+    """The RE2 search (longest name first, resumed after each rejected start) gives the same
+    answer as the plain loop over every name."""
+    fold = redact._Fold(text)
+    expected = redact._first_name_scan(fold.low, fold.orig, len(text), mode, ())
+    assert redact._first_name(fold, len(text), mode, ()) == expected
