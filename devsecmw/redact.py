@@ -4,15 +4,19 @@ Three rules, in this order:
 
 1. A value whose *location* names a secret (``query:password``, ``header:authorization``,
    any cookie) is never shown: its evidence is :data:`REDACTED`.
-2. **Cut at a secret name.** Anywhere else, text that follows a secret name (``password``,
-   ``token``, ``jsessionid``, ``Authorization``...) is cut off: the name stays, what follows
-   becomes :data:`MASK`. Where a secret value ends cannot be known (a quote, a tag, a brace or
-   an encoding can close it early), so nothing after the name is shown. Names are looked for in
-   the text as it reads after percent, HTML-entity and backslash decoding (up to
-   :data:`_MAX_ROUNDS` rounds), so ``%70assword`` or ``pass&#119;ord`` hide what follows too.
+2. **Cut at a secret name.** Text that follows a secret name (``password``, ``token``,
+   ``jsessionid``, ``Authorization``...) is cut off: the name stays, what follows becomes
+   :data:`MASK`. Where a secret value ends cannot be known (a quote, a tag, a brace or an
+   encoding can close it early), so nothing after the name is shown. In evidence and header
+   values any occurrence of a name cuts; in ``url.path`` and ``url.query`` values a name cuts
+   where it is used as a key (followed by ``=``, ``:`` or ``>``, past quotes and brackets:
+   ``;jsessionid=``, ``{"password": ``, ``<password>``), not where it is a word
+   (``/auth/login``, ``q=gift+card``). Names are looked for as written and as the text reads
+   after percent, HTML-entity, backslash and NUL decoding (rounds until stable), so
+   ``%70assword`` or ``pass&#119;ord`` cut too.
 3. **Credential-shaped content is masked wherever it appears**: URL userinfo
-   (``scheme://user:pass@``), JWTs (``eyJ...``), AWS access key ids, ``Basic`` credentials,
-   private-key blocks and long random-looking tokens.
+   (``scheme://user:pass@``), JWTs (``eyJ...``), AWS access key ids, ``Bearer`` and ``Basic``
+   credentials, private-key blocks and long random-looking tokens (UUIDs excepted).
 
 Evidence is an excerpt of at most :data:`MAX_EVIDENCE` characters around the match, cut at the
 first secret before its end (never after it). Span attributes that copy request data
@@ -20,8 +24,10 @@ first secret before its end (never after it). Span attributes that copy request 
 :func:`scrub_query` and :func:`scrub_header`, which cap them first (:func:`truncate`, with a
 visible :data:`TRUNCATED` marker) so the work is bounded by the cap, not by the request.
 
-Every step is a hand-written scan built on ``str.find``/``split``/``translate``: no regular
-expression runs on request data here, so no input can make redaction backtrack.
+No backtracking engine runs on request data here (the ``re`` module is not imported): RE2,
+linear in its input, answers "can this text hold anything to hide?" and finds name
+candidates; the rest are hand-written scans over ``str.find``/``split``/``translate``, each
+resumed where the previous one stopped.
 """
 
 from __future__ import annotations
