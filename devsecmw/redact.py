@@ -501,19 +501,19 @@ def _first_name_scan(
     low: str, orig: str, stop: int, mode: int, extra: tuple[str, ...]
 ) -> tuple[int, int] | None:
     best = best_cut = -1
-    limit = stop
+    limit = stop + 1  # names must start before it (the earliest wins; on a tie, the first found)
     for part in _parts(mode == STRICT, extra):
         # "Bearer" is followed by its token, whatever separates them ("Bearer+x", "Bearer%20x").
         part_mode = STRICT if part == "bearer" and mode == PATHLIKE else mode
-        i = low.find(part, 0, limit + len(part))
+        i = low.find(part, 0, limit - 1 + len(part))
         while i >= 0:
             cut = _hides(orig, i + len(part), part_mode)
             if cut >= 0:
                 best, best_cut, limit = i, cut, i
                 break
-            i = low.find(part, i + 1, limit + len(part))
+            i = low.find(part, i + 1, limit - 1 + len(part))
     for word in SECRET_NAME_WORDS:
-        i = low.find(word, 0, limit + len(word))
+        i = low.find(word, 0, limit - 1 + len(word))
         while i >= 0:
             end = i + len(word)
             if _word_at(orig, i, end):
@@ -521,7 +521,7 @@ def _first_name_scan(
                 if cut >= 0:
                     best, best_cut, limit = i, cut, i
                     break
-            i = low.find(word, i + 1, limit + len(word))
+            i = low.find(word, i + 1, limit - 1 + len(word))
     if best < 0:
         return None
     return best, best_cut
@@ -675,17 +675,19 @@ def _token_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
             end = _run_end(region, i + 4, _KEY_ID_CHARS, len(region))
             if end - i >= 20 and region[i : i + 4].isupper():
                 spans.append((a + i, a + end))
-            i = low.find(prefix, i + 4)
+            i = low.find(prefix, max(end, i + 4))  # past the run: each character looked at once
     i = low.find("basic")
     while i >= 0:
         k = i + 5
         while k < len(region) and region[k] in _WHITESPACE:
             k += 1
-        end = _run_end(region, k, _B64_CHARS, len(region))
-        tok = region[k:end]
-        if k > i + 5 and len(tok) >= _BASIC_MIN and not tok.islower():
-            spans.append((a + k, a + end))
-        i = low.find("basic", i + 5)
+        end = k
+        if k > i + 5:  # "Basic", whitespace, then the credentials
+            end = _run_end(region, k, _B64_CHARS, len(region))
+            tok = region[k:end]
+            if len(tok) >= _BASIC_MIN and not tok.islower():
+                spans.append((a + k, a + end))
+        i = low.find("basic", max(end, i + 5))
     i = low.find("-----begin")
     if i >= 0:
         spans.append((a + i, n))

@@ -436,3 +436,26 @@ def test_name_search_by_re2_finds_what_one_find_per_name_finds(text: str, mode: 
     fold = redact._Fold(text)
     expected = redact._first_name_scan(fold.low, fold.orig, len(text), mode, ())
     assert redact._first_name(fold, len(text), mode, ()) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["basic " + "basic" * 400, "AKIA" * 500, "eyJ" * 700, "//" * 1000 + "@", "pin" * 700, "pass " * 400],
+)
+def test_token_scans_walk_each_character_a_bounded_number_of_times(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated token prefixes (``basic basicbasic...``, ``AKIAAKIA...``) resume past the run they
+    measured: the characters walked stay proportional to the text (counted, not timed)."""
+    walked = [0]
+    real = redact._run_end
+
+    def counting(region: str, i: int, chars: frozenset[str], limit: int) -> int:
+        end = real(region, i, chars, limit)
+        walked[0] += end - i + 1
+        return end
+
+    monkeypatch.setattr(redact, "_run_end", counting)
+    redact.scrub_header(text, (), 4096)
+    redact.evidence("query:q", text, len(text) - 10, len(text))
+    assert walked[0] <= 4 * (len(text) + 2 * 256 + redact.MAX_EVIDENCE)
