@@ -726,15 +726,30 @@ def _userinfo(region: str, low: str, base: int, spans: list[tuple[int, int]]) ->
 
 
 def _userinfo_spans(text: str) -> list[tuple[int, int]]:
-    """The userinfo span: from the first ``//`` to the last ``@`` after it. No character ends it
+    """Userinfo spans: from the first ``//`` to the last ``@`` after it. No character ends it
     earlier: URL parsers drop tabs and newlines and percent-encode spaces and quotes inside
     userinfo, so ``http://admin:se cret@host`` still carries ``se cret``. (An ``@`` further on,
-    an e-mail address in the same text, only makes the mask longer.)"""
+    an e-mail address in the same text, only makes the mask longer.) Without ``//``:
+    ``user:password@host`` (a Host header, an SSH-style address), from the word's start."""
+    out: list[tuple[int, int]] = []
     i = text.find("//")
-    if i < 0:
-        return []
-    at = text.rfind("@", i + 2)
-    return [(i + 2, at)] if at > i + 2 else []
+    if i >= 0:
+        at = text.rfind("@", i + 2)
+        if at > i + 2:
+            out.append((i + 2, at))
+    prev = 0
+    at = text.find("@")
+    while at >= 0:  # each stretch between two "@" is looked at once
+        start = prev
+        for c in (" ", "\t", "\n", "\r", "/", ",", ";", "<", ">", "(", "["):
+            k = text.rfind(c, prev, at)
+            if k >= start:
+                start = k + 1
+        if text.find(":", start, at) >= 0:
+            out.append((start, at))
+        prev = at + 1
+        at = text.find("@", prev)
+    return out
 
 
 # ---------------------------------------------------------------------- applying

@@ -114,6 +114,8 @@ CANARY = "Kx7QwZ"
         # URL parsers drop tabs and newlines and encode spaces inside userinfo: no early end
         ("query:url", f"http://admin:x {CANARY}@169.254.169.254/", "169.254.169.254"),
         ("query:url", f"http://admin:x\t{CANARY}@169.254.169.254/", "169.254.169.254"),
+        # userinfo without a scheme: a Host header as the header block shows it
+        ("headers", f"GET HTTP/1.1\nhost: admin:{CANARY}@example.com\ncontent-type:", "host"),
         # a NUL inside the name
         ("body", f"pass\x00word=' or 1=1-- {CANARY}", "pass"),
         # credentials in a header value
