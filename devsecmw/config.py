@@ -83,6 +83,9 @@ class Config:
     exclusions: tuple[Exclusion, ...] = ()
     #: Extra parameter/header names whose values are secrets (matched case-insensitively, by substring).
     redact_names: tuple[str, ...] = ()
+    #: Characters of ``url.path``, ``url.query`` and ``user_agent.original`` kept on a span; a longer
+    #: value is cut and ends with ``…[truncated]`` (redaction only looks at what is kept).
+    attribute_limit: int = 1024
     #: Paths never inspected nor blocked (health checks); exact match or prefix ending in ``*``.
     ignore_paths: tuple[str, ...] = ()
     #: Status code of the block response.
@@ -134,6 +137,7 @@ class Config:
             ("body_limit", 0),
             ("response_limit", 0),
             ("max_events", 1),
+            ("attribute_limit", 64),
             ("attack_threshold", 1),
             ("block_threshold", 1),
             ("trusted_hops", 0),

@@ -61,7 +61,9 @@ class Runtime:
         self.config = config
         # Rule files are loaded and validated here: bad rules fail at start-up, not per request.
         self.detector: Detector = detector if detector is not None else Engine(config)
-        self.telemetry = Telemetry(tracer_provider, meter_provider, config.max_events, config.redact_names)
+        self.telemetry = Telemetry(
+            tracer_provider, meter_provider, config.max_events, config.redact_names, config.attribute_limit
+        )
         self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
         self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
         self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)

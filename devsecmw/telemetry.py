@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import traceback
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,15 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
-from .redact import scrub_query
+from .redact import (
+    DEFAULT_ATTRIBUTE_LIMIT,
+    MAX_EVIDENCE,
+    scrub_header,
+    scrub_location,
+    scrub_path,
+    scrub_query,
+    truncate,
+)
 from .request import HttpRequest
 from .response import leak_after_attack
 from .signals import ATTACK_TYPES, Signal, Verdict
@@ -244,9 +253,12 @@ def _attr(span: trace.Span, *names: str) -> Any:
     return None
 
 
-#: Scrubbed ``url.query`` values kept, and the longest query kept.
-_MAX_CACHED_QUERIES = 1024
-_MAX_CACHED_QUERY = 256
+#: Scrubbed attribute values kept (paths, queries, user agents, host names), and the longest kept.
+_MAX_CACHED_VALUES = 2048
+_MAX_CACHED_VALUE = 256
+#: How each cached kind of value is scrubbed (the index is part of the cache key).
+_SCRUBBERS = (scrub_path, scrub_query, scrub_header)
+_PATH, _QUERY, _HEADER = 0, 1, 2
 #: Distinct (method, route, status, classification) metric attribute sets kept ready.
 _MAX_METRIC_KEYS = 2048
 
@@ -423,15 +435,19 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None = None,
         max_events: int = 32,
         redact_names: tuple[str, ...] = (),
+        attribute_limit: int = DEFAULT_ATTRIBUTE_LIMIT,
     ) -> None:
         self.tracer = trace.get_tracer("devsecmw", __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = metrics.get_meter("devsecmw", __version__, meter_provider, schema_url=SCHEMA_URL)
         self.max_events = max_events
         self.redact_names = redact_names
-        #: ``url.query`` as it may leave the process, by query string: the same queries come back
-        #: (pagination, polling, health checks), scrubbing one costs a split and a name check per
-        #: parameter. Bounded; only short queries are kept.
-        self._scrubbed: dict[str, str] = {}
+        #: Cap of the attributes that copy request data (path, query, user agent).
+        self.attribute_limit = attribute_limit
+        #: ``url.path``, ``url.query``, ``user_agent.original`` and ``server.address`` as they may
+        #: leave the process, by (kind, value): the same values come back (endpoints, pagination,
+        #: polling, a client's user agent), and scrubbing one with escapes or tokens costs a few
+        #: microseconds. Bounded; only short values are kept.
+        self._scrubbed: dict[tuple[int, str], str] = {}
         # devsecmw.requests and devsecmw.signals: asynchronous counters over in-process totals.
         self.requests, self.signals = _totals_for(meter)
         self.duration = meter.create_histogram(
@@ -478,23 +494,18 @@ class Telemetry:
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
+        # Attributes that copy request data are capped, then redacted (the work is bounded by
+        # the cap): path parameters, userinfo, tokens and what follows secret names are hidden.
         attrs: dict[str, Any] = {
             "http.request.method": method,
-            "url.path": request.path,
+            "url.path": self._scrub(_PATH, request.path),
             "url.scheme": request.scheme,
         }
         if method == "_OTHER":
             attrs["http.request.method_original"] = request.method[:32]
         query = request.query_string
         if query:
-            scrubbed = self._scrubbed.get(query)
-            if scrubbed is None:
-                scrubbed = scrub_query(query, self.redact_names)
-                if len(query) <= _MAX_CACHED_QUERY:
-                    if len(self._scrubbed) >= _MAX_CACHED_QUERIES:
-                        self._scrubbed.clear()
-                    self._scrubbed[query] = scrubbed
-            attrs["url.query"] = scrubbed
+            attrs["url.query"] = self._scrub(_QUERY, query)
         client = request.client_address
         peer = request.peer_address
         if client:
@@ -504,12 +515,13 @@ class Telemetry:
         elif request.client_port is not None and (peer is None or peer == client):  # no proxy between
             attrs["client.port"] = request.client_port
         if request.server_address:
-            attrs["server.address"] = request.server_address
+            # Some WSGI servers (gunicorn) take SERVER_NAME from the client's Host header.
+            attrs["server.address"] = self._scrub(_HEADER, request.server_address)
         if request.server_port is not None:
             attrs["server.port"] = request.server_port
         ua = request.header("user-agent")
         if ua:
-            attrs["user_agent.original"] = ua[:512]
+            attrs["user_agent.original"] = self._scrub(_HEADER, ua)
         if request.http_version:
             attrs["network.protocol.version"] = request.http_version
         span = self.tracer.start_span(
@@ -520,11 +532,22 @@ class Telemetry:
         )
         return SpanHandle(span, owned=True)
 
+    def _scrub(self, kind: int, value: str) -> str:
+        key = (kind, value)
+        done = self._scrubbed.get(key)
+        if done is None:
+            done = _SCRUBBERS[kind](value, self.redact_names, self.attribute_limit)
+            if len(value) <= _MAX_CACHED_VALUE:
+                if len(self._scrubbed) >= _MAX_CACHED_VALUES:
+                    self._scrubbed.clear()
+                self._scrubbed[key] = done
+        return done
+
     def record_signal(self, span: trace.Span, signal: Signal) -> None:
         attrs: dict[str, Any] = {
             ATTR_TYPE: signal.type,
-            ATTR_LOCATION: signal.location[:MAX_LOCATION],
-            ATTR_EVIDENCE: signal.evidence,
+            ATTR_LOCATION: scrub_location(signal.location, MAX_LOCATION),
+            ATTR_EVIDENCE: truncate(signal.evidence, MAX_EVIDENCE),
             ATTR_SEVERITY: int(signal.severity),
         }
         if signal.rule_id:
@@ -619,7 +642,7 @@ class Telemetry:
             # Without a route the name stays the one given at start (the method): no rename.
             span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
         if exception is not None:
-            span.record_exception(exception)
+            span.record_exception(exception, attributes=self._exception_attributes(exception))
             attrs["error.type"] = type(exception).__qualname__
             span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}"))
             if status is None:
@@ -629,6 +652,21 @@ class Telemetry:
             if status >= 500 and exception is None:
                 attrs["error.type"] = str(status)
                 span.set_status(Status(StatusCode.ERROR))
+
+    def _exception_attributes(self, exception: BaseException) -> dict[str, Any]:
+        """The app's exception message may quote request data (``bad password=...``): it is
+        scrubbed and capped like a header value; the stack trace keeps its frames (code, not
+        data) and ends with the scrubbed message (chained exceptions are left out: their
+        messages would need the same care)."""
+        try:
+            message = str(exception)
+        except Exception:  # an app's __str__ may raise; the type still tells
+            message = ""
+        message = scrub_header(message, self.redact_names, self.attribute_limit)
+        name = type(exception).__qualname__
+        frames = "".join(traceback.format_tb(exception.__traceback__))
+        stack = f"Traceback (most recent call last):\n{frames}{name}: {message}\n"
+        return {"exception.message": message, "exception.stacktrace": stack}
 
     def _metrics(
         self,

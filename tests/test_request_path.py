@@ -214,11 +214,11 @@ def test_scrubbed_query_cache_is_bounded(otel: Any) -> None:
     tel = telemetry.Telemetry(**otel.providers)
     from devsecmw.request import HttpRequest
 
-    for i in range(telemetry._MAX_CACHED_QUERIES + 10):
+    for i in range(telemetry._MAX_CACHED_VALUES + 10):
         tel.start(HttpRequest("GET", f"/?page={i}", "/", query_string=f"page={i}")).span.end()
     tel.start(HttpRequest("GET", "/", "/", query_string="q=" + "x" * 300)).span.end()
-    assert 0 < len(tel._scrubbed) <= telemetry._MAX_CACHED_QUERIES
-    assert all(len(q) <= telemetry._MAX_CACHED_QUERY for q in tel._scrubbed)
+    assert 0 < len(tel._scrubbed) <= telemetry._MAX_CACHED_VALUES
+    assert all(len(value) <= telemetry._MAX_CACHED_VALUE for _, value in tel._scrubbed)
 
 
 # --------------------------------------------------------------------------- inside OpenTelemetry
