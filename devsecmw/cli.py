@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -128,12 +129,25 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- scan
+class RowError(ValueError):
+    """A scan input line that is not a request row; the message names the file and the line."""
+
+
 def _rows(paths: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
     for path in paths:
         with open(path, "rb") as fh:
             for n, line in enumerate(fh, 1):
-                if line.strip():
-                    yield path, n, json.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RowError(f"{path}:{n}: not a JSON object: {exc.msg} (column {exc.colno})") from None
+                except ValueError as exc:  # bytes that are not UTF-8
+                    raise RowError(f"{path}:{n}: not a JSON object: {exc}") from None
+                if not isinstance(row, dict):
+                    raise RowError(f"{path}:{n}: not a JSON object (a {type(row).__name__})")
+                yield path, n, row
 
 
 def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
@@ -165,7 +179,10 @@ def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
     }
     request = from_asgi_scope(scope)
     body = row.get("body") or ""
-    data = base64.b64decode(body) if row.get("body_b64") else str(body).encode("latin-1", "replace")
+    if row.get("body_b64"):
+        data = base64.b64decode(body, validate=True)  # invalid base64 is an error, not an empty body
+    else:
+        data = str(body).encode("latin-1", "replace")
     return request, data
 
 
@@ -185,7 +202,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     tally: Counter[str] = Counter()
     try:
         for path, n, row in _rows(args.files):
-            request, body = request_from_row(row)
+            try:
+                request, body = request_from_row(row)
+            except (TypeError, ValueError) as exc:  # headers that are not pairs, bad base64...
+                raise RowError(f"{path}:{n}: not a request row: {exc}") from None
             signals = engine.inspect(request, "head")
             if body:
                 request.add_body(body, config.body_limit)
@@ -224,7 +244,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
             mark = "  MISMATCH" if mismatch else ""
             want = f" expected {expect}" if expect else ""
             print(f"{rid}: {verdict.classification} score={verdict.score}{want}{mark}  {found}".rstrip())
-    except (OSError, ValueError) as exc:
+    except RowError as exc:
+        print(f"devsecmw scan: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # an OSError names the file (strerror and filename)
         print(f"devsecmw scan: {exc}", file=sys.stderr)
         return 1
     if tally and not args.json:
@@ -252,6 +275,16 @@ def _requests(text: str) -> int:
     if not 1 <= value <= MAX_REQUESTS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_REQUESTS}, got {value}")
     return value
+
+
+def _signal_type(text: str) -> str:
+    from .signals import SIGNAL_TYPES
+
+    if text not in SIGNAL_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"unknown signal type {text!r} (valid types: {', '.join(sorted(SIGNAL_TYPES))})"
+        )
+    return text
 
 
 def _port(text: str) -> int:
@@ -286,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list or validate detection rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     lst = rules_sub.add_parser("list", help="list the packaged rules (and extra rule files)")
-    lst.add_argument("--type", action="append", help="only rules of this signal type (repeatable)")
+    lst.add_argument(
+        "--type", action="append", type=_signal_type, help="only rules of this signal type (repeatable)"
+    )
     lst.add_argument("--paranoia", type=int, default=4, choices=(1, 2, 3, 4), help="up to this level")
     lst.add_argument("--rule-file", action="append", default=[], help="an extra rule file to include")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -312,9 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of a command whose reader went away (128 + SIGPIPE), as the shell reports it.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader gone (`| head`) surfaces here at the latest
+    except BrokenPipeError:
+        # `devsecmw rules list | head`: the reader has what it wanted. No traceback, and stdout
+        # pointed at devnull so that the interpreter's own flush at exit does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 

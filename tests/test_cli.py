@@ -237,3 +237,63 @@ def test_the_command_loads_no_demo_dependency_until_the_demo_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- rough edges
+def test_rules_list_into_a_closed_pipe_ends_quietly() -> None:
+    # `devsecmw rules list | head -1`: the reader leaves after one line; no BrokenPipe traceback.
+    proc = subprocess.run(
+        f"'{sys.executable}' -m devsecmw rules list | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        executable="/bin/bash",
+    )
+    assert proc.returncode == 0
+    assert len(proc.stdout.splitlines()) == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_rules_list_in_process_reports_a_closed_pipe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devsecmw import cli
+
+    def gone(args: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_rules_list", gone)  # bound when main() builds the parser
+    monkeypatch.setattr(cli.os, "dup2", lambda fd, fd2: None)  # keep pytest's stdout usable
+    assert cli.main(["rules", "list"]) == cli.EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""
+
+
+def test_rules_list_rejects_an_unknown_type(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["rules", "list", "--type", "xsss"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown signal type 'xsss'" in err
+    assert "valid types: " in err and " xss" in err and "sqli" in err
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "what"),
+    [
+        (['{"uri": "/"}', "{oops"], ":2: ", "not a JSON object: Expecting property name"),
+        (['{"uri": "/"}', "", '["a list"]'], ":3: ", "not a JSON object (a list)"),
+        (['{"uri": "/", "headers": [["x"]]}'], ":1: ", "not a request row"),
+        (['{"uri": "/", "body": "!!", "body_b64": true}'], ":1: ", "not a request row"),
+    ],
+)
+def test_scan_errors_name_the_file_and_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], where: str, what: str
+) -> None:
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rc, _, err = _run(capsys, "scan", str(bad))
+    assert rc == 1
+    assert err.startswith(f"devsecmw scan: {bad}{where}")
+    assert what in err
