@@ -3,6 +3,7 @@
 - ``devsecmw demo``: a demo shop behind devsecmw, traffic, and a summary of the telemetry.
 - ``devsecmw rules list`` / ``devsecmw rules validate FILE...``: the rule set.
 - ``devsecmw scan FILE.jsonl...``: replay recorded requests through the engine, offline.
+- ``devsecmw config``: the effective configuration and where each value came from.
 """
 
 from __future__ import annotations
@@ -260,6 +261,54 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- config
+def _shown(value: Any) -> Any:
+    """An option's value as ``devsecmw config`` prints it (JSON-friendly)."""
+    import dataclasses
+
+    if isinstance(value, tuple):
+        return [_shown(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    return value
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The effective configuration (environment, file, defaults) and where each value came from."""
+    from .config import ENV_PREFIX, ConfigError, option_names, resolve, sources
+    from .engine import Engine
+    from .engine.rules import RuleError
+
+    try:
+        config, origins = resolve(sources())
+        Engine(config)  # rule files and disabled rule ids, checked as at start-up
+    except (ConfigError, TypeError, RuleError) as exc:
+        print(str(exc), file=sys.stderr)  # the message starts with "devsecmw: " and names the key
+        return 1
+    names = sorted(option_names())
+    ignored = sorted(
+        k for k in os.environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in names
+    )
+    ignored = [k for k in ignored if k != "DEVSECMW_CONFIG"]
+    if args.json:
+        doc = {
+            n: {"value": _shown(getattr(config, n)), "source": origins[n][0], "key": origins[n][1]}
+            for n in names
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        rows = [(n, json.dumps(_shown(getattr(config, n))), origins[n]) for n in names]
+        width = max(len(n) for n, _, _ in rows)
+        for n, text, (source, key) in rows:
+            where = source if source == "default" else f"{source}: {key}"
+            print(f"{n.ljust(width)} = {text}  # {where}")
+    for k in ignored:
+        print(f"devsecmw config: warning: {k} is not an option of devsecmw (ignored)", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def _non_negative(text: str) -> int:
     value = int(text)
@@ -344,6 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
     scan.set_defaults(func=cmd_scan)
+
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration and where each value comes from",
+        description="Options from DEVSECMW_* environment variables, the configuration file "
+        "($DEVSECMW_CONFIG, else devsecmw.toml or pyproject.toml [tool.devsecmw] in the current "
+        "directory) and the defaults, validated as the middleware validates them (exit 1 on an "
+        "error). Keyword arguments and Flask/Django settings are the application's own, above these.",
+    )
+    cfg.add_argument("--json", action="store_true", help="one JSON object: value, source and key per option")
+    cfg.set_defaults(func=cmd_config)
     return parser
 
 
