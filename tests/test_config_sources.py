@@ -248,3 +248,75 @@ def test_route_exclusions_do_not_match_other_routes_and_take_prefixes() -> None:
 def test_before_emit_signature_is_a_signal() -> None:
     s = Signal("xss", "query:q", "<script>", Severity.CRITICAL, rule_id="941100")
     assert Config(before_emit=lambda sig: None).before_emit is not None and s.type == "xss"
+
+
+# --------------------------------------------------------------------------- one rule, not a category
+def _types(engine: Any, uri: str) -> list[tuple[str, str | None]]:
+    from devsecmw.cli import request_from_row
+
+    request, _ = request_from_row({"uri": uri})
+    return [(s.type, s.rule_id) for s in engine.inspect(request, "head")]
+
+
+XSS_URI = "/s?q=%3Cimg%20src=x%20onerror=alert(1)%3E&other=%3Cscript%3Ealert(1)%3C/script%3E"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"disabled_rules": ["941100"]},
+        {"disabled_rules": ["942100"]},
+        {"disabled_rules": ["941100"], "paranoia_level": 2},  # 941101 alone does not make an attack
+    ],
+)
+def test_switching_off_the_one_rule_of_a_category_is_refused(options: dict[str, Any]) -> None:
+    # 941100 (the XSS tokenizer) is the one XSS rule on parameters at paranoia 1 (its siblings
+    # read XML bodies and lone probes): switching it off everywhere switched XSS off entirely.
+    from devsecmw.engine import Engine, RuleError
+
+    with pytest.raises(RuleError) as exc:
+        Engine(Config.from_options(options, environ={}))
+    message = str(exc.value)
+    rule = (options.get("disabled_rules") or ["941100"])[0]
+    kind = "sqli" if rule == "942100" else "xss"
+    assert f"switching rule {rule!r} off everywhere would switch {kind} detection off" in message
+    assert f'{{"rules": ["{rule}"], "location": "query:q"}}' in message  # what to write instead
+    assert f'{{"rules": ["{kind}"]}}' in message
+
+
+def test_a_rule_with_siblings_switches_off_alone() -> None:
+    from devsecmw.engine import Engine
+
+    uri = "/s?cmd=$(whoami)"
+    assert {"932100", "932130"} <= {rid for _, rid in _types(Engine(Config()), uri)}
+    found = _types(Engine(Config.from_options({"disabled_rules": ["932100"]}, environ={})), uri)
+    assert ("cmdi", "932130") in found and "932100" not in {rid for _, rid in found}
+
+
+def test_excluding_the_rule_where_it_misfires_keeps_the_category_elsewhere(otel: Any) -> None:
+    from devsecmw.asgi import SecurityMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    exclusion = {"rules": ["941100"], "location": "query:q"}
+    middleware = SecurityMiddleware(app, exclusions=[exclusion], time_budget=5.0, **otel.providers)
+    import asyncio
+
+    async def call() -> None:
+        path, _, query = XSS_URI.partition("?")
+        scope = {"type": "http", "method": "GET", "path": path, "query_string": query.encode(), "headers": []}
+        messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+        async def receive() -> Any:
+            return next(messages)
+
+        async def send(message: Any) -> None:
+            pass
+
+        await middleware(scope, receive, send)
+
+    asyncio.run(call())
+    locations = {e["devsecmw.signal.location"] for e in otel.events() if e["devsecmw.signal.type"] == "xss"}
+    assert locations == {"query:other"}
