@@ -338,8 +338,8 @@ def check_switched_off(
         if lost:
             raise RuleError(
                 f"devsecmw: switching rule {rule.id!r} off everywhere would switch {rule.type} "
-                f"detection off in request parameters ({', '.join(lost)}) at paranoia level {paranoia}: no other "
-                f"{rule.type} rule there flags an attack on its own. Where it misfires, exclude it "
+                f"detection off in request parameters ({', '.join(lost)}) at paranoia level "
+                f"{paranoia}: no other {rule.type} rule there flags an attack on its own. Where it misfires, exclude it "
                 f'there instead: {{"rules": ["{rule.id}"], "location": "query:q"}} (or "route": '
                 f'"/cms/{{id}}"); to switch {rule.type} off on purpose, exclude the type: '
                 f'{{"rules": ["{rule.type}"]}}'
