@@ -339,10 +339,10 @@ def check_switched_off(
             raise RuleError(
                 f"devsecmw: switching rule {rule.id!r} off everywhere would switch {rule.type} "
                 f"detection off in request parameters ({', '.join(lost)}) at paranoia level "
-                f"{paranoia}: no other {rule.type} rule there flags an attack on its own. Where it misfires, exclude it "
-                f'there instead: {{"rules": ["{rule.id}"], "location": "query:q"}} (or "route": '
-                f'"/cms/{{id}}"); to switch {rule.type} off on purpose, exclude the type: '
-                f'{{"rules": ["{rule.type}"]}}'
+                f"{paranoia}: no other {rule.type} rule there flags an attack on its own. "
+                "Where it misfires, exclude it there instead: "
+                f'{{"rules": ["{rule.id}"], "location": "query:q"}} (or "route": "/cms/{{id}}"); '
+                f'to switch {rule.type} off on purpose, exclude the type: {{"rules": ["{rule.type}"]}}'
             )
 
 
