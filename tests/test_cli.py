@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,47 @@ def test_scan_errors_name_the_file_and_the_line(
     assert rc == 1
     assert err.startswith(f"devsecmw scan: {bad}{where}")
     assert what in err
+
+
+# --------------------------------------------------------------------------- config
+def test_config_prints_each_value_and_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.devsecmw]\nmode = "block"\nclient_window = "2m"\n', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("DEVSECMW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DEVSECMW_PARANOIA_LEVEL", "2")
+    monkeypatch.setenv("DEVSECMW_PARANOIA", "3")  # a typo: not an option, said so
+    rc, out, err = _run(capsys, "config")
+    assert rc == 0
+    lines = {line.split("=", 1)[0].strip(): line for line in out.splitlines()}
+    assert lines["mode"].endswith(f'= "block"  # file {tmp_path / "pyproject.toml"}: tool.devsecmw.mode')
+    assert lines["client_window"].split("=", 1)[1].startswith(" 120.0  # file ")
+    assert lines["paranoia_level"].endswith("= 2  # environment: DEVSECMW_PARANOIA_LEVEL")
+    assert lines["body_limit"].endswith("= 65536  # default")
+    assert "DEVSECMW_PARANOIA is not an option of devsecmw" in err
+    rc, out, _ = _run(capsys, "config", "--json")
+    doc = json.loads(out)
+    assert doc["mode"] == {
+        "value": "block",
+        "source": f"file {tmp_path / 'pyproject.toml'}",
+        "key": "tool.devsecmw.mode",
+    }
+    assert doc["paranoia_level"]["source"] == "environment"
+
+
+def test_config_rejects_a_bad_value_naming_source_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEVSECMW_BLOCK_FLAGGED", "flase")
+    rc, out, err = _run(capsys, "config")
+    assert rc == 1 and out == ""
+    assert err.strip().startswith("devsecmw: DEVSECMW_BLOCK_FLAGGED (environment): 'flase' is not a boolean")
+    monkeypatch.delenv("DEVSECMW_BLOCK_FLAGGED")
+    monkeypatch.setenv("DEVSECMW_DISABLED_RULES", "941100")
+    rc, _, err = _run(capsys, "config")
+    assert rc == 1 and "switching rule '941100' off everywhere would switch xss detection off" in err
