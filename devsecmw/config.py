@@ -405,6 +405,7 @@ def resolve(layers: Sequence[Layer]) -> tuple[Config, dict[str, tuple[str, str]]
     fields = {f.name: f for f in dataclasses.fields(Config) if not f.name.startswith("_")}
     values: dict[str, Any] = {}
     origins: dict[str, tuple[str, str]] = {}
+    suspects: list[ConfigError] = []
     for name, f in fields.items():
         layer = next((lay for lay in layers if name in lay.values), None)
         if layer is None:
@@ -412,13 +413,20 @@ def resolve(layers: Sequence[Layer]) -> tuple[Config, dict[str, tuple[str, str]]
             continue
         key = layer.keys.get(name, name)
         value = parse_value(name, f, layer.values[name], key, layer.source)
-        try:  # the option's own checks (ranges, networks...), errors naming where it came from
+        try:  # the option's own checks (ranges, networks...), to name where a bad value came from
             Config(**{name: value})
         except ConfigError as exc:
-            raise ConfigError(f"devsecmw: {key} ({layer.source}): {_reason(exc)}") from None
+            suspects.append(ConfigError(f"devsecmw: {key} ({layer.source}): {_reason(exc)}"))
         values[name] = value
         origins[name] = (layer.source, key)
-    return Config(**values), origins
+    try:
+        config = Config(**values)
+    except ConfigError:
+        if suspects:  # the option that fails on its own, named with its source
+            raise suspects[0] from None
+        raise
+    # An option failing alone but not with the others is a check across options, now satisfied.
+    return config, origins
 
 
 def _reason(exc: Exception) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -243,41 +244,52 @@ def test_each_example_says_how_to_install_and_run_it(name: str) -> None:
     assert any("/search?q=shirt" in c for c in curls)
 
 
-def _run_example(name: str, run: str, tmp_path: Path, **env: str) -> tuple[list[str], Server]:
+def _run_example(
+    name: str, run: str, tmp_path: Path, until: Callable[[Server], bool] | None = None
+) -> tuple[list[int], Server]:
     """Serve ``run`` of example ``name``: the statuses of a benign request and an attack, and
-    the stopped server (its output)."""
+    the stopped server (its output). ``until``: what to wait for before stopping it (the spans:
+    a server stopped at once may end before its request thread has ended the last span)."""
     import httpx
 
     _, cwd, _, probe = RUNNABLE[name]
     port = free_port()
     command = run.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    environ = command_env(tmp_path, PORT=str(port), **env)
+    environ = command_env(tmp_path, PORT=str(port))
     statuses = []
     with serve(command, EXAMPLES.parent / cwd, environ, port, tmp_path, probe) as server:
         ok = httpx.get(server.base + "/search?q=shirt", timeout=30)
         statuses.append(ok.status_code)
         assert ok.json()["results"] == ["Blue cotton shirt"]
         statuses.append(httpx.get(f"{server.base}/search?{ATTACK_QUERY}", timeout=30).status_code)
-    return [str(s) for s in statuses], server
+        if until is not None:
+            wait_for(lambda: until(server), "the spans of the two requests")
+    return statuses, server
+
+
+def _searches(spans: list[dict[str, Any]], route: str) -> list[dict[str, Any]]:
+    return [s for s in devsecmw_spans(spans) if s["attributes"].get("http.route") == route]
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(RUNNABLE))
 def test_the_plain_run_command_serves(name: str, tmp_path: Path) -> None:
     statuses, _ = _run_example(name, _runs(name)[0], tmp_path)
-    assert statuses == ["200", "200"]  # /search?q=shirt: 200 on every framework, no redirect
+    assert statuses == [200, 200]  # /search?q=shirt: 200 on every framework, no redirect
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", ["flask_app", "fastapi_app", "django_project"])
 def test_the_zero_code_console_command_prints_devsecmw_spans(name: str, tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.distro")
-    statuses, server = _run_example(name, _runs(name)[1], tmp_path)
-    assert statuses == ["200", "200"]
-    spans = console_spans(server.text())  # the server has stopped: everything is flushed
-    check_attack_span(spans, RUNNABLE[name][2])
-    searches = [s for s in devsecmw_spans(spans) if s["attributes"].get("http.route") == RUNNABLE[name][2]]
-    assert len(searches) == 2  # one verdict per request, however many wrappers
+    route = RUNNABLE[name][2]
+    statuses, server = _run_example(
+        name, _runs(name)[1], tmp_path, until=lambda s: len(_searches(console_spans(s.text()), route)) >= 2
+    )
+    assert statuses == [200, 200]
+    spans = console_spans(server.text())
+    check_attack_span(spans, route)
+    assert len(_searches(spans, route)) == 2  # one verdict per request, however many wrappers
 
 
 @pytest.mark.e2e
@@ -286,9 +298,9 @@ def test_the_zero_code_otlp_command_exports_devsecmw_spans(tmp_path: Path) -> No
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
     with OtlpReceiver() as receiver:
         run = _runs("flask_app")[2].replace("http://localhost:4318", receiver.base)
-        statuses, _ = _run_example("flask_app", run, tmp_path)
-        assert statuses == ["200", "200"]
-        wait_for(
-            lambda: len(devsecmw_spans(receiver.spans)) >= 3, "devsecmw spans over OTLP (probe, 2 searches)"
+        statuses, _ = _run_example(
+            "flask_app", run, tmp_path, until=lambda _: len(_searches(receiver.spans, "/search")) >= 2
         )
+        assert statuses == [200, 200]
     check_attack_span(receiver.spans, "/search")
+    assert len(_searches(receiver.spans, "/search")) == 2

@@ -6,13 +6,14 @@ instrumentations active or disabled."""
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("opentelemetry.distro")  # opentelemetry-instrument configures the SDK through it
 
-from commands import check_attack_span, command_env, console_spans, devsecmw_spans, serve
+from commands import check_attack_span, command_env, console_spans, devsecmw_spans, serve, wait_for
 from servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +114,10 @@ def _run(framework: str, tmp_path: Path, contrib: bool) -> list[dict[str, object
         assert httpx.get(f"{server.base}/search?q=shirt", timeout=30).json() == {"q": "shirt"}
         assert httpx.get(f"{server.base}/search?{ATTACK}", timeout=30).status_code == 200
         assert httpx.get(f"{server.base}/healthz?{ATTACK}", timeout=30).status_code == 200
+        # Stopped only once the spans are out: a server stopped at once may end before its
+        # request thread has ended the last span. (/healthz, excluded, comes before nothing.)
+        wait_for(lambda: len(devsecmw_spans(console_spans(server.text()))) >= 2, "the spans of /search")
+        time.sleep(0.5)  # and the /healthz request, had it been inspected, would be out by now
     spans = console_spans(server.text())
     check_attack_span(spans, route)
     ours = devsecmw_spans(spans)
