@@ -320,3 +320,53 @@ def test_excluding_the_rule_where_it_misfires_keeps_the_category_elsewhere(otel:
     asyncio.run(call())
     locations = {e["devsecmw.signal.location"] for e in otel.events() if e["devsecmw.signal.type"] == "xss"}
     assert locations == {"query:other"}
+
+
+# --------------------------------------------------------------------------- properties
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_WORDS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+@given(st.text(max_size=12))
+def test_booleans_are_exactly_the_eight_words(text: str) -> None:
+    try:
+        value = Config.from_options(
+            {}, environ={"DEVSECMW_BLOCK_FLAGGED": text}, cwd="/nonexistent"
+        ).block_flagged
+    except ConfigError as exc:
+        assert text.strip().lower() not in _WORDS and text != ""
+        assert "DEVSECMW_BLOCK_FLAGGED (environment)" in str(exc)
+    else:
+        assert value is _WORDS.get(text.strip().lower(), True)  # "" unsets: the default, True
+
+
+_SEGMENTS = st.lists(
+    st.one_of(st.from_regex(r"[a-z][a-z0-9_-]{0,7}", fullmatch=True), st.just(None)), min_size=1, max_size=6
+)
+
+
+@given(_SEGMENTS, st.from_regex(r"[a-z_]{1,8}", fullmatch=True))
+def test_one_route_whatever_the_framework_syntax(segments: list[str | None], name: str) -> None:
+    canonical = "/".join(s if s is not None else "{}" for s in segments)
+    flask = "/" + "/".join(s if s is not None else f"<int:{name}>" for s in segments)
+    django = "/".join(s if s is not None else f"<{name}>" for s in segments) + "/"
+    starlette = "/" + "/".join(s if s is not None else f"{{{name}:int}}" for s in segments)
+    assert route_key(flask) == route_key(django) == route_key(starlette) == canonical
+    assert route_key(canonical) == canonical
+
+
+@given(st.text(max_size=200))
+def test_route_key_of_anything_is_a_fixed_point(route: str) -> None:
+    key = route_key(route)
+    assert route_key(key) == key and len(key) <= 2 * len(route)
