@@ -5,8 +5,9 @@ With ``pip install 'devsecmw[instrument]'`` (which brings ``opentelemetry-instru
 ``opentelemetry_instrumentor`` entry point ``devsecmw`` and adds devsecmw to every app the
 process then creates, with no code change:
 
-- **Flask**: ``Flask.__init__`` is wrapped; each new app gets :func:`devsecmw.flask.init_app`
-  (``app.wsgi_app`` wrapped, the route template from Flask's ``url_rule``).
+- **Flask**: ``Flask.__init__`` is wrapped; each new app's ``wsgi_app`` becomes a
+  :class:`FlaskShim` that builds devsecmw's WSGI middleware at the first request, reading
+  the ``DEVSECMW_*`` keys of ``app.config`` then (the route template from Flask's ``url_rule``).
 - **Starlette and FastAPI**: ``build_middleware_stack`` of both classes is wrapped; the stack
   each app builds (at its first request) runs inside :class:`devsecmw.asgi.SecurityMiddleware`,
   outermost, so it sees the 500 that ``ServerErrorMiddleware`` answers. OpenTelemetry's
@@ -30,7 +31,7 @@ Environment, as OpenTelemetry's contrib instrumentations read theirs:
   default all; FastAPI is ``starlette``);
 - ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=devsecmw`` turns it off, as any instrumentation;
 - devsecmw's options come from ``DEVSECMW_*`` variables and the configuration file as usual
-  (see :mod:`devsecmw.config`); Flask's ``app.config`` is read when the app is created.
+  (see :mod:`devsecmw.config`); Flask's ``app.config`` at the app's first request.
 
 In code: ``DevsecmwInstrumentor().instrument(tracer_provider=..., mode="block")`` (any
 option of :class:`devsecmw.config.Config`, plus ``excluded_urls`` and ``frameworks``) and
@@ -40,6 +41,7 @@ option of :class:`devsecmw.config.Config`, plus ``excluded_urls`` and ``framewor
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -50,7 +52,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
         "devsecmw.instrumentation needs opentelemetry-instrumentation: pip install 'devsecmw[instrument]'"
     ) from exc
 
-from .config import Config
+from ._safety import logger
+from .config import Config, ConfigError
 
 #: The frameworks :class:`DevsecmwInstrumentor` knows how to patch.
 FRAMEWORKS = ("flask", "django", "starlette")
@@ -149,18 +152,55 @@ def _replace(state: _State, owner: Any, name: str, make: Callable[[Any], Any]) -
 
 
 # --------------------------------------------------------------------------- Flask
+class FlaskShim:
+    """``app.wsgi_app`` of a Flask app created while instrumented: devsecmw's middleware, built at
+    the first request so that it reads the ``DEVSECMW_*`` keys of ``app.config`` the app set
+    after creating itself (``app.config.from_...``).
+
+    A bad value there is logged and the options of ``instrument()``, the environment and the
+    file apply (validated when instrumenting): the app is never stopped by it mid-flight.
+    """
+
+    def __init__(self, flask_app: Any, wsgi_app: Any, state: _State) -> None:
+        self.flask_app = flask_app
+        self.wsgi_app = wsgi_app  # Flask's own, what uninstrumenting would put back
+        self.state = state
+        self.middleware: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        middleware = self.middleware
+        if middleware is None:
+            middleware = self._build()
+        return middleware(environ, start_response)
+
+    def _build(self) -> Any:
+        from .flask import app_config
+        from .wsgi import SecurityMiddleware
+
+        with self._lock:
+            if self.middleware is None:
+                state = self.state
+                try:
+                    config = app_config(self.flask_app, state.options)
+                except (ConfigError, TypeError) as exc:
+                    logger.error("devsecmw: %s; the app runs with the other sources' options", exc)
+                    config = state.config
+                self.middleware = SecurityMiddleware(self.wsgi_app, **state.plumbing, config=config)
+            return self.middleware
+
+
 def _patch_flask(state: _State) -> None:
     try:
         import flask
     except ImportError:
         return
-    from .flask import init_app
 
     def make(original: Callable[..., None]) -> Callable[..., None]:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
             if _state is state:  # instrumented still (an app made after uninstrument() stays plain)
-                init_app(self, **state.plumbing, **state.options)
+                self.wsgi_app = FlaskShim(self, self.wsgi_app, state)
 
         return __init__
 
@@ -266,4 +306,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["FRAMEWORKS", "DevsecmwInstrumentor", "excluded_urls_from_env"]
+__all__ = ["FRAMEWORKS", "DevsecmwInstrumentor", "FlaskShim", "excluded_urls_from_env"]

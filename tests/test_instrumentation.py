@@ -68,12 +68,12 @@ def _flask_app() -> Any:
 def test_flask_apps_are_wrapped_and_restored(otel: Any, instrumentor: DevsecmwInstrumentor) -> None:
     import flask
 
-    from devsecmw.wsgi import SecurityMiddleware
+    from devsecmw.instrumentation import FlaskShim
 
     original = flask.Flask.__init__
     instrumentor.instrument(**otel.providers, **STEADY)
     app = _flask_app()
-    assert isinstance(app.wsgi_app, SecurityMiddleware)
+    assert isinstance(app.wsgi_app, FlaskShim)
     client = app.test_client()
     assert client.get("/search", query_string={"q": ATTACK}).get_json() == {"q": ATTACK}
     span = otel.span()
@@ -82,7 +82,7 @@ def test_flask_apps_are_wrapped_and_restored(otel: Any, instrumentor: DevsecmwIn
     assert span.attributes["http.route"] == "/search"
     instrumentor.uninstrument()
     assert flask.Flask.__init__ is original
-    assert not isinstance(_flask_app().wsgi_app, SecurityMiddleware)
+    assert not isinstance(_flask_app().wsgi_app, FlaskShim)
 
 
 def test_flask_app_wrapped_by_hand_too_is_inspected_once(
@@ -97,6 +97,27 @@ def test_flask_app_wrapped_by_hand_too_is_inspected_once(
     assert len(_devsecmw_spans(otel)) == 1
     assert len([e for e in otel.events() if e["devsecmw.signal.type"] == "sqli"]) >= 1
     assert len({e["devsecmw.signal.location"] for e in otel.events()}) == len(otel.events())
+
+
+def test_flask_app_config_set_after_creation_applies(otel: Any, instrumentor: DevsecmwInstrumentor) -> None:
+    instrumentor.instrument(**otel.providers, **STEADY)
+    app = _flask_app()
+    app.config.from_mapping(DEVSECMW_MODE="block")  # configured after creation, as apps do
+    response = app.test_client().get("/search", query_string={"q": ATTACK})
+    assert response.status_code == 403 and response.get_data()
+    response.close()
+    assert otel.span().attributes["devsecmw.blocked"] is True
+
+
+def test_a_bad_flask_app_config_is_logged_and_the_app_runs(
+    otel: Any, instrumentor: DevsecmwInstrumentor, caplog: pytest.LogCaptureFixture
+) -> None:
+    instrumentor.instrument(**otel.providers, **STEADY)
+    app = _flask_app()
+    app.config["DEVSECMW_BLOCK_FLAGGED"] = "flase"
+    assert app.test_client().get("/search", query_string={"q": ATTACK}).get_json() == {"q": ATTACK}
+    assert "DEVSECMW_BLOCK_FLAGGED (Flask app.config): 'flase' is not a boolean" in caplog.text
+    assert "sqli" in otel.span().attributes["devsecmw.signal.types"]  # inspected all the same
 
 
 def test_devsecmw_variables_configure_zero_code_apps(
