@@ -5,12 +5,14 @@
 - ``devsecmw scan FILE.jsonl...``: replay recorded requests through the engine, offline.
 - ``devsecmw gameday --target URL``: a safe attack suite against a running service, and a scorecard.
 - ``devsecmw report FILE``: spans or a gameday run as one self-contained HTML page.
+- ``devsecmw config``: the effective configuration and where each value came from.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -132,12 +134,25 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- scan
+class RowError(ValueError):
+    """A scan input line that is not a request row; the message names the file and the line."""
+
+
 def _rows(paths: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
     for path in paths:
         with open(path, "rb") as fh:
             for n, line in enumerate(fh, 1):
-                if line.strip():
-                    yield path, n, json.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RowError(f"{path}:{n}: not a JSON object: {exc.msg} (column {exc.colno})") from None
+                except ValueError as exc:  # bytes that are not UTF-8
+                    raise RowError(f"{path}:{n}: not a JSON object: {exc}") from None
+                if not isinstance(row, dict):
+                    raise RowError(f"{path}:{n}: not a JSON object (a {type(row).__name__})")
+                yield path, n, row
 
 
 def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
@@ -169,7 +184,10 @@ def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
     }
     request = from_asgi_scope(scope)
     body = row.get("body") or ""
-    data = base64.b64decode(body) if row.get("body_b64") else str(body).encode("latin-1", "replace")
+    if row.get("body_b64"):
+        data = base64.b64decode(body, validate=True)  # invalid base64 is an error, not an empty body
+    else:
+        data = str(body).encode("latin-1", "replace")
     return request, data
 
 
@@ -189,7 +207,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     tally: Counter[str] = Counter()
     try:
         for path, n, row in _rows(args.files):
-            request, body = request_from_row(row)
+            try:
+                request, body = request_from_row(row)
+            except (TypeError, ValueError) as exc:  # headers that are not pairs, bad base64...
+                raise RowError(f"{path}:{n}: not a request row: {exc}") from None
             signals = engine.inspect(request, "head")
             if body:
                 request.add_body(body, config.body_limit)
@@ -228,7 +249,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
             mark = "  MISMATCH" if mismatch else ""
             want = f" expected {expect}" if expect else ""
             print(f"{rid}: {verdict.classification} score={verdict.score}{want}{mark}  {found}".rstrip())
-    except (OSError, ValueError) as exc:
+    except RowError as exc:
+        print(f"devsecmw scan: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # an OSError names the file (strerror and filename)
         print(f"devsecmw scan: {exc}", file=sys.stderr)
         return 1
     if tally and not args.json:
@@ -238,6 +262,54 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if tally["benign.rows"]:
             parts.append(f"benign flagged {tally['benign.flagged']}/{tally['benign.rows']} (false positives)")
         print("; ".join(parts), file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- config
+def _shown(value: Any) -> Any:
+    """An option's value as ``devsecmw config`` prints it (JSON-friendly)."""
+    import dataclasses
+
+    if isinstance(value, tuple):
+        return [_shown(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    return value
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The effective configuration (environment, file, defaults) and where each value came from."""
+    from .config import ENV_PREFIX, ConfigError, option_names, resolve, sources
+    from .engine import Engine
+    from .engine.rules import RuleError
+
+    try:
+        config, origins = resolve(sources())
+        Engine(config)  # rule files and disabled rule ids, checked as at start-up
+    except (ConfigError, TypeError, RuleError) as exc:
+        print(str(exc), file=sys.stderr)  # the message starts with "devsecmw: " and names the key
+        return 1
+    names = sorted(option_names())
+    ignored = sorted(
+        k for k in os.environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in names
+    )
+    ignored = [k for k in ignored if k != "DEVSECMW_CONFIG"]
+    if args.json:
+        doc = {
+            n: {"value": _shown(getattr(config, n)), "source": origins[n][0], "key": origins[n][1]}
+            for n in names
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        rows = [(n, json.dumps(_shown(getattr(config, n))), origins[n]) for n in names]
+        width = max(len(n) for n, _, _ in rows)
+        for n, text, (source, key) in rows:
+            where = source if source == "default" else f"{source}: {key}"
+            print(f"{n.ljust(width)} = {text}  # {where}")
+    for k in ignored:
+        print(f"devsecmw config: warning: {k} is not an option of devsecmw (ignored)", file=sys.stderr)
     return 0
 
 
@@ -256,6 +328,16 @@ def _requests(text: str) -> int:
     if not 1 <= value <= MAX_REQUESTS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_REQUESTS}, got {value}")
     return value
+
+
+def _signal_type(text: str) -> str:
+    from .signals import SIGNAL_TYPES
+
+    if text not in SIGNAL_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"unknown signal type {text!r} (valid types: {', '.join(sorted(SIGNAL_TYPES))})"
+        )
+    return text
 
 
 def _port(text: str) -> int:
@@ -293,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list or validate detection rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     lst = rules_sub.add_parser("list", help="list the packaged rules (and extra rule files)")
-    lst.add_argument("--type", action="append", help="only rules of this signal type (repeatable)")
+    lst.add_argument(
+        "--type", action="append", type=_signal_type, help="only rules of this signal type (repeatable)"
+    )
     lst.add_argument("--paranoia", type=int, default=4, choices=(1, 2, 3, 4), help="up to this level")
     lst.add_argument("--rule-file", action="append", default=[], help="an extra rule file to include")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -333,6 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--limit", type=_positive, default=20, help="proposals at most (20)")
     tune.add_argument("--format", choices=("table", "toml", "json"), default="table")
     tune.set_defaults(func=cmd_tune)
+
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration and where each value comes from",
+        description="Options from DEVSECMW_* environment variables, the configuration file "
+        "($DEVSECMW_CONFIG, else devsecmw.toml or pyproject.toml [tool.devsecmw] in the current "
+        "directory) and the defaults, validated as the middleware validates them (exit 1 on an "
+        "error). Keyword arguments and Flask/Django settings are the application's own, above these.",
+    )
+    cfg.add_argument("--json", action="store_true", help="one JSON object: value, source and key per option")
+    cfg.set_defaults(func=cmd_config)
     return parser
 
 
@@ -371,9 +466,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The exit status of a command whose reader went away (128 + SIGPIPE), as the shell reports it.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader gone (`| head`) surfaces here at the latest
+    except BrokenPipeError:
+        # `devsecmw rules list | head`: the reader has what it wanted. No traceback, and stdout
+        # pointed at devnull so that the interpreter's own flush at exit does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 

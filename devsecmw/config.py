@@ -1,20 +1,46 @@
-"""Configuration: keyword arguments first, ``DEVSECMW_*`` environment variables as fallback.
+"""Configuration: where each framework keeps it, one precedence, strict parsing.
 
-Every option is validated when the middleware is constructed, so a typo stops
-the application at start-up with a message that names the option and the
-allowed values, instead of silently running with a default in production.
+Sources, highest first (the first that sets an option wins):
+
+1. keyword arguments (``SecurityMiddleware(app, mode="block")``, ``init_app(app, ...)``);
+2. environment variables ``DEVSECMW_<OPTION>`` (an operator's override per deployment);
+3. the framework's configuration: Flask ``app.config["DEVSECMW_<OPTION>"]``, Django
+   ``settings.DEVSECMW = {"<option>": ...}``;
+4. a file: ``$DEVSECMW_CONFIG``, else ``devsecmw.toml`` then ``pyproject.toml``
+   (``[tool.devsecmw]``) in the current directory;
+5. the defaults of :class:`Config`.
+
+Every value is parsed strictly for its option's type (booleans are only
+true/false/1/0/yes/no/on/off, durations take ``ms``/``s``/``m``/``h``, networks
+must parse, paths start with ``/``, exclusions name known signal types) when the
+middleware is constructed, so a typo stops the application at start-up with a
+message that names the source and the key (``devsecmw: DEVSECMW_BLOCK_FLAGGED
+(environment): 'flase' is not a boolean ...``) instead of silently running with a
+default in production. :func:`resolve` also tells where each value came from
+(``devsecmw config`` prints it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import ipaddress
 import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .signals import ATTACK_TYPES
+from .signals import ATTACK_TYPES, SIGNAL_TYPES
+
+if TYPE_CHECKING:
+    from .signals import Signal
+
+#: ``before_emit(signal) -> signal | None``: drop (None), alter or enrich a signal before it is emitted.
+BeforeEmit = Callable[["Signal"], "Signal | None"]
 
 MODES = ("monitor", "block")
 
@@ -23,34 +49,70 @@ class ConfigError(ValueError):
     """Bad configuration. Raised at construction, never per request."""
 
 
-def _split_list(raw: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in raw.replace(";", ",").split(",") if p.strip())
-
-
 @dataclass(frozen=True, slots=True)
 class Exclusion:
     """Switch rules off where they are known to misfire.
 
     ``rules`` are rule ids, or signal types, or ``"*"``; ``route`` matches the
     route template (``http.route``) or, when the framework gives none, the
-    path; ``location`` matches a signal location exactly (``body:json:content``)
-    or by prefix when it ends with ``*`` (``body:json:page.*``).
+    path, whatever the framework's template syntax: ``/cms/{id}`` matches
+    Flask's ``/cms/<int:page_id>``, Django's ``cms/<int:pk>/`` and Starlette's
+    ``/cms/{page_id:int}`` (see :func:`route_key`), and a route ending in ``*``
+    matches by prefix; ``location`` matches a signal location exactly
+    (``query:q``, ``header:x-custom``, ``body:json:comment.html``) or by prefix
+    when it ends with ``*`` (``body:json:page.*``).
     """
 
     rules: tuple[str, ...] = ("*",)
     route: str | None = None
     location: str | None = None
+    #: ``route`` in the one template syntax of :func:`route_key` (computed once).
+    _route_key: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.route is not None:
+            object.__setattr__(self, "_route_key", route_key(self.route))
 
     def applies(self, rule_id: str | None, signal_type: str, route: str | None, location: str) -> bool:
         if "*" not in self.rules and signal_type not in self.rules and rule_id not in self.rules:
             return False
-        if self.route is not None and self.route != route:
-            return False
+        if self._route_key is not None:
+            here = route_key(route or "")
+            want = self._route_key
+            if want.endswith("*"):
+                if not here.startswith(want[:-1]):
+                    return False
+            elif here != want:
+                return False
         if self.location is not None:
             if self.location.endswith("*"):
                 return location.startswith(self.location[:-1])
             return location == self.location
         return True
+
+
+def route_key(route: str) -> str:
+    """A route template in one syntax, so that an exclusion written once matches every framework.
+
+    Parameters (Flask/Django ``<int:id>``, Starlette/FastAPI ``{id:int}``) become ``{}``
+    whatever their name and converter, and the leading and trailing ``/`` go (Django's
+    patterns have no leading one): ``/cms/<int:page_id>``, ``cms/<int:pk>/`` and
+    ``/cms/{id}`` are all ``cms/{}``. One linear pass (a path without a template
+    reaches it too).
+    """
+    out: list[str] = []
+    close = ""
+    for ch in route:
+        if close:
+            if ch == close:
+                close = ""
+            continue
+        if ch == "<" or ch == "{":
+            close = ">" if ch == "<" else "}"
+            out.append("{}")
+            continue
+        out.append(ch)
+    return "".join(out).strip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +148,14 @@ class Config:
     #: Characters of ``url.path``, ``url.query`` and ``user_agent.original`` kept on a span; a longer
     #: value is cut and ends with ``…[truncated]`` (redaction only looks at what is kept).
     attribute_limit: int = 1024
+    #: ``before_emit(signal) -> signal | None`` called on each signal before it is emitted: return
+    #: it (altered or not) to keep it, None to drop it. A callable, or ``"module:function"`` in
+    #: the environment or a file. An exception in the hook keeps the signal (fail open, counted).
+    before_emit: BeforeEmit | None = field(default=None, compare=False)
+    #: Regular expressions (RE2, searched in the full URL ``scheme://host/path?query``) of requests
+    #: never inspected, as OpenTelemetry's ``OTEL_PYTHON_EXCLUDED_URLS`` (the instrumentor fills it
+    #: from there and from ``OTEL_PYTHON_DEVSECMW_EXCLUDED_URLS``).
+    excluded_urls: tuple[str, ...] = ()
     #: Paths never inspected nor blocked (health checks); exact match or prefix ending in ``*``.
     ignore_paths: tuple[str, ...] = ()
     #: Status code of the block response.
@@ -185,61 +255,320 @@ class Config:
             raise ConfigError(
                 f"devsecmw: invalid block_status {self.block_status!r} (must be a 4xx or 5xx code)"
             )
+        _check_extras(self)
 
     @classmethod
     def from_options(
-        cls, options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        options: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        framework: Layer | None = None,
+        cwd: str | os.PathLike[str] | None = None,
     ) -> Config:
-        """Build a config from keyword options, falling back to ``DEVSECMW_<NAME>`` variables."""
-        options = dict(options or {})
-        env = os.environ if environ is None else environ
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(names))
+        """Build a config from keyword options, ``DEVSECMW_<NAME>`` variables, the framework's
+        configuration (a :class:`Layer`) and the configuration file, in that order of precedence.
+
+        ``environ`` defaults to ``os.environ``; the file is ``$DEVSECMW_CONFIG``, else
+        ``devsecmw.toml`` or ``pyproject.toml`` (``[tool.devsecmw]``) in ``cwd`` (the current
+        directory by default).
+        """
+        return resolve(sources(options, environ, framework=framework, cwd=cwd))[0]
+
+
+# --------------------------------------------------------------------------- sources
+
+ENV_PREFIX = "DEVSECMW_"
+#: The variable naming the configuration file (``none`` or empty: no file is read).
+CONFIG_FILE_ENV = "DEVSECMW_CONFIG"
+FILE_NAMES = ("devsecmw.toml", "pyproject.toml")
+DEFAULT_SOURCE = "default"
+KWARGS_SOURCE = "keyword argument"
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One source of configuration: values by option name, and each key as the user wrote it."""
+
+    #: How errors and ``devsecmw config`` name the source: ``environment``, ``Flask app.config``...
+    source: str
+    values: Mapping[str, Any]
+    #: Option name -> the key in the source (``DEVSECMW_BLOCK_FLAGGED``, ``block_flagged``...).
+    keys: Mapping[str, str]
+
+    @classmethod
+    def from_mapping(cls, source: str, mapping: Mapping[str, Any], key: Callable[[str], str] = str) -> Layer:
+        """Option names as keys (keyword arguments, Django's ``DEVSECMW`` dict, a TOML table).
+
+        Unknown keys are a :class:`TypeError` listing the valid options (a typo never passes).
+        """
+        names = option_names()
+        unknown = sorted(str(k) for k in mapping if k not in names)
         if unknown:
+            where = "" if source == KWARGS_SOURCE else f" in {source}"
             raise TypeError(
-                f"devsecmw: unknown option {unknown[0]!r} (valid options: {', '.join(sorted(names))})"
+                f"devsecmw: unknown option {unknown[0]!r}{where} (valid options: {', '.join(sorted(names))})"
             )
+        return cls(source, dict(mapping), {n: key(n) for n in mapping})
+
+    @classmethod
+    def from_prefixed(cls, source: str, mapping: Mapping[str, Any], strict: bool = True) -> Layer:
+        """``DEVSECMW_<OPTION>`` keys (the environment, Flask's ``app.config``).
+
+        ``strict``: an unknown ``DEVSECMW_*`` key is an error (Flask's config belongs to the app);
+        in the environment, shared with every other program, unknown names are left alone.
+        """
+        names = option_names()
         values: dict[str, Any] = {}
-        for name, f in names.items():
-            if name in options:
-                values[name] = _coerce(name, f, options[name])
+        keys: dict[str, str] = {}
+        for k, v in mapping.items():
+            if not isinstance(k, str) or not k.startswith(ENV_PREFIX) or k == CONFIG_FILE_ENV:
                 continue
-            raw = env.get("DEVSECMW_" + name.upper())
-            if raw is not None and raw != "":
-                values[name] = _coerce(name, f, raw)
-        return cls(**values)
+            name = k[len(ENV_PREFIX) :].lower()
+            if name not in names:
+                if strict:
+                    raise TypeError(
+                        f"devsecmw: unknown option {k!r} in {source} "
+                        f"(valid: {', '.join(ENV_PREFIX + n.upper() for n in sorted(names))})"
+                    )
+                continue
+            if isinstance(v, str) and v == "":
+                continue  # VAR= unsets, as an absent variable
+            values[name] = v
+            keys[name] = k
+        return cls(source, values, keys)
 
 
-def _coerce(name: str, f: dataclasses.Field[Any], value: Any) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else None
+def option_names() -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(Config) if not f.name.startswith("_"))
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> Layer:
+    return Layer.from_prefixed("environment", os.environ if environ is None else environ, strict=False)
+
+
+def find_config_file(
+    environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """``$DEVSECMW_CONFIG`` (which must exist), else the first of :data:`FILE_NAMES` in ``cwd``
+    that configures devsecmw (a ``pyproject.toml`` without ``[tool.devsecmw]`` does not)."""
+    env = os.environ if environ is None else environ
+    named = env.get(CONFIG_FILE_ENV)
+    if named is not None and named.strip():
+        if named.strip().lower() == "none":
+            return None
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"devsecmw: {CONFIG_FILE_ENV} (environment): no such file {named!r}")
+        return path
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    for name in FILE_NAMES:
+        path = here / name
+        if path.is_file() and (name != "pyproject.toml" or _toml_table(path) is not None):
+            return path
+    return None
+
+
+def _toml_table(path: Path) -> dict[str, Any] | None:
+    """The devsecmw table of a TOML file: ``[tool.devsecmw]``, or the whole of a devsecmw.toml
+    (``[tool.devsecmw]`` accepted there too). None when a pyproject.toml has no such table."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10: the tomli backport (a conditional dependency)
+        import tomli as tomllib
     try:
-        if name == "exclusions":
-            if isinstance(value, str):  # from the environment: a JSON list of objects
-                value = json.loads(value)
-            if isinstance(value, Mapping):
-                value = [value]
-            return tuple(_exclusion(v) for v in value)
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if isinstance(default, int):
-            return int(value) if isinstance(value, str) else value
-        if isinstance(default, float):
-            return float(value) if isinstance(value, str) else value
-        if isinstance(default, tuple):
-            if isinstance(value, str):
-                return _split_list(value)
-            if isinstance(value, Sequence):
-                return tuple(str(v) for v in value)
-            raise TypeError
-        if isinstance(default, str):
-            return str(value).strip().lower() if name == "mode" else str(value)
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"devsecmw: cannot read the configuration file {str(path)!r}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"devsecmw: {path}: not valid TOML: {exc}") from None
+    tool = doc.get("tool")
+    if isinstance(tool, dict) and "devsecmw" in tool:
+        table = tool["devsecmw"]
+        if not isinstance(table, dict):
+            raise ConfigError(f"devsecmw: {path}: [tool.devsecmw] must be a table")
+        return table
+    if path.name == "pyproject.toml":
+        return None
+    return doc
+
+
+def file_layer(path: Path) -> Layer:
+    table = _toml_table(path) or {}
+    prefix = "tool.devsecmw." if path.name == "pyproject.toml" or "tool" in table else ""
+    return Layer.from_mapping(f"file {path}", table, lambda n: prefix + n)
+
+
+def sources(
+    options: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    framework: Layer | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> list[Layer]:
+    """The layers of :data:`__doc__`'s precedence, highest first."""
+    layers = [Layer.from_mapping(KWARGS_SOURCE, options or {}), env_layer(environ)]
+    if framework is not None:
+        layers.append(framework)
+    path = find_config_file(environ, cwd)
+    if path is not None:
+        layers.append(file_layer(path))
+    return layers
+
+
+def resolve(layers: Sequence[Layer]) -> tuple[Config, dict[str, tuple[str, str]]]:
+    """The config the layers make (highest first), and where each option came from:
+    ``{name: (source, key)}``, ``("default", "")`` for a default."""
+    fields = {f.name: f for f in dataclasses.fields(Config) if not f.name.startswith("_")}
+    values: dict[str, Any] = {}
+    origins: dict[str, tuple[str, str]] = {}
+    suspects: list[ConfigError] = []
+    for name, f in fields.items():
+        layer = next((lay for lay in layers if name in lay.values), None)
+        if layer is None:
+            origins[name] = (DEFAULT_SOURCE, "")
+            continue
+        key = layer.keys.get(name, name)
+        value = parse_value(name, f, layer.values[name], key, layer.source)
+        try:  # the option's own checks (ranges, networks...), to name where a bad value came from
+            Config(**{name: value})
+        except ConfigError as exc:
+            suspects.append(ConfigError(f"devsecmw: {key} ({layer.source}): {_reason(exc)}"))
+        values[name] = value
+        origins[name] = (layer.source, key)
+    try:
+        config = Config(**values)
     except ConfigError:
+        if suspects:  # the option that fails on its own, named with its source
+            raise suspects[0] from None
         raise
-    except (TypeError, ValueError):
-        raise ConfigError(f"devsecmw: invalid {name} {value!r}") from None
-    return value
+    # An option failing alone but not with the others is a check across options, now satisfied.
+    return config, origins
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text[len("devsecmw: ") :] if text.startswith("devsecmw: ") else text
+
+
+# --------------------------------------------------------------------------- strict parsing
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Options whose entries are networks, and those whose entries are paths.
+NETWORK_OPTIONS = frozenset({"allow_networks", "trusted_proxies"})
+PATH_OPTIONS = frozenset({"ignore_paths", "allow_paths"})
+
+
+def parse_value(name: str, f: dataclasses.Field[Any], value: Any, key: str, source: str) -> Any:
+    """``value`` as option ``name`` takes it, or a :class:`ConfigError` naming ``key`` and ``source``.
+
+    Strings (the environment, a file, anything) are parsed by the option's type; typed values
+    (keyword arguments, TOML, Python settings) must already have it.
+    """
+    default = f.default if f.default is not dataclasses.MISSING else None
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"devsecmw: {key} ({source}): {value!r} {what}")
+
+    if name == "exclusions":
+        return _exclusions(value, key, source)
+    if name == "before_emit":
+        return _hook(value, key, source)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad("is not a boolean (true/false, 1/0, yes/no, on/off)")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+        raise bad("is not an integer")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            m = _DURATION.fullmatch(value)
+            if m is not None:
+                return float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+        raise bad("is not a duration (seconds, or a number with ms, s, m or h: 0.05, 50ms, 5m)")
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            items: tuple[str, ...] = _split_list(value)
+        elif isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+        ):
+            items = tuple(str(v).strip() for v in value)
+        else:
+            raise bad("is not a list of strings (or a comma-separated string)")
+        _check_items(name, items, key, source)
+        return items
+    if isinstance(default, str) or (default is None and f.type in ("str | None", "Optional[str]")):
+        if not isinstance(value, str):
+            raise bad("is not a string")
+        return value.strip().lower() if name == "mode" else value
+    return value  # an option of another kind (validated by Config itself)
+
+
+def _check_items(name: str, items: tuple[str, ...], key: str, source: str) -> None:
+    for item in items:
+        if name in NETWORK_OPTIONS:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"devsecmw: {key} ({source}): {item!r} is not an IP address or CIDR network"
+                ) from None
+        elif name in PATH_OPTIONS and not item.startswith("/"):
+            raise ConfigError(f"devsecmw: {key} ({source}): {item!r} is not a path (it must start with /)")
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.replace(";", ",").split(",") if p.strip())
+
+
+def _hook(value: Any, key: str, source: str) -> BeforeEmit | None:
+    if value is None or callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and ":" in value:
+        module, _, attr = value.strip().partition(":")
+        try:
+            hook = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"devsecmw: {key} ({source}): cannot import {value!r}: {exc}") from None
+        if callable(hook):
+            return hook  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"devsecmw: {key} ({source}): {value!r} is not a callable nor a 'module:function' to import"
+    )
+
+
+def _exclusions(value: Any, key: str, source: str) -> tuple[Exclusion, ...]:
+    if isinstance(value, str):  # from the environment: a JSON list of objects
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"devsecmw: {key} ({source}): not a JSON list of exclusions: {exc}") from None
+    if isinstance(value, (Mapping, Exclusion)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"devsecmw: {key} ({source}): {value!r} is not a list of exclusions")
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(_exclusion(v))
+        except ConfigError as exc:
+            raise ConfigError(f"devsecmw: {key}[{i}] ({source}): {_reason(exc)}") from None
+    return tuple(out)
 
 
 def _exclusion(value: Any) -> Exclusion:
@@ -254,8 +583,66 @@ def _exclusion(value: Any) -> Exclusion:
         rules = value.get("rules", ("*",))
         if isinstance(rules, str):
             rules = (rules,)
-        return Exclusion(tuple(str(r) for r in rules), value.get("route"), value.get("location"))
+        for name in ("route", "location"):
+            if value.get(name) is not None and not isinstance(value[name], str):
+                raise ConfigError(f"devsecmw: invalid exclusion {name} {value[name]!r} (must be a string)")
+        if not isinstance(rules, (list, tuple)) or not rules:
+            raise ConfigError(f"devsecmw: invalid exclusion rules {rules!r} (must be a non-empty list)")
+        x = Exclusion(tuple(str(r) for r in rules), value.get("route"), value.get("location"))
+        _check_exclusion(x)
+        return x
     raise ConfigError(f"devsecmw: invalid exclusion {value!r} (must be a mapping with rules/route/location)")
 
 
-__all__ = ["MODES", "Config", "ConfigError", "Exclusion"]
+#: A word that is no rule id: in an exclusion's ``rules`` it must be a signal type.
+_TYPE_LIKE = re.compile(r"[a-z_]+")
+
+
+def _check_exclusion(x: Exclusion) -> None:
+    for r in x.rules:
+        if r != "*" and r not in SIGNAL_TYPES and _TYPE_LIKE.fullmatch(r):
+            raise ConfigError(
+                f"devsecmw: invalid exclusion rule {r!r}: not a signal type nor a rule id "
+                f"(signal types: {', '.join(sorted(SIGNAL_TYPES))})"
+            )
+
+
+def _check_extras(config: Config) -> None:
+    """Checks of the options added with the configuration sources (called by ``__post_init__``)."""
+    for name in PATH_OPTIONS:
+        for path in getattr(config, name):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"devsecmw: invalid {name} entry {path!r} (must start with /)")
+    for x in config.exclusions:
+        if not isinstance(x, Exclusion):
+            raise ConfigError(f"devsecmw: invalid exclusion {x!r} (must be an Exclusion or a mapping)")
+        _check_exclusion(x)
+    if config.before_emit is not None and not callable(config.before_emit):
+        raise ConfigError(f"devsecmw: invalid before_emit {config.before_emit!r} (must be callable)")
+    if config.excluded_urls:
+        from .engine.matcher import compile_pattern
+
+        for pattern in config.excluded_urls:
+            try:
+                compile_pattern(pattern)
+            except Exception as exc:
+                raise ConfigError(
+                    f"devsecmw: invalid excluded_urls pattern {pattern!r} (RE2 syntax): {exc}"
+                ) from None
+
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "MODES",
+    "BeforeEmit",
+    "Config",
+    "ConfigError",
+    "Exclusion",
+    "Layer",
+    "env_layer",
+    "file_layer",
+    "find_config_file",
+    "resolve",
+    "route_key",
+    "sources",
+]

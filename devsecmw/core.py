@@ -31,8 +31,9 @@ from .clients import (
     parse_networks,
     resolve_client,
 )
-from .config import Config
+from .config import BeforeEmit, Config
 from .engine import Budget, Detector, Engine
+from .engine.matcher import Pattern
 from .leaks import LeakScanner, Sniffer
 from .request import HttpRequest
 from .response import correlate, status_signals
@@ -67,6 +68,8 @@ class Runtime:
         self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
         self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
         self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
+        #: ``excluded_urls`` as one RE2 pattern, searched in the full URL (OpenTelemetry's way).
+        self._excluded_urls = _url_pattern(config.excluded_urls)
         self.trusted_proxies = parse_networks(config.trusted_proxies, "trusted_proxies")
         self.allow_networks = parse_networks(config.allow_networks, "allow_networks")
         #: Block mode: adapters decide before calling the app (and read the body ahead for it).
@@ -135,6 +138,8 @@ class Runtime:
         try:
             if self.ignored(request.path):
                 return None
+            if self._excluded_urls is not None and self._excluded_urls.search(full_url(request)):
+                return None
             insp = Inspection(self, request)
         except Exception as exc:
             self.report("begin", exc)
@@ -144,6 +149,19 @@ class Runtime:
         except Exception as exc:
             self.report("inspect_head", exc)
         return insp
+
+
+def full_url(request: HttpRequest) -> str:
+    """``scheme://host/target``, what ``OTEL_PYTHON_EXCLUDED_URLS`` patterns are searched in."""
+    return f"{request.scheme}://{request.header('host') or request.server_address or ''}{request.target}"
+
+
+def _url_pattern(patterns: Sequence[str]) -> Pattern | None:
+    if not patterns:
+        return None
+    from .engine.matcher import compile_pattern
+
+    return compile_pattern("|".join(f"(?:{p})" for p in patterns))
 
 
 def _path_set(paths: Sequence[str]) -> tuple[set[str], tuple[str, ...]]:
@@ -356,7 +374,8 @@ class Inspection:
         try:
             config = self.runtime.config
             flagged = bool(self.flagged) and not self.shared  # never deny a whole proxy's users
-            would = should_block(self.signals, config, flagged) and not self.runtime.allowlisted(self.request)
+            signals = self._kept(self.signals) if config.exclusions else self.signals
+            would = should_block(signals, config, flagged) and not self.runtime.allowlisted(self.request)
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
                 self.blocked = True
@@ -450,12 +469,7 @@ class Inspection:
         config = self.runtime.config
         signals = self.signals
         if config.exclusions and signals:
-            where = self.request.route or self.request.path
-            signals = [
-                s
-                for s in signals
-                if not any(x.applies(s.rule_id, s.type, where, s.location) for x in config.exclusions)
-            ]
+            signals = self._kept(signals)
         status = self.status
         if not self.blocked and (self.exception is not None or (status is not None and status >= 400)):
             # The block response's status is devsecmw's, not the app's answer; below 400 nothing.
@@ -482,10 +496,36 @@ class Inspection:
         )
         if reason and not self.flagged:
             signals = [*signals, self._flag_signal(reason)]
+        if config.before_emit is not None and signals:
+            signals = self._before_emit(config.before_emit, signals)
         verdict = decide(signals, config)
         verdict.blocked = self.blocked
         verdict.would_block = self.would_block
         return verdict
+
+    def _kept(self, signals: list[Signal]) -> list[Signal]:
+        """``signals`` less those an exclusion switches off here (the route once routed, else the path)."""
+        exclusions = self.runtime.config.exclusions
+        where = self.request.route or self.request.path
+        return [
+            s for s in signals if not any(x.applies(s.rule_id, s.type, where, s.location) for x in exclusions)
+        ]
+
+    def _before_emit(self, hook: BeforeEmit, signals: list[Signal]) -> list[Signal]:
+        """The user's hook on each signal: kept, altered, or dropped (None). A hook that raises or
+        returns something else keeps the signal as it was (fail open, counted as ``before_emit``)."""
+        kept: list[Signal] = []
+        for s in signals:
+            try:
+                out = hook(s)
+                if out is not None and not isinstance(out, Signal):
+                    raise TypeError(f"before_emit returned {type(out).__name__}, not a Signal or None")
+            except Exception as exc:
+                self.runtime.report("before_emit", exc)
+                out = s
+            if out is not None:
+                kept.append(out)
+        return kept
 
     def _leaks(self) -> list[Signal]:
         sniffer, self._sniffer = self._sniffer, None

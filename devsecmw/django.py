@@ -8,7 +8,12 @@ the other middleware produce)::
 
 ``DEVSECMW`` takes the options of :class:`devsecmw.config.Config` plus
 ``tracer_provider``, ``meter_provider`` and ``detector`` (the global
-OpenTelemetry providers are used when absent).
+OpenTelemetry providers are used when absent). Its options come below the
+``DEVSECMW_*`` environment variables and above the configuration file (see
+:mod:`devsecmw.config`). Add ``"devsecmw"`` to ``INSTALLED_APPS`` and
+``manage.py check`` (and ``runserver``, which runs the checks first) validates
+them: a bad value is the error ``devsecmw.E001`` naming the key, instead of a
+traceback when the middleware loads.
 
 It has no detection logic of its own; per request it builds the request model
 (from ``request.scope`` under ASGI, the WSGI environ otherwise) and drives
@@ -68,13 +73,17 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from .config import Config
+from .config import Config, ConfigError, Layer
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
 from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead
 
 SETTINGS_NAME = "DEVSECMW"
+#: How errors and ``devsecmw config`` name Django's configuration.
+CONFIG_SOURCE = f"Django settings.{SETTINGS_NAME}"
+#: Keys of ``DEVSECMW`` that are no option of the configuration but the middleware's plumbing.
+_PLUMBING = ("tracer_provider", "meter_provider", "detector", "config")
 _EXC_ATTR = "_devsecmw_exception"
 
 
@@ -97,8 +106,50 @@ def _settings_options() -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise TypeError(f"devsecmw: settings.{SETTINGS_NAME} must be a dict of options, not {type(raw)!r}")
+        raise ConfigError(f"devsecmw: settings.{SETTINGS_NAME} must be a dict of options, not {type(raw)!r}")
     return dict(raw)
+
+
+def settings_config(options: dict[str, Any] | None = None) -> tuple[Config, dict[str, Any]]:
+    """The configuration from ``options``, the environment, ``settings.DEVSECMW`` and the file,
+    and the plumbing (``tracer_provider``, ``meter_provider``, ``detector``, ``config``) found in
+    ``settings.DEVSECMW``."""
+    raw = _settings_options()
+    plumbing = {k: raw.pop(k) for k in _PLUMBING if k in raw}
+    layer = Layer.from_mapping(CONFIG_SOURCE, raw, lambda n: f"{SETTINGS_NAME}[{n!r}]")
+    return Config.from_options(options, framework=layer), plumbing
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Django system check: the ``DEVSECMW`` setting (with the environment and the file) and the
+    rule set it names load, as they will when the middleware does (``devsecmw.E001``/``E002``)."""
+    checks = importlib.import_module("django.core.checks")
+    from .engine.rules import RuleError
+
+    try:
+        config, plumbing = settings_config()
+        if plumbing.get("detector") is None and plumbing.get("config") is None:
+            from .engine import Engine
+
+            Engine(config)  # disabled rule ids and rule files, as at start-up
+    except (ConfigError, TypeError) as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="Fix the setting DEVSECMW (or the DEVSECMW_* variable, or the devsecmw "
+                "configuration file) named above; `devsecmw config` shows where each value comes from.",
+                obj=f"settings.{SETTINGS_NAME}",
+                id="devsecmw.E001",
+            )
+        ]
+    except RuleError as exc:
+        return [checks.Error(str(exc), obj=f"settings.{SETTINGS_NAME}", id="devsecmw.E002")]
+    return []
+
+
+def register_checks() -> None:
+    """Register :func:`check_settings` with Django (idempotent: Django keeps a set)."""
+    importlib.import_module("django.core.checks").register(check_settings, "devsecmw")
 
 
 def request_model(request: Any) -> HttpRequest:
@@ -188,13 +239,13 @@ class SecurityMiddleware:
         **options: Any,
     ) -> None:
         iscoroutinefunction, markcoroutinefunction = _require_django()
-        if tracer_provider is None and meter_provider is None and detector is None and config is None:
-            if not options:
-                options = _settings_options()
-            tracer_provider = options.pop("tracer_provider", None)
-            meter_provider = options.pop("meter_provider", None)
-            detector = options.pop("detector", None)
-            config = options.pop("config", None)
+        if config is None:
+            settings_config_, plumbing = settings_config(options)
+            options = {}
+            config = plumbing.get("config") or settings_config_
+            tracer_provider = tracer_provider or plumbing.get("tracer_provider")
+            meter_provider = meter_provider or plumbing.get("meter_provider")
+            detector = detector or plumbing.get("detector")
         self.get_response = get_response
         self.runtime = Runtime.from_options(tracer_provider, meter_provider, detector, config, **options)
         self._is_async = bool(iscoroutinefunction(get_response))
@@ -373,4 +424,13 @@ class SecurityMiddleware:
         return True
 
 
-__all__ = ["SETTINGS_NAME", "SecurityMiddleware", "request_model", "route_of"]
+__all__ = [
+    "CONFIG_SOURCE",
+    "SETTINGS_NAME",
+    "SecurityMiddleware",
+    "check_settings",
+    "register_checks",
+    "request_model",
+    "route_of",
+    "settings_config",
+]

@@ -10,6 +10,12 @@ OpenTelemetry's ``FlaskInstrumentor`` may be applied before or after: it starts
 its span in a ``before_request`` hook, which always runs inside devsecmw, so
 devsecmw's span is the SERVER span and Flask's becomes an INTERNAL child.
 
+Configuration: :func:`init_app` reads ``DEVSECMW_<OPTION>`` keys of ``app.config``
+(``app.config["DEVSECMW_MODE"] = "block"``, typed values or strings), below its keyword
+arguments and the ``DEVSECMW_*`` environment variables and above the configuration file
+(see :mod:`devsecmw.config`). An unknown ``DEVSECMW_*`` key is an error. Call it once the
+app is configured (after ``app.config.from_...``).
+
 Block mode (``init_app(app, mode="block")``) is the WSGI adapter's: a blocked
 request is answered before Flask runs (no view, no ``before_request`` hook, no
 route, so its span has no ``http.route``), and Flask reads ``request.stream``,
@@ -21,9 +27,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .config import Config
     from .wsgi import SecurityMiddleware
 
 _ATTR = "_devsecmw_middleware"
+#: How errors and ``devsecmw config`` name Flask's configuration.
+CONFIG_SOURCE = "Flask app.config"
+#: Keyword arguments of the middleware that are no option of the configuration.
+_PLUMBING = ("tracer_provider", "meter_provider", "detector")
 
 
 #: ``flask.has_request_context`` and ``flask.request``, imported at the first call: this module
@@ -51,7 +62,8 @@ def init_app(app: Any, **options: Any) -> SecurityMiddleware:
 
     Idempotent: a second call returns the middleware of the first (its options
     stand), and an app already wrapped by hand is left as it is.
-    ``options`` are those of the middleware (``tracer_provider=``, ``mode=``...).
+    ``options`` are those of the middleware (``tracer_provider=``, ``mode=``...); the
+    ``DEVSECMW_*`` keys of ``app.config`` come below them (see the module docstring).
     """
     from .wsgi import SecurityMiddleware
 
@@ -61,10 +73,22 @@ def init_app(app: Any, **options: Any) -> SecurityMiddleware:
     current = app.wsgi_app
     if isinstance(current, SecurityMiddleware):
         return current
+    if options.get("config") is None:
+        options.pop("config", None)
+        plumbing = {k: options.pop(k) for k in _PLUMBING if k in options}
+        options = {**plumbing, "config": app_config(app, options)}
     middleware = SecurityMiddleware(current, **options)
     app.wsgi_app = middleware
     setattr(app, _ATTR, middleware)
     return middleware
+
+
+def app_config(app: Any, options: dict[str, Any] | None = None) -> Config:
+    """The configuration of ``app``: ``options``, the environment, ``app.config``, the file."""
+    from .config import Config, Layer
+
+    layer = Layer.from_prefixed(CONFIG_SOURCE, getattr(app, "config", None) or {}, strict=True)
+    return Config.from_options(options, framework=layer)
 
 
 def uninit_app(app: Any) -> None:
@@ -81,4 +105,4 @@ def uninit_app(app: Any) -> None:
         middleware.enabled = False
 
 
-__all__ = ["current_route", "init_app", "uninit_app"]
+__all__ = ["CONFIG_SOURCE", "app_config", "current_route", "init_app", "uninit_app"]

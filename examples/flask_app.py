@@ -1,18 +1,35 @@
 """Flask behind devsecmw: wrap ``app.wsgi_app`` (the route template comes from Flask's url_rule).
 
-Run it (http://127.0.0.1:5000):
+Install and run (from the repository root; http://127.0.0.1:5000, or $PORT):
 
+    python -m pip install ".[flask]"
     python examples/flask_app.py
 
-Send its spans and metrics to any OTLP endpoint (Jaeger, Tempo, an OpenTelemetry Collector):
+Try it:
 
-    pip install opentelemetry-distro opentelemetry-exporter-otlp-proto-http
+    curl 'http://127.0.0.1:5000/search?q=shirt'
+    curl "http://127.0.0.1:5000/search?q=1'%20UNION%20SELECT%20password%20FROM%20users--"
+
+Zero code, spans on the terminal (devsecmw's OpenTelemetry instrumentor; OTel's SDK via the distro):
+
+    python -m pip install ".[flask,instrument]" opentelemetry-distro
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
+        opentelemetry-instrument python examples/flask_app.py
+
+Or to any OTLP endpoint (Jaeger, Tempo, an OpenTelemetry Collector):
+
+    python -m pip install ".[flask,instrument]" opentelemetry-distro opentelemetry-exporter-otlp-proto-http
     OTEL_SERVICE_NAME=flask-example OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
-        OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf opentelemetry-instrument python examples/flask_app.py
+        OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
+        opentelemetry-instrument python examples/flask_app.py
+
+Under ``opentelemetry-instrument`` the app is wrapped twice (by the instrumentor when Flask
+creates it, and by the line below): devsecmw inspects each request once, in the outer one.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask, abort, jsonify, request
@@ -57,4 +74,4 @@ def create_app(**devsecmw_options: Any) -> Flask:
 app = create_app()
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=5000)
+    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))

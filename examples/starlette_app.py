@@ -1,18 +1,32 @@
 """Starlette behind devsecmw: the pure-ASGI middleware, added like any other.
 
-Run it (http://127.0.0.1:8000):
+Install and run (from the repository root; http://127.0.0.1:8000, or $PORT):
 
+    python -m pip install ".[fastapi]"
     python examples/starlette_app.py
 
-Send its spans and metrics to any OTLP endpoint (Jaeger, Tempo, an OpenTelemetry Collector):
+Try it:
 
-    pip install opentelemetry-distro opentelemetry-exporter-otlp-proto-http
+    curl 'http://127.0.0.1:8000/search?q=shirt'
+    curl "http://127.0.0.1:8000/search?q=1'%20UNION%20SELECT%20password%20FROM%20users--"
+
+Zero code, spans on the terminal (devsecmw's OpenTelemetry instrumentor; OTel's SDK via the distro):
+
+    python -m pip install ".[fastapi,instrument]" opentelemetry-distro
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
+        opentelemetry-instrument python examples/starlette_app.py
+
+Or to any OTLP endpoint (Jaeger, Tempo, an OpenTelemetry Collector):
+
+    python -m pip install ".[fastapi,instrument]" opentelemetry-distro opentelemetry-exporter-otlp-proto-http
     OTEL_SERVICE_NAME=starlette-example OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
-        OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf opentelemetry-instrument python examples/starlette_app.py
+        OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
+        opentelemetry-instrument python examples/starlette_app.py
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.applications import Starlette
@@ -56,4 +70,4 @@ app = create_app()
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

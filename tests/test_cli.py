@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,107 @@ def test_the_command_loads_no_demo_dependency_until_the_demo_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- rough edges
+def test_rules_list_into_a_closed_pipe_ends_quietly() -> None:
+    # `devsecmw rules list | head -1`: the reader leaves after one line; no BrokenPipe traceback.
+    proc = subprocess.run(
+        f"'{sys.executable}' -m devsecmw rules list | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        executable="/bin/bash",
+    )
+    assert proc.returncode == 0
+    assert len(proc.stdout.splitlines()) == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_rules_list_in_process_reports_a_closed_pipe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devsecmw import cli
+
+    def gone(args: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_rules_list", gone)  # bound when main() builds the parser
+    monkeypatch.setattr(cli.os, "dup2", lambda fd, fd2: None)  # keep pytest's stdout usable
+    assert cli.main(["rules", "list"]) == cli.EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""
+
+
+def test_rules_list_rejects_an_unknown_type(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["rules", "list", "--type", "xsss"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown signal type 'xsss'" in err
+    assert "valid types: " in err and " xss" in err and "sqli" in err
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "what"),
+    [
+        (['{"uri": "/"}', "{oops"], ":2: ", "not a JSON object: Expecting property name"),
+        (['{"uri": "/"}', "", '["a list"]'], ":3: ", "not a JSON object (a list)"),
+        (['{"uri": "/", "headers": [["x"]]}'], ":1: ", "not a request row"),
+        (['{"uri": "/", "body": "!!", "body_b64": true}'], ":1: ", "not a request row"),
+    ],
+)
+def test_scan_errors_name_the_file_and_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], where: str, what: str
+) -> None:
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rc, _, err = _run(capsys, "scan", str(bad))
+    assert rc == 1
+    assert err.startswith(f"devsecmw scan: {bad}{where}")
+    assert what in err
+
+
+# --------------------------------------------------------------------------- config
+def test_config_prints_each_value_and_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.devsecmw]\nmode = "block"\nclient_window = "2m"\n', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("DEVSECMW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DEVSECMW_PARANOIA_LEVEL", "2")
+    monkeypatch.setenv("DEVSECMW_PARANOIA", "3")  # a typo: not an option, said so
+    rc, out, err = _run(capsys, "config")
+    assert rc == 0
+    lines = {line.split("=", 1)[0].strip(): line for line in out.splitlines()}
+    assert lines["mode"].endswith(f'= "block"  # file {tmp_path / "pyproject.toml"}: tool.devsecmw.mode')
+    assert lines["client_window"].split("=", 1)[1].startswith(" 120.0  # file ")
+    assert lines["paranoia_level"].endswith("= 2  # environment: DEVSECMW_PARANOIA_LEVEL")
+    assert lines["body_limit"].endswith("= 65536  # default")
+    assert "DEVSECMW_PARANOIA is not an option of devsecmw" in err
+    rc, out, _ = _run(capsys, "config", "--json")
+    doc = json.loads(out)
+    assert doc["mode"] == {
+        "value": "block",
+        "source": f"file {tmp_path / 'pyproject.toml'}",
+        "key": "tool.devsecmw.mode",
+    }
+    assert doc["paranoia_level"]["source"] == "environment"
+
+
+def test_config_rejects_a_bad_value_naming_source_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEVSECMW_BLOCK_FLAGGED", "flase")
+    rc, out, err = _run(capsys, "config")
+    assert rc == 1 and out == ""
+    assert err.strip().startswith("devsecmw: DEVSECMW_BLOCK_FLAGGED (environment): 'flase' is not a boolean")
+    monkeypatch.delenv("DEVSECMW_BLOCK_FLAGGED")
+    monkeypatch.setenv("DEVSECMW_DISABLED_RULES", "941100")
+    rc, _, err = _run(capsys, "config")
+    assert rc == 1 and "switching rule '941100' off everywhere would switch xss detection off" in err

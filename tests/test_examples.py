@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -112,9 +114,9 @@ DJANGO_SCRIPT = textwrap.dedent(
 
     client = Client()
     statuses = [
-        client.get("/search/", {"q": "shirt"}).status_code,
-        client.get("/search/?" + sys.argv[1]).status_code,
-        client.get("/items/9/").status_code,
+        client.get("/search", {"q": "shirt"}).status_code,
+        client.get("/search?" + sys.argv[1]).status_code,
+        client.get("/items/9").status_code,
         client.get("/healthz").status_code,
     ]
     spans = [
@@ -140,7 +142,7 @@ def test_django_example_project() -> None:
     project = EXAMPLES / "django_project"
     env = {
         "DJANGO_SETTINGS_MODULE": "shop.settings",
-        "PYTHONPATH": str(project),
+        "PYTHONPATH": os.pathsep.join([str(project), str(EXAMPLES.parent)]),
         "PATH": "",
         "DEVSECMW_TIME_BUDGET": str(BUDGET),
     }
@@ -157,10 +159,10 @@ def test_django_example_project() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["statuses"] == [200, 200, 404, 200]
     benign, attack, missing = result["spans"]  # /healthz is in ignore_paths: no span
-    assert (benign["route"], benign["classification"], benign["types"]) == ("search/", "benign", [])
-    assert attack["route"] == "search/" and attack["classification"] == "attack"
+    assert (benign["route"], benign["classification"], benign["types"]) == ("search", "benign", [])
+    assert attack["route"] == "search" and attack["classification"] == "attack"
     assert "sqli" in attack["types"] and "query:q" in attack["locations"]
-    assert missing["route"] == "items/<int:item_id>/" and "http_404" in missing["types"]
+    assert missing["route"] == "items/<int:item_id>" and "http_404" in missing["types"]
 
 
 def test_django_example_settings_put_devsecmw_first() -> None:
@@ -178,3 +180,127 @@ def test_each_example_says_how_to_export_over_otlp(path: str) -> None:
     text = (EXAMPLES / path).read_text(encoding="utf-8")
     assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318" in text
     assert "opentelemetry-instrument" in text
+
+
+# --------------------------------------------------------------------------- the documented commands
+# Each example's docstring says how to install and run it; these tests run those commands as
+# written (from the repository root, or the Django project), with a free port and the exporter
+# endpoint pointed at 127.0.0.1, send a benign request and an attack, and read the spans.
+from commands import (  # noqa: E402
+    OtlpReceiver,
+    Server,
+    check_attack_span,
+    command_env,
+    console_spans,
+    devsecmw_spans,
+    documented_commands,
+    extras_of,
+    serve,
+    wait_for,
+)
+from servers import free_port  # noqa: E402
+
+RUNNABLE = {
+    # example: (docstring file, cwd of its commands, route of /search, probe)
+    "flask_app": ("flask_app.py", "", "/search", "/"),
+    "fastapi_app": ("fastapi_app.py", "", "/search", "/"),
+    "starlette_app": ("starlette_app.py", "", "/search", "/"),
+    "django_project": ("django_project/manage.py", "examples/django_project", "search", "/"),
+}
+
+
+def _commands(name: str) -> list[str]:
+    return documented_commands(EXAMPLES / RUNNABLE[name][0])
+
+
+def _runs(name: str) -> list[str]:
+    """The run commands (not the installs), the `cd` of the Django ones folded into cwd."""
+    return [c.split("&& ", 1)[-1] for c in _commands(name) if not c.startswith(("python -m pip", "curl"))]
+
+
+def _project_extras() -> set[str]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    doc = tomllib.loads((EXAMPLES.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    return set(doc["project"]["optional-dependencies"])
+
+
+@pytest.mark.parametrize("name", sorted(RUNNABLE))
+def test_each_example_says_how_to_install_and_run_it(name: str) -> None:
+    commands = _commands(name)
+    installs = [c for c in commands if c.startswith("python -m pip install")]
+    assert installs, f"{name}: no install command"
+    for command in installs:
+        assert extras_of(command) <= _project_extras(), command
+    framework = {"flask_app": "flask", "django_project": "django"}.get(name, "fastapi")
+    assert framework in extras_of(installs[0])
+    runs = _runs(name)
+    assert len(runs) == 3  # plain, zero code on the console, zero code over OTLP
+    assert "opentelemetry-instrument" not in runs[0]
+    assert "OTEL_TRACES_EXPORTER=console" in runs[1] and "OTEL_EXPORTER_OTLP_ENDPOINT" in runs[2]
+    curls = [c for c in commands if c.startswith("curl")]
+    assert any("/search?q=shirt" in c for c in curls)
+
+
+def _run_example(
+    name: str, run: str, tmp_path: Path, until: Callable[[Server], bool] | None = None
+) -> tuple[list[int], Server]:
+    """Serve ``run`` of example ``name``: the statuses of a benign request and an attack, and
+    the stopped server (its output). ``until``: what to wait for before stopping it (the spans:
+    a server stopped at once may end before its request thread has ended the last span)."""
+    import httpx
+
+    _, cwd, _, probe = RUNNABLE[name]
+    port = free_port()
+    command = run.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    environ = command_env(tmp_path, PORT=str(port))
+    statuses = []
+    with serve(command, EXAMPLES.parent / cwd, environ, port, tmp_path, probe) as server:
+        ok = httpx.get(server.base + "/search?q=shirt", timeout=30)
+        statuses.append(ok.status_code)
+        assert ok.json()["results"] == ["Blue cotton shirt"]
+        statuses.append(httpx.get(f"{server.base}/search?{ATTACK_QUERY}", timeout=30).status_code)
+        if until is not None:
+            wait_for(lambda: until(server), "the spans of the two requests")
+    return statuses, server
+
+
+def _searches(spans: list[dict[str, Any]], route: str) -> list[dict[str, Any]]:
+    return [s for s in devsecmw_spans(spans) if s["attributes"].get("http.route") == route]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", sorted(RUNNABLE))
+def test_the_plain_run_command_serves(name: str, tmp_path: Path) -> None:
+    statuses, _ = _run_example(name, _runs(name)[0], tmp_path)
+    assert statuses == [200, 200]  # /search?q=shirt: 200 on every framework, no redirect
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["flask_app", "fastapi_app", "django_project"])
+def test_the_zero_code_console_command_prints_devsecmw_spans(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.distro")
+    route = RUNNABLE[name][2]
+    statuses, server = _run_example(
+        name, _runs(name)[1], tmp_path, until=lambda s: len(_searches(console_spans(s.text()), route)) >= 2
+    )
+    assert statuses == [200, 200]
+    spans = console_spans(server.text())
+    check_attack_span(spans, route)
+    assert len(_searches(spans, route)) == 2  # one verdict per request, however many wrappers
+
+
+@pytest.mark.e2e
+def test_the_zero_code_otlp_command_exports_devsecmw_spans(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.distro")
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    with OtlpReceiver() as receiver:
+        run = _runs("flask_app")[2].replace("http://localhost:4318", receiver.base)
+        statuses, _ = _run_example(
+            "flask_app", run, tmp_path, until=lambda _: len(_searches(receiver.spans, "/search")) >= 2
+        )
+        assert statuses == [200, 200]
+    check_attack_span(receiver.spans, "/search")
+    assert len(_searches(receiver.spans, "/search")) == 2

@@ -79,7 +79,7 @@ from .matcher import (
     encode,
     loosen,
 )
-from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, load_all
+from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, check_switched_off, load_all
 from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
 from .transforms import Transform
 
@@ -549,6 +549,13 @@ def _digest(*texts: str, body: bytes | bytearray = b"") -> bytes:
     return h.digest()
 
 
+def _check_switched_off(config: Config) -> None:
+    """Disabling one rule never disables a category (see :func:`rules.check_switched_off`)."""
+    if config.disabled_rules:
+        rules = load_all(config.rule_files)
+        check_switched_off(rules, config.disabled_rules, config.paranoia_level, config.attack_threshold)
+
+
 def _by_index(c: _Compiled) -> int:
     return c.index
 
@@ -560,6 +567,7 @@ class Engine:
         self.config = config or Config()
         if rules is None:
             rules = load_all(self.config.rule_files, self.config.disabled_rules)
+            _check_switched_off(self.config)
         self.rules = [r for r in rules if r.paranoia <= self.config.paranoia_level]
         key = _fingerprint(self.rules)
         phases = _shared.get(key)

@@ -306,13 +306,55 @@ def load_all(extra_files: Sequence[str] = (), disabled: Iterable[str] = ()) -> l
     return [r for r in rules if r.id not in disabled]
 
 
+#: Where every attack type keeps a rule able to flag an attack on its own: request parameters.
+PARAMETER_TARGETS = ("query", "body")
+
+
+def check_switched_off(
+    rules: Sequence[Rule], off: Iterable[str], paranoia: int, attack_threshold: int
+) -> None:
+    """Refuse to switch a rule off everywhere when that switches its whole signal type off.
+
+    Some attack types have one rule that does the work on request parameters at a given
+    paranoia level: a code detector (941100 is the XSS tokenizer, 942100 the SQL one) whose
+    siblings only see raw bodies, paths or lone probes. Switching such a rule off by id
+    (``disabled_rules``) silently turned the category off. ``off`` are those ids; a
+    :class:`RuleError` says what would be lost and what to write instead: an exclusion scoped
+    to where the rule misfires, or the type itself when that is really the intent.
+    """
+    off = set(off)
+    if not off:
+        return
+    active = [r for r in rules if r.paranoia <= paranoia]
+    for rule in active:
+        if rule.id not in off or int(rule.severity) < attack_threshold:
+            continue
+        kept = [
+            r
+            for r in active
+            if r.type == rule.type and r.id not in off and int(r.severity) >= attack_threshold
+        ]
+        lost = [t for t in PARAMETER_TARGETS if rule.applies_to(t) and not any(r.applies_to(t) for r in kept)]
+        if lost:
+            raise RuleError(
+                f"devsecmw: switching rule {rule.id!r} off everywhere would switch {rule.type} "
+                f"detection off in request parameters ({', '.join(lost)}) at paranoia level "
+                f"{paranoia}: no other {rule.type} rule there flags an attack on its own. "
+                "Where it misfires, exclude it there instead: "
+                f'{{"rules": ["{rule.id}"], "location": "query:q"}} (or "route": "/cms/{{id}}"); '
+                f'to switch {rule.type} off on purpose, exclude the type: {{"rules": ["{rule.type}"]}}'
+            )
+
+
 __all__ = [
     "ALIASES",
     "BODY_KEYS",
     "HEAD_KEYS",
+    "PARAMETER_TARGETS",
     "TARGETS",
     "Rule",
     "RuleError",
+    "check_switched_off",
     "load_all",
     "load_file",
     "load_packaged",

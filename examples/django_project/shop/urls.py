@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("", views.home),
     path("healthz", views.healthz),
-    path("search/", views.search),
-    path("items/<int:item_id>/", views.item),
+    # No trailing slash, as in the other examples: /search?q=shirt answers 200, not a 301 to /search/.
+    path("search", views.search),
+    path("items/<int:item_id>", views.item),
 ]
