@@ -145,7 +145,7 @@ def test_defaults_are_documented_and_handed_to_every_request() -> None:
     c = Config()
     assert (c.query_limit, c.path_limit, c.header_limit) == (64 * 1024, 8 * 1024, 8 * 1024)
     assert (c.max_headers, c.max_params, c.body_limit) == (100, 1000, 64 * 1024)
-    assert (c.time_budget, c.time_ceiling, c.wall_ceiling, c.block_incomplete) == (0.05, None, 0.25, False)
+    assert (c.time_budget, c.time_ceiling, c.wall_ceiling, c.block_incomplete) == (0.05, None, 0.5, False)
     assert Runtime(c).limits == DEFAULT_LIMITS == Limits()
     runtime = Runtime(Config(query_limit=10, max_params=3), detector=ENGINE)
     req = from_asgi_scope({"type": "http", "path": "/", "query_string": b"a=1"})
@@ -191,7 +191,7 @@ def test_options_from_the_environment() -> None:
         True,
     )
     assert Config.from_options({}, environ={"DEVSECMW_TIME_CEILING": "auto"}).time_ceiling is None
-    assert Config.from_options({"time_budget": 1.0}, environ={}).wall_ceiling == 5.0
+    assert Config.from_options({"time_budget": 1.0}, environ={}).wall_ceiling == 10.0
 
 
 # --------------------------------------------------------------------------- each cap: signal, location
