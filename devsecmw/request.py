@@ -282,18 +282,21 @@ class HttpRequest:
         if len(qs) > limits.params and qs.count("&", 0, limits.query) >= limits.params:
             self.query  # noqa: B018 - parses, bounded by the caps; marks query.count
         headers = self.headers
-        if len(headers) > limits.headers:
-            cuts.append(("headers.count", f"{len(headers)} headers, cap {limits.headers}"))
-        size = limits.header
-        cookie = 0
-        for name, value in headers[: limits.headers]:
-            if len(value) > size:
-                location = f"header:{name[:64]}"
-                if all(c[0] != location for c in cuts):
-                    cuts.append((location, f"{len(value)} characters, cap {size}"))
-            if name == "cookie":
-                cookie += value.count(";", 0, size) + 1
-        if cookie > limits.params:
+        if self.inspected_headers is not headers:  # some header over a cap (else: no copy made)
+            if len(headers) > limits.headers:
+                cuts.append(("headers.count", f"{len(headers)} headers, cap {limits.headers}"))
+            size = limits.header
+            for name, value in headers[: limits.headers]:
+                if len(value) > size:
+                    location = f"header:{name[:64]}"
+                    if all(c[0] != location for c in cuts):
+                        cuts.append((location, f"{len(value)} characters, cap {size}"))
+        cookie = self.header("cookie")  # repeated Cookie headers joined by ", "
+        if (
+            cookie is not None
+            and len(cookie) > limits.params
+            and cookie.count(";") + cookie.count(",") >= limits.params
+        ):
             self.cookies  # noqa: B018 - parses, bounded by the caps; marks cookies.count
         if self._capped:
             for what in ("query.count", "cookies.count"):
