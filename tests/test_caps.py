@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import Telemetry
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import devsecmw.asgi
 import devsecmw.wsgi
@@ -472,3 +474,76 @@ def test_block_policy_wsgi(otel: Telemetry, policy: bool) -> None:
     otel.clear()
     assert wsgi_call(app, query="q=books").startswith("200")
     assert incomplete(otel) == {}
+
+
+# --------------------------------------------------------------------------- the caps are exact (hypothesis)
+PARTS = st.lists(
+    st.sampled_from(["", "a=1", "b", "=", "c=%27", "d=x+y", ";", " e=2 ", '"q"=""']), max_size=30
+)
+CAPS = settings(max_examples=200, deadline=None)
+
+
+@CAPS
+@given(parts=PARTS, cap=st.integers(1, 12))
+def test_query_count_cap_is_exact(parts: list[str], cap: int) -> None:
+    qs = "&".join(parts)
+    req = HttpRequest("GET", "/?" + qs, "/", qs, limits=Limits(params=cap))
+    nonempty = [p for p in parts if p]
+    assert [f.raw for f in req.query] == nonempty[:cap]
+    assert (("query.count", f"more than {cap} parameters") in req.head_cuts()) == (len(nonempty) > cap)
+
+
+@CAPS
+@given(parts=PARTS, cap=st.integers(1, 12), size=st.integers(1, 60))
+def test_cookie_caps_are_exact(parts: list[str], cap: int, size: int) -> None:
+    cookie = ";".join(parts)
+    req = HttpRequest("GET", "/", "/", headers=[("cookie", cookie)], limits=Limits(params=cap, header=size))
+    inspected = [p.strip() for p in cookie[:size].split(";") if p.strip()]
+    assert [f.raw for f in req.cookies] == inspected[:cap]
+    cuts = dict(req.head_cuts())
+    assert ("header:cookie" in cuts) == (len(cookie) > size)
+    assert ("cookies.count" in cuts) == (len(inspected) > cap)
+
+
+JSON = st.recursive(
+    st.none() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _members(doc: object, depth: int = 0) -> int:
+    """Object members and array elements that are strings, objects or arrays (what the cap counts)."""
+    if depth >= 64:
+        return 0
+    if isinstance(doc, dict):
+        return len(doc) + sum(_members(v, depth + 1) for v in doc.values())
+    if isinstance(doc, list):
+        inner = [x for x in doc if isinstance(x, (str, dict, list))]
+        return len(inner) + sum(_members(x, depth + 1) for x in inner)
+    return 0
+
+
+@CAPS
+@given(doc=JSON, cap=st.integers(1, 30))
+def test_json_member_cap_is_exact(doc: object, cap: int) -> None:
+    body = json.dumps(doc).encode()
+    pb = parse_body(body, "application/json", max_fields=cap)
+    assert pb.kind == "json"
+    assert pb.capped == (_members(doc) > cap)
+    assert len(pb.keys) <= cap and len(pb.fields) <= cap + 1  # + a document that is one string
+    whole = parse_body(body, "application/json", max_fields=10_000)
+    assert {f.location for f in pb.fields} <= {f.location for f in whole.fields}
+
+
+@CAPS
+@given(n=st.integers(0, 12), cap=st.integers(1, 12))
+def test_form_and_multipart_caps_are_exact(n: int, cap: int) -> None:
+    form = parse_body(
+        "&".join(f"f{i}=v" for i in range(n)).encode(), "application/x-www-form-urlencoded", max_fields=cap
+    )
+    assert (len(form.fields), form.capped) == (min(n, cap), n > cap)
+    parts = b"".join(b'--xx\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(n))
+    mp = parse_body(parts + b"--xx--\r\n", "multipart/form-data; boundary=xx", max_fields=cap)
+    if n:
+        assert (len(mp.fields), mp.capped) == (min(n, cap), n > cap)
