@@ -547,3 +547,41 @@ def test_form_and_multipart_caps_are_exact(n: int, cap: int) -> None:
     mp = parse_body(parts + b"--xx--\r\n", "multipart/form-data; boundary=xx", max_fields=cap)
     if n:
         assert (len(mp.fields), mp.capped) == (min(n, cap), n > cap)
+
+
+# --------------------------------------------------------------------------- bounded work (issue 8, 2)
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        (b"q=" + b"a" * 1_000_000, []),  # one 1 MB parameter
+        (b"&".join(b"p%d=v%d" % (i, i) for i in range(10_000)), []),  # 10,000 parameters
+        (b"q=1", [(b"x-h%d" % i, b"v" * 10_000) for i in range(1000)]),  # 1,000 headers of 10 KB
+    ],
+    ids=["1MB-parameter", "10000-parameters", "1000-headers"],
+)
+def test_the_engine_is_handed_a_bounded_head(
+    otel: Telemetry, monkeypatch: pytest.MonkeyPatch, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """What the detector works on is bounded by the caps, whatever the request's size."""
+    import devsecmw.engine.engine as engine_module
+
+    handed: list[tuple[str, str, str, bool]] = []
+    for name in ("line_values", "cookie_values", "header_values"):
+        original = getattr(engine_module, name)
+
+        def recording(request: HttpRequest, *args: Any, _f: Any = original) -> Any:
+            values = _f(request, *args)
+            handed.extend(values)
+            return values
+
+        monkeypatch.setattr(engine_module, name, recording)
+    c = Config()
+    asgi_call(monitor(otel), query=query, headers=headers)
+    assert handed and incomplete(otel)
+    by_key: dict[str, list[str]] = {}
+    for key, _location, value, _utf8 in handed:
+        by_key.setdefault("header" if key.startswith("header:") else key, []).append(value)
+    assert all(len(v) <= c.path_limit + 1 + c.query_limit for v in by_key["uri"])
+    assert len(by_key["query"]) <= c.max_params and sum(map(len, by_key["query"])) <= c.query_limit
+    assert len(by_key.get("header", [])) <= c.max_headers
+    assert all(len(v) <= c.header_limit for v in by_key.get("header", []))
