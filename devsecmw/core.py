@@ -67,6 +67,9 @@ class Runtime:
             params=config.max_params,
             body=config.body_limit,
         )
+        #: The budget: CPU seconds, and the wall-clock ceiling (see :class:`~devsecmw.engine.Budget`).
+        self.cpu_budget = config.time_budget
+        self.wall_ceiling = config.wall_ceiling
         self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
         self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
         self.trusted_proxies = parse_networks(config.trusted_proxies, "trusted_proxies")
@@ -228,13 +231,13 @@ class Inspection:
     def _detect(self, phase: str, again: bool = False) -> None:
         start, self._start = self._start, None
         w0, c0 = start if start is not None else (_perf(), _cpu())
-        config = self.runtime.config
-        cpu_left = config.time_budget - self._cpu_spent
-        wall_left = config.wall_ceiling - self._spent
+        runtime = self.runtime
+        cpu_left = runtime.cpu_budget - self._cpu_spent
+        wall_left = runtime.wall_ceiling - self._spent
         if cpu_left <= 0 or wall_left <= 0:
             self._budget_spent(phase, "cpu" if cpu_left <= 0 else "wall")
             return
-        budget = Budget.start(cpu_left, wall_left, _perf, _cpu, w0, c0)
+        budget = Budget(w0 + wall_left, False, _perf, cpu_left, c0, w0, _cpu)
         try:
             request = self.request
             found = self.runtime.detector.inspect(request, phase, budget)

@@ -200,7 +200,16 @@ class HttpRequest:
         """The headers inspection reads: at most ``limits.headers``, values cut at ``limits.header``."""
         ih = self._inspected_headers
         if ih is None:
-            ih = self._inspected_headers = _cap_headers(self.headers, self.limits)
+            headers, limits = self.headers, self.limits
+            hm = self._header_map
+            if hm is None:
+                hm = self._header_map = _header_map(headers)
+            # Most requests: no value over the cap, read in C over the map's (joined) values.
+            if len(headers) <= limits.headers and (not hm or max(map(len, hm.values())) <= limits.header):
+                ih = headers
+            else:
+                ih = _cap_headers(headers, limits)
+            self._inspected_headers = ih
         return ih
 
     @property
@@ -291,7 +300,8 @@ class HttpRequest:
                     location = f"header:{name[:64]}"
                     if all(c[0] != location for c in cuts):
                         cuts.append((location, f"{len(value)} characters, cap {size}"))
-        cookie = self.header("cookie")  # repeated Cookie headers joined by ", "
+        cookie = self._header_map.get("cookie") if self._header_map is not None else self.header("cookie")
+        # (repeated Cookie headers joined by ", ")
         if (
             cookie is not None
             and len(cookie) > limits.params
