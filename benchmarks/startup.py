@@ -55,7 +55,8 @@ out.update(import_s=t1 - t0, import_mib=r1 - r0, construct_s=t2 - t1, construct_
            first_s=t3 - t2, first_mib=r3 - r2, after_first_mib=r3)
 if traffic:
     import glob
-    files = sorted(glob.glob(str(varied.DEFAULT / "*.jsonl"))) or sorted(glob.glob(str(varied.FETCHED / "*.jsonl")))
+    files = sorted(glob.glob(str(varied.DEFAULT / "*.jsonl")))
+    files = files or sorted(glob.glob(str(varied.FETCHED / "*.jsonl")))
     rows = varied.load(files, "benign")[:traffic] if files else []
     for i, req in enumerate(rows):
         loop.run_until_complete(varied.once(app, req, i))
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(+{guarded['after_traffic_mib'] - bare['after_traffic_mib']:.1f})"
             )
         else:
-            print("# no corpus: the memory-after-traffic figure needs ../shared/corpus/dev or fetch_corpora.py")
+            print(
+                "# no corpus: the memory-after-traffic figure needs ../shared/corpus/dev or fetch_corpora.py"
+            )
     return 0
 
 

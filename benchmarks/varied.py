@@ -58,7 +58,9 @@ def load(paths: list[str], want: str) -> list[Request]:
                     for k, v in row.get("headers") or []
                 ]
                 body = row.get("body") or ""
-                raw = base64.b64decode(body) if row.get("body_b64") else str(body).encode("latin-1", "replace")
+                raw = (
+                    base64.b64decode(body) if row.get("body_b64") else str(body).encode("latin-1", "replace")
+                )
                 out.append((str(row["method"]), path_ or b"/", query, headers, raw))
     random.Random(7).shuffle(out)
     return out
@@ -143,7 +145,9 @@ def report(title: str, data: dict[str, dict[str, list[float]]]) -> None:
         every = [x for k in names for x in classes[k]]
         for name in [*names, "ALL"]:
             added = every if name == "ALL" else classes[name]
-            bare = [x for k in names for x in classes["bare " + k]] if name == "ALL" else classes["bare " + name]
+            bare = (
+                [x for k in names for x in classes["bare " + k]] if name == "ALL" else classes["bare " + name]
+            )
             if not added:
                 continue
             p90 = sorted(added)[int(len(added) * 0.9)]
@@ -160,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args(argv)
     files = (
-        args.files or sorted(glob.glob(str(DEFAULT / "*.jsonl"))) or sorted(glob.glob(str(FETCHED / "*.jsonl")))
+        args.files
+        or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
+        or sorted(glob.glob(str(FETCHED / "*.jsonl")))
     )
     if not files:
         print(f"# no corpus given and none at {DEFAULT} or {FETCHED}: nothing to measure")

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 MAX_JSON_DEPTH = 64  # deeper values are still in the raw text, just not addressed one by one
-MAX_FIELDS = 2048  # bounded work per request, whatever the body holds
+#: Fields per body by default (the ``max_params`` option): bounded work, whatever the body holds.
+MAX_FIELDS = 1000
 
 
 @dataclass(slots=True)
@@ -45,6 +46,8 @@ class ParsedBody:
     truncated: bool = False
     #: Why structured parsing fell back to raw text (for the span, never an exception).
     error: str | None = None
+    #: The field cap stopped the parse: later fields are in ``text`` only, not addressed one by one.
+    capped: bool = False
 
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -87,12 +90,19 @@ def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
     return mt.strip().lower(), params
 
 
-def _form_fields(text: str, prefix: str) -> tuple[list[Field], list[Field]]:
+def _form_fields(
+    text: str, prefix: str, max_fields: int = MAX_FIELDS
+) -> tuple[list[Field], list[Field], bool]:
+    """Fields and their names, and whether ``max_fields`` stopped the parse."""
     fields: list[Field] = []
     keys: list[Field] = []
-    for part in text.split("&")[:MAX_FIELDS]:
+    room = max_fields
+    for part in text.split("&"):
         if not part:
             continue
+        if room <= 0:
+            return fields, keys, True
+        room -= 1
         name, _, value = part.partition("=")
         # Most names and values hold no escape: no bytes round trip for them.
         dn, ok1 = (
@@ -106,7 +116,7 @@ def _form_fields(text: str, prefix: str) -> tuple[list[Field], list[Field]]:
         loc = f"{prefix}:{dn}"
         fields.append(Field(loc, dv, dn, raw=value, utf8=ok1 and ok2))
         keys.append(Field(loc, dn, dn, raw=name, utf8=ok1))
-    return fields, keys
+    return fields, keys, False
 
 
 def looks_urlencoded(text: str) -> bool:
@@ -118,7 +128,12 @@ def looks_urlencoded(text: str) -> bool:
     return 0 < len(name) <= 256 and " " not in name
 
 
-def _json_walk(doc: object) -> tuple[list[Field], list[Field]]:
+def _json_walk(doc: object, max_fields: int = MAX_FIELDS) -> tuple[list[Field], list[Field], bool]:
+    """String values and object keys, and whether ``max_fields`` members stopped the walk.
+
+    A member is an object's key and value, or an array's element; numbers, booleans and
+    null in arrays are not counted (nothing to inspect in them one by one).
+    """
     fields: list[Field] = []
     keys: list[Field] = []
     # Iterative walk: a deep document cannot exhaust the Python stack. json.loads makes
@@ -126,7 +141,9 @@ def _json_walk(doc: object) -> tuple[list[Field], list[Field]]:
     stack: list[tuple[str, object, int]] = [("", doc, 0)]
     pop, push = stack.pop, stack.append
     add_field, add_key = fields.append, keys.append
-    while stack and len(fields) + len(keys) < MAX_FIELDS:
+    members = 0
+    capped = False
+    while stack:
         path, node, depth = pop()
         kind = type(node)
         if kind is str:
@@ -136,7 +153,13 @@ def _json_walk(doc: object) -> tuple[list[Field], list[Field]]:
                 continue
             depth += 1
             prefix = path + "." if path else ""
-            for k, v in reversed(list(node.items())):  # type: ignore[attr-defined]
+            items = list(node.items())  # type: ignore[attr-defined]
+            if members + len(items) > max_fields:
+                # Document order: the members that fit are kept, the walk ends after them.
+                items = items[: max(0, max_fields - members)]
+                capped = True
+            members += len(items)
+            for k, v in reversed(items):
                 k = k if type(k) is str else str(k)
                 sub = prefix + k
                 add_key(Field("body:json:" + sub, k, sub))
@@ -145,22 +168,33 @@ def _json_walk(doc: object) -> tuple[list[Field], list[Field]]:
             if depth >= MAX_JSON_DEPTH:
                 continue
             depth += 1
-            for i in range(len(node) - 1, -1, -1):  # type: ignore[arg-type]
-                push((f"{path}[{i}]", node[i], depth))  # type: ignore[index]
+            elements: list[object] = node  # type: ignore[assignment]
+            todo = [i for i, item in enumerate(elements) if type(item) in _CONTAINERS]
+            if members + len(todo) > max_fields:
+                todo = todo[: max(0, max_fields - members)]
+                capped = True
+            members += len(todo)
+            for i in reversed(todo):
+                push((f"{path}[{i}]", elements[i], depth))
         # Numbers, booleans and null are harmless as values; they stay visible in the raw text.
     keys.reverse()
-    return fields, keys
+    return fields, keys, capped
 
 
-def _parse_json(text: str) -> tuple[list[Field], list[Field]] | None:
+_CONTAINERS = (str, dict, list)
+
+
+def _parse_json(text: str, max_fields: int = MAX_FIELDS) -> tuple[list[Field], list[Field], bool] | None:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    return _json_walk(doc)
+    return _json_walk(doc, max_fields)
 
 
-def _parse_multipart(raw: bytes, boundary: str) -> tuple[list[Field], list[Field], list[Field]] | None:
+def _parse_multipart(
+    raw: bytes, boundary: str, max_fields: int = MAX_FIELDS
+) -> tuple[list[Field], list[Field], list[Field], bool] | None:
     if not boundary or len(boundary) > 200:
         return None
     delim = b"--" + boundary.encode("latin-1", "replace")
@@ -169,7 +203,9 @@ def _parse_multipart(raw: bytes, boundary: str) -> tuple[list[Field], list[Field
     fields: list[Field] = []
     keys: list[Field] = []
     files: list[Field] = []
-    for part in raw.split(delim)[1 : MAX_FIELDS + 1]:
+    parts = raw.split(delim, max_fields + 1)[1:]
+    capped = len(parts) > max_fields and not parts[max_fields].startswith(b"--")
+    for part in parts[:max_fields]:
         if part.startswith(b"--"):
             break
         part = part[2:] if part.startswith(b"\r\n") else part.lstrip(b"\n")
@@ -205,11 +241,37 @@ def _parse_multipart(raw: bytes, boundary: str) -> tuple[list[Field], list[Field
                 continue
         value, ok = _decode(content)
         fields.append(Field(loc, value, dname, utf8=ok))
-    return fields, keys, files
+    return fields, keys, files, capped
 
 
-def parse_body(raw: bytes, content_type: str | None, truncated: bool = False) -> ParsedBody:
-    """Parse ``raw`` (already capped) by ``content_type``. Never raises."""
+_BINARY_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/protobuf",
+        "application/x-protobuf",
+        "application/grpc",
+    }
+)
+
+
+def _binary_type(mt: str) -> bool:
+    return mt.startswith(("image/", "audio/", "video/", "font/")) or mt in _BINARY_TYPES
+
+
+def is_binary(content_type: str | None) -> bool:
+    """Whether a body of this Content-Type is data, not inspected as text (kind ``binary``)."""
+    return _binary_type(_media_type(content_type or "")[0])
+
+
+def parse_body(
+    raw: bytes, content_type: str | None, truncated: bool = False, max_fields: int = MAX_FIELDS
+) -> ParsedBody:
+    """Parse ``raw`` (already capped) by ``content_type``, at most ``max_fields`` fields
+    (form fields, JSON members, multipart parts; ``capped`` says when more were left).
+    Never raises."""
     if not raw:
         return ParsedBody(truncated=truncated)
     text, utf8 = _decode(raw)
@@ -218,57 +280,49 @@ def parse_body(raw: bytes, content_type: str | None, truncated: bool = False) ->
     try:
         if mt == "application/x-www-form-urlencoded":
             pb.kind = "form"
-            pb.fields, pb.keys = _form_fields(text, "body:form")
+            pb.fields, pb.keys, pb.capped = _form_fields(text, "body:form", max_fields)
         elif mt == "application/json" or mt.endswith("+json") or mt == "text/json":
-            parsed = _parse_json(text)
+            parsed = _parse_json(text, max_fields)
             if parsed is None:
                 pb.error = "invalid json"
             else:
                 pb.kind = "json"
-                pb.fields, pb.keys = parsed
+                pb.fields, pb.keys, pb.capped = parsed
         elif mt.startswith("multipart/"):
-            mp = _parse_multipart(raw, params.get("boundary", ""))
+            mp = _parse_multipart(raw, params.get("boundary", ""), max_fields)
             if mp is None:
                 pb.error = "invalid multipart"
             else:
                 pb.kind = "multipart"
-                pb.fields, pb.keys, pb.files = mp
+                pb.fields, pb.keys, pb.files, pb.capped = mp
         elif mt in ("application/xml", "text/xml") or mt.endswith("+xml"):
             pb.kind = "xml"
-        elif mt.startswith(("image/", "audio/", "video/", "font/")) or mt in (
-            "application/octet-stream",
-            "application/pdf",
-            "application/zip",
-            "application/gzip",
-            "application/protobuf",
-            "application/x-protobuf",
-            "application/grpc",
-        ):
+        elif _binary_type(mt):
             pb.kind = "binary"
         else:
-            _sniff(pb)
+            _sniff(pb, max_fields)
     except Exception as exc:  # pragma: no cover - parsers above are total; belt and braces
         pb.kind, pb.fields, pb.keys, pb.files = "text", [], [], []
         pb.error = type(exc).__name__
     return pb
 
 
-def _sniff(pb: ParsedBody) -> None:
+def _sniff(pb: ParsedBody, max_fields: int = MAX_FIELDS) -> None:
     """No or unknown Content-Type: JSON if it parses, form fields if it looks urlencoded."""
     stripped = pb.text.lstrip()
     if stripped[:1] in ("{", "["):
-        parsed = _parse_json(stripped)
+        parsed = _parse_json(stripped, max_fields)
         if parsed is not None:
             pb.kind = "json"
-            pb.fields, pb.keys = parsed
+            pb.fields, pb.keys, pb.capped = parsed
             return
     if stripped.startswith("<") and (stripped.startswith("<?xml") or "<!DOCTYPE" in stripped[:512]):
         pb.kind = "xml"
         return
     if looks_urlencoded(pb.text):
-        pb.fields, pb.keys = _form_fields(pb.text, "body:form")
+        pb.fields, pb.keys, pb.capped = _form_fields(pb.text, "body:form", max_fields)
     elif "=" not in pb.text and _ENCODED_EQ.search(pb.text):
-        _encoded_form(pb)
+        _encoded_form(pb, max_fields)
 
 
 #: "%3D": an "=" spelled as an escape. A body made only of escapes (no "=" of its own)
@@ -276,20 +330,33 @@ def _sniff(pb: ParsedBody) -> None:
 _ENCODED_EQ = re.compile(r"%3[dD]")
 
 
-def _encoded_form(pb: ParsedBody) -> None:
+def _encoded_form(pb: ParsedBody, max_fields: int = MAX_FIELDS) -> None:
     """``pay%3DAND+1%3D1``: the whole form percent-encoded, "=" included. Decoded once,
     it reads ``pay=AND 1=1``; its fields are exposed as a form's (decoded once only, so
-    ``%2527`` stays ``%27``), within :data:`MAX_FIELDS`."""
+    ``%2527`` stays ``%27``), at most ``max_fields``."""
     text, ok = _decode(unquote_bytes(pb.text.replace("+", " ")))
     if not looks_urlencoded(text):
         return
-    for part in text.split("&")[:MAX_FIELDS]:
+    room = max_fields
+    for part in text.split("&"):
         if not part:
             continue
+        if room <= 0:
+            pb.capped = True
+            return
+        room -= 1
         name, _, value = part.partition("=")
         loc = f"body:form:{name}"
         pb.fields.append(Field(loc, value, name, raw=pb.text, utf8=ok))
         pb.keys.append(Field(loc, name, name, utf8=ok))
 
 
-__all__ = ["MAX_FIELDS", "MAX_JSON_DEPTH", "Field", "ParsedBody", "looks_urlencoded", "parse_body"]
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_JSON_DEPTH",
+    "Field",
+    "ParsedBody",
+    "is_binary",
+    "looks_urlencoded",
+    "parse_body",
+]

@@ -127,10 +127,31 @@ class Config:
     body_limit: int = 64 * 1024
     #: Bytes of textual response body sniffed for leaks.
     response_limit: int = 32 * 1024
-    #: Seconds of inspection per request after which devsecmw stops looking (fail open, counted).
-    #: A safety net far above the typical cost (tens of microseconds; a few ms for 64 KiB bodies),
-    #: measured in wall time, so a loaded machine should not cut ordinary inspection short.
+    #: Characters of the query string parsed and inspected (64 KiB: no form sends more in a URL;
+    #: beyond it, its first ``query_limit`` characters are inspected and ``inspection_incomplete``
+    #: says so).
+    query_limit: int = 64 * 1024
+    #: Characters of the path inspected (8 KiB: Apache's and nginx's default request-line limit).
+    path_limit: int = 8 * 1024
+    #: Characters of each header value inspected (8 KiB: the common server limit per field).
+    header_limit: int = 8 * 1024
+    #: Headers inspected per request (100: Apache's ``LimitRequestFields`` and gunicorn's default).
+    max_headers: int = 100
+    #: Named values inspected per location: query parameters, cookies, form fields, JSON members,
+    #: multipart parts (1,000: Django's ``DATA_UPLOAD_MAX_NUMBER_FIELDS``, PHP's ``max_input_vars``).
+    max_params: int = 1000
+    #: CPU seconds (this thread's, ``time.thread_time``) of inspection per request, parsing included,
+    #: after which devsecmw stops looking (fail open, counted, ``inspection_incomplete``). CPU
+    #: time, so that a loaded machine does not cut inspection short; typical cost is tens of
+    #: microseconds, a few ms for 64 KiB bodies.
     time_budget: float = 0.050
+    #: Wall-clock seconds of inspection per request, whatever the CPU time: the safety net.
+    #: ``None``: ten times ``time_budget`` (500 ms by default; 16 threads on 2 loaded cores,
+    #: 5 times cut 2 to 8 of 16,000 attacks short, 10 times none).
+    time_ceiling: float | None = None
+    #: In block mode, also block requests whose inspection a cap or the budget cut short
+    #: (``inspection_incomplete``). Off by default: padding is reported, not blocked.
+    block_incomplete: bool = False
     #: Score at which a request is classified ``attack``.
     attack_threshold: int = 5
     #: Score at which ``mode="block"`` blocks a request.
@@ -206,6 +227,11 @@ class Config:
         for name, low in (
             ("body_limit", 0),
             ("response_limit", 0),
+            ("query_limit", 1),
+            ("path_limit", 1),
+            ("header_limit", 1),
+            ("max_headers", 1),
+            ("max_params", 1),
             ("max_events", 1),
             ("attribute_limit", 64),
             ("attack_threshold", 1),
@@ -228,6 +254,20 @@ class Config:
                     f"devsecmw: invalid {name} {value!r} (must be a number of seconds "
                     f"{'>= 0' if name == 'flag_ttl' else '> 0'})"
                 )
+        ceiling = self.time_ceiling
+        if ceiling is not None and (
+            not isinstance(ceiling, (int, float))
+            or isinstance(ceiling, bool)
+            or not ceiling >= self.time_budget
+        ):
+            raise ConfigError(
+                f"devsecmw: invalid time_ceiling {ceiling!r} (must be a number of seconds >= time_budget "
+                f"{self.time_budget!r}, or None for 10 x time_budget)"
+            )
+        if not isinstance(self.block_incomplete, bool):
+            raise ConfigError(
+                f"devsecmw: invalid block_incomplete {self.block_incomplete!r} (must be a bool)"
+            )
         unknown = sorted(set(self.block_types) - ATTACK_TYPES)
         if unknown:
             raise ConfigError(
@@ -256,6 +296,11 @@ class Config:
                 f"devsecmw: invalid block_status {self.block_status!r} (must be a 4xx or 5xx code)"
             )
         _check_extras(self)
+
+    @property
+    def wall_ceiling(self) -> float:
+        """The wall-clock ceiling of inspection per request, in seconds."""
+        return self.time_budget * 10 if self.time_ceiling is None else self.time_ceiling
 
     @classmethod
     def from_options(
@@ -478,6 +523,10 @@ def parse_value(name: str, f: dataclasses.Field[Any], value: Any, key: str, sour
         return _exclusions(value, key, source)
     if name == "before_emit":
         return _hook(value, key, source)
+    if name == "time_ceiling":  # a duration, or None / "auto": ten times time_budget
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+            return None
+        default = 0.0  # parsed as a duration below
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

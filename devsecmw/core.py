@@ -35,16 +35,21 @@ from .config import BeforeEmit, Config
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .leaks import LeakScanner, Sniffer
-from .request import HttpRequest
+from .request import HttpRequest, Limits
 from .response import correlate, status_signals
 from .scoring import decide, should_block
-from .signals import Severity, Signal, Verdict
+from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
 if TYPE_CHECKING:
     from .clients_redis import RedisClientTable
 
 _perf = time.perf_counter
+#: This thread's CPU time: what the inspection budget counts (see :class:`~devsecmw.engine.Budget`).
+_cpu = time.thread_time
+#: A phase shorter than this in wall time adds its wall time to the CPU spent (an upper bound:
+#: CPU time never exceeds it), saving a read of the CPU clock on nearly every request.
+_CPU_EXACT_FROM = 0.001
 #: Methods whose HTTP/1 requests carry no body unless a Content-Length or Transfer-Encoding says so.
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
@@ -66,6 +71,18 @@ class Runtime:
             tracer_provider, meter_provider, config.max_events, config.redact_names, config.attribute_limit
         )
         self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
+        #: The caps of parsing and inspection, handed to every request.
+        self.limits = Limits(
+            query=config.query_limit,
+            path=config.path_limit,
+            header=config.header_limit,
+            headers=config.max_headers,
+            params=config.max_params,
+            body=config.body_limit,
+        )
+        #: The budget: CPU seconds, and the wall-clock ceiling (see :class:`~devsecmw.engine.Budget`).
+        self.cpu_budget = config.time_budget
+        self.wall_ceiling = config.wall_ceiling
         self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
         self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
         #: ``excluded_urls`` as one RE2 pattern, searched in the full URL (OpenTelemetry's way).
@@ -173,8 +190,11 @@ class Inspection:
 
     __slots__ = (
         "_body_inspected",
+        "_cpu_spent",
+        "_cuts",
         "_sniffer",
         "_spent",
+        "_start",
         "blocked",
         "exception",
         "finished",
@@ -191,8 +211,12 @@ class Inspection:
     )
 
     def __init__(self, runtime: Runtime, request: HttpRequest) -> None:
+        # Everything done here on request data (client resolution, the span's attributes and
+        # their scrubbing) counts against the budget: the head phase's clocks start now.
+        self._start: tuple[float, float] | None = (_perf(), _cpu())
         self.runtime = runtime
         self.request = request
+        request.limits = runtime.limits
         self.signals: list[Signal] = []
         self.status: int | None = None
         self.response_headers: Sequence[tuple[Any, Any]] = ()
@@ -201,7 +225,9 @@ class Inspection:
         self.incomplete = False
         self._body_inspected = 0  # bytes of captured body already inspected
         self._sniffer: Sniffer | None = None
-        self._spent = 0.0
+        self._spent = 0.0  # wall seconds (the duration metric, and the ceiling)
+        self._cpu_spent = 0.0  # CPU seconds (the budget)
+        self._cuts: set[str] | None = None  # locations already reported incomplete
         self.blocked = False
         self.would_block = False
         # Behind trusted proxies the client is the forwarded address; the peer stays on the request.
@@ -259,24 +285,52 @@ class Inspection:
 
     # ------------------------------------------------------------------ request
     def _detect(self, phase: str, again: bool = False) -> None:
-        t0 = _perf()
-        remaining = self.runtime.config.time_budget - self._spent
-        if remaining <= 0:
-            self.incomplete = True
-            self.runtime.telemetry.count_error(phase, "time_budget")
+        start, self._start = self._start, None
+        w0, c0 = start if start is not None else (_perf(), _cpu())
+        runtime = self.runtime
+        cpu_left = runtime.cpu_budget - self._cpu_spent
+        wall_left = runtime.wall_ceiling - self._spent
+        if cpu_left <= 0 or wall_left <= 0:
+            self._budget_spent(phase, "cpu" if cpu_left <= 0 else "wall")
             return
-        budget = Budget(deadline=t0 + remaining)
+        budget = Budget(w0 + wall_left, False, _perf, cpu_left, c0, w0, _cpu)
         try:
-            found = self.runtime.detector.inspect(self.request, phase, budget)
+            request = self.request
+            found = self.runtime.detector.inspect(request, phase, budget)
             if again:  # a second look at a longer body: only what the first look did not find
                 seen = {s.key for s in self.signals}
                 found = [s for s in found if s.key not in seen]
             self.signals.extend(found)
+            cuts = request.head_cuts() if phase == "head" else request.body_cuts()
+            if cuts:
+                self._incomplete(cuts)
             if budget.exhausted:
-                self.incomplete = True
-                self.runtime.telemetry.count_error(phase, "time_budget")
+                self._budget_spent(phase, budget.reason)
         finally:
-            self._spent += _perf() - t0
+            wall = _perf() - w0
+            self._spent += wall
+            self._cpu_spent += wall if wall < _CPU_EXACT_FROM else _cpu() - c0
+
+    def _budget_spent(self, phase: str, reason: str) -> None:
+        """The budget stopped inspection: counted (``devsecmw.errors``) and reported as a signal."""
+        self.runtime.telemetry.count_error(phase, "time_budget")
+        config = self.runtime.config
+        if reason == "cpu":
+            evidence = f"{phase}: CPU time budget {config.time_budget * 1000:g} ms"
+        else:
+            evidence = f"{phase}: wall-clock ceiling {config.wall_ceiling * 1000:g} ms"
+        self._incomplete([("budget", evidence)])
+
+    def _incomplete(self, cuts: list[tuple[str, str]]) -> None:
+        """``inspection_incomplete`` once per location where a cap or the budget stopped inspection."""
+        self.incomplete = True
+        done = self._cuts
+        if done is None:
+            done = self._cuts = set()
+        for location, evidence in cuts:
+            if location not in done:
+                done.add(location)
+                self.signals.append(Signal(INSPECTION_INCOMPLETE, location, evidence, Severity.INFO))
 
     def inspect_head(self) -> None:
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .body import Field, ParsedBody, parse_body, unquote_bytes
+from .body import Field, ParsedBody, is_binary, parse_body, unquote_bytes
 
 
 def decode_bytes(raw: bytes) -> tuple[str, bool]:
@@ -42,38 +42,96 @@ def percent_decode(value: str, plus: bool = False) -> tuple[str, bool]:
     return decode_bytes(unquote_bytes(raw) if "%" in value else raw)
 
 
-def parse_qsl(qs: str, location: str = "query") -> list[Field]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much of a request is parsed and inspected at most (the caps of the configuration).
+
+    Beyond a cap the first part is inspected and the rest is not: the cost of a request to
+    devsecmw is bounded whatever its size, and :meth:`HttpRequest.head_cuts` /
+    :meth:`HttpRequest.body_cuts` say where a cap stopped inspection.
+    """
+
+    #: Characters of the query string.
+    query: int = 64 * 1024
+    #: Characters of the path (of the raw target, before ``?``).
+    path: int = 8 * 1024
+    #: Characters of each header value.
+    header: int = 8 * 1024
+    #: Headers.
+    headers: int = 100
+    #: Named values per location: query parameters, cookies, form fields, JSON members, parts.
+    params: int = 1000
+    #: Bytes of body.
+    body: int = 64 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_qsl(qs: str, location: str = "query", max_fields: int | None = None) -> list[Field]:
     """Split a query or urlencoded body into fields, repeated keys kept, blanks kept.
 
-    Never raises; a malformed escape is left as it is (the way servers read it).
+    Never raises; a malformed escape is left as it is (the way servers read it). At most
+    ``max_fields`` fields (all when ``None``).
     """
+    return _parse_qsl(qs, location, max_fields)[0]
+
+
+def _parse_qsl(qs: str, location: str, max_fields: int | None) -> tuple[list[Field], bool]:
+    """Fields, and whether ``max_fields`` stopped the parse before the end."""
     fields: list[Field] = []
     if not qs:
-        return fields
+        return fields, False
+    room = len(qs) if max_fields is None else max_fields
     for part in qs.split("&"):
         if not part:
             continue
+        if room <= 0:
+            return fields, True
+        room -= 1
         name, _eq, value = part.partition("=")
         dname, ok1 = percent_decode(name, plus=True)
         dvalue, ok2 = percent_decode(value, plus=True)
         fields.append(Field(f"{location}:{dname}", dvalue, dname, raw=part, utf8=ok1 and ok2))
-    return fields
+    return fields, False
 
 
-def parse_cookies(header_values: list[str]) -> list[Field]:
+def parse_cookies(header_values: list[str], max_fields: int | None = None) -> list[Field]:
+    """The cookies of the Cookie header values, in order; at most ``max_fields``."""
+    return _parse_cookies(header_values, max_fields)[0]
+
+
+def _parse_cookies(header_values: list[str], max_fields: int | None) -> tuple[list[Field], bool]:
     fields: list[Field] = []
+    room = sum(map(len, header_values)) if max_fields is None else max_fields
     for header in header_values:
         for part in header.split(";"):
             part = part.strip()
             if not part:
                 continue
+            if room <= 0:
+                return fields, True
+            room -= 1
             name, _, value = part.partition("=")
             name = name.strip()
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             fields.append(Field(f"cookie:{name}", value, name, raw=part))
-    return fields
+    return fields, False
+
+
+def _cap_headers(headers: list[tuple[str, str]], limits: Limits) -> list[tuple[str, str]]:
+    """The first ``limits.headers`` headers, each value cut at ``limits.header`` (``headers``
+    itself when nothing is over a cap: most requests, no copy)."""
+    size = limits.header
+    if len(headers) <= limits.headers:
+        for _name, value in headers:
+            if len(value) > size:
+                break
+        else:
+            return headers
+    return [(k, v[:size]) for k, v in headers[: limits.headers]]
 
 
 @dataclass(slots=True, eq=False)
@@ -107,20 +165,22 @@ class HttpRequest:
     kind: str = "http"
     #: The connection's peer address (a proxy, when one is in front).
     peer_address: str | None = None
+    #: The caps parsing and inspection observe (the middleware sets its configuration's).
+    limits: Limits = DEFAULT_LIMITS
     _query: list[Field] | None = None
     _cookies: list[Field] | None = None
     _body: ParsedBody | None = None
     _header_map: dict[str, str] | None = None
+    _inspected_headers: list[tuple[str, str]] | None = None
+    #: Which parses a count cap stopped: ``query.count``, ``cookies.count``.
+    _capped: set[str] | None = None
 
     # ------------------------------------------------------------------ headers
     def header(self, name: str, default: str | None = None) -> str | None:
         """The header value (repeated headers joined with ``, ``), by lower-case name."""
         hm = self._header_map
         if hm is None:
-            hm = {}
-            for k, v in self.headers:
-                hm[k] = f"{hm[k]}, {v}" if k in hm else v
-            self._header_map = hm
+            hm = self._header_map = _header_map(self.headers)
         return hm.get(name, default)
 
     def header_values(self, name: str) -> list[str]:
@@ -134,17 +194,59 @@ class HttpRequest:
     def user_agent(self) -> str | None:
         return self.header("user-agent")
 
+    # ------------------------------------------------------------------ what is inspected
+    @property
+    def inspected_headers(self) -> list[tuple[str, str]]:
+        """The headers inspection reads: at most ``limits.headers``, values cut at ``limits.header``."""
+        ih = self._inspected_headers
+        if ih is None:
+            headers, limits = self.headers, self.limits
+            hm = self._header_map
+            if hm is None:
+                hm = self._header_map = _header_map(headers)
+            # Most requests: no value over the cap, read in C over the map's (joined) values.
+            if len(headers) <= limits.headers and (not hm or max(map(len, hm.values())) <= limits.header):
+                ih = headers
+            else:
+                ih = _cap_headers(headers, limits)
+            self._inspected_headers = ih
+        return ih
+
+    @property
+    def inspected_target(self) -> str:
+        """The raw target, its path cut at ``limits.path`` and its query at ``limits.query``."""
+        target, limits = self.target, self.limits
+        if len(target) <= limits.path and len(target) <= limits.query:
+            return target
+        q = target.find("?")
+        if q < 0:
+            return target[: limits.path]
+        return target[: min(q, limits.path)] + "?" + target[q + 1 : q + 1 + limits.query]
+
+    def _cap(self, what: str) -> None:
+        if self._capped is None:
+            self._capped = set()
+        self._capped.add(what)
+
     # ------------------------------------------------------------------ parsed parts
     @property
     def query(self) -> list[Field]:
+        """The query's parameters: of its first ``limits.query`` characters, at most ``limits.params``."""
         if self._query is None:
-            self._query = parse_qsl(self.query_string)
+            limits = self.limits
+            self._query, capped = _parse_qsl(self.query_string[: limits.query], "query", limits.params)
+            if capped:
+                self._cap("query.count")
         return self._query
 
     @property
     def cookies(self) -> list[Field]:
+        """The cookies of the inspected Cookie headers, at most ``limits.params``."""
         if self._cookies is None:
-            self._cookies = parse_cookies(self.header_values("cookie"))
+            values = [v for k, v in self.inspected_headers if k == "cookie"]
+            self._cookies, capped = _parse_cookies(values, self.limits.params)
+            if capped:
+                self._cap("cookies.count")
         return self._cookies
 
     @property
@@ -157,10 +259,86 @@ class HttpRequest:
         pb = self._body
         if pb is None or pb.size != len(self.body):
             pb = parse_body(
-                bytes(self.body), self.content_type, truncated=not self.body_complete or self.body_truncated
+                bytes(self.body),
+                self.content_type,
+                truncated=not self.body_complete or self.body_truncated,
+                max_fields=self.limits.params,
             )
             self._body = pb
         return pb
+
+    # ------------------------------------------------------------------ caps met
+    def head_cuts(self) -> list[tuple[str, str]]:
+        """Where a cap stops inspection of the head: ``(location, evidence)`` pairs.
+
+        Read from sizes and counts alone (a few comparisons on an ordinary request), so it
+        holds whether or not the detector had to parse the head. The evidence says sizes,
+        never content.
+        """
+        limits = self.limits
+        cuts: list[tuple[str, str]] = []
+        target = self.target
+        if len(target) > limits.path:
+            q = target.find("?")
+            n = q if q >= 0 else len(target)
+            if n > limits.path:
+                cuts.append(("path", f"{n} characters, cap {limits.path}"))
+        qs = self.query_string
+        if len(qs) > limits.query:
+            cuts.append(("query", f"{len(qs)} characters, cap {limits.query}"))
+        # More parameters than the cap need at least as many "&": count them (C speed) before
+        # parsing (which the detector may have skipped, the query being known clean).
+        if len(qs) > limits.params and qs.count("&", 0, limits.query) >= limits.params:
+            self.query  # noqa: B018 - parses, bounded by the caps; marks query.count
+        headers = self.headers
+        if self.inspected_headers is not headers:  # some header over a cap (else: no copy made)
+            if len(headers) > limits.headers:
+                cuts.append(("headers.count", f"{len(headers)} headers, cap {limits.headers}"))
+            size = limits.header
+            for name, value in headers[: limits.headers]:
+                if len(value) > size:
+                    location = f"header:{name[:64]}"
+                    if all(c[0] != location for c in cuts):
+                        cuts.append((location, f"{len(value)} characters, cap {size}"))
+        cookie = self._header_map.get("cookie") if self._header_map is not None else self.header("cookie")
+        # (repeated Cookie headers joined by ", ")
+        if (
+            cookie is not None
+            and len(cookie) > limits.params
+            and cookie.count(";") + cookie.count(",") >= limits.params
+        ):
+            self.cookies  # noqa: B018 - parses, bounded by the caps; marks cookies.count
+        if self._capped:
+            for what in ("query.count", "cookies.count"):
+                if what in self._capped:
+                    cuts.append((what, f"more than {limits.params} parameters"))
+        return cuts
+
+    def body_cuts(self) -> list[tuple[str, str]]:
+        """Where a cap stopped inspection of the body read so far: ``(location, evidence)``."""
+        limits = self.limits
+        cuts: list[tuple[str, str]] = []
+        if not self.body or is_binary(self.content_type):
+            return cuts  # nothing of it is inspected as text: no cap cuts inspection short
+        kept = len(self.body)
+        if self.body_seen > kept:
+            cuts.append(("body", f"{self.body_seen} bytes or more, cap {limits.body}"))
+        elif not self.body_complete and kept >= limits.body and self._declared_more(kept):
+            cuts.append(("body", f"more than {kept} bytes, cap {limits.body}"))
+        pb = self._body
+        if pb is not None and pb.capped:
+            cuts.append(("body.count", f"more than {limits.params} {pb.kind} fields"))
+        return cuts
+
+    def _declared_more(self, kept: int) -> bool:
+        """Whether more body is announced than ``kept`` (unknown length: assumed so)."""
+        length = self.header("content-length")
+        if length is None:
+            return True
+        try:
+            return int(length.strip()[:20]) > kept
+        except ValueError:
+            return True
 
     def add_body(self, chunk: bytes, limit: int) -> None:
         """Record a body chunk the app has read, keeping at most ``limit`` bytes."""
@@ -168,6 +346,18 @@ class HttpRequest:
         room = limit - len(self.body)
         if room > 0 and chunk:
             self.body += chunk[:room]
+
+
+def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Name -> value; a repeated header's values joined by ``, `` in order (one join per name:
+    concatenating as they come would copy the growing value again for every repeat)."""
+    hmap = dict(headers)
+    if len(hmap) == len(headers):
+        return hmap
+    many: dict[str, list[str]] = {}
+    for name, value in headers:
+        many.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else ", ".join(values) for name, values in many.items()}
 
 
 # ---------------------------------------------------------------------- builders
@@ -184,12 +374,7 @@ def _asgi_headers(raw_headers: Any) -> tuple[list[tuple[str, str]], dict[str, st
         headers = [(names.get(k) or _header_name(k), v.decode("latin-1")) for k, v in raw_headers]
     except (AttributeError, TypeError):
         headers = [(_latin1(k).lower(), _latin1(v)) for k, v in raw_headers]
-    hmap = dict(headers)
-    if len(hmap) != len(headers):  # a repeated header: its values joined, in order
-        hmap = {}
-        for name, value in headers:
-            hmap[name] = f"{hmap[name]}, {value}" if name in hmap else value
-    return headers, hmap
+    return headers, _header_map(headers)
 
 
 def _header_name(raw: bytes) -> str:
@@ -314,8 +499,10 @@ def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
 
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "Field",
     "HttpRequest",
+    "Limits",
     "decode_bytes",
     "from_asgi_scope",
     "from_wsgi_environ",

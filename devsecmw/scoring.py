@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .config import Config
-from .signals import Classification, Signal, Verdict
+from .signals import INSPECTION_INCOMPLETE, Classification, Signal, Verdict
 
 
 def score(signals: Iterable[Signal]) -> int:
@@ -38,13 +38,16 @@ def decide(signals: list[Signal], config: Config) -> Verdict:
 def should_block(signals: list[Signal], config: Config, flagged: bool = False) -> bool:
     """Whether the request's own signals (or its flagged client) call for a block.
 
-    Anomaly signals alone never block; ``block_types`` narrows which attacks count.
+    Anomaly signals alone never block, but ``inspection_incomplete`` when ``block_incomplete``
+    is set; ``block_types`` narrows which attacks count.
     Mode is not considered here: monitor mode reports this as ``would_block``.
     """
     if flagged and config.block_flagged:
         return True
     if not signals:
         return False
+    if config.block_incomplete and any(s.type == INSPECTION_INCOMPLETE for s in signals):
+        return True
     attacks = [s for s in signals if s.is_attack and (not config.block_types or s.type in config.block_types)]
     return bool(attacks) and score(attacks) >= config.block_threshold
 

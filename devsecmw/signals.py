@@ -47,8 +47,13 @@ ANOMALY_TYPES: frozenset[str] = frozenset(
         "double_encoding",
         "private_file",
         "client_flagged",
+        "inspection_incomplete",
     }
 )
+
+#: A cap or the time budget stopped inspection before the whole request was read; the
+#: location says where (``query``, ``query.count``, ``header:x-foo``, ``body``, ``budget``).
+INSPECTION_INCOMPLETE = "inspection_incomplete"
 
 SIGNAL_TYPES: frozenset[str] = ATTACK_TYPES | ANOMALY_TYPES
 
@@ -131,6 +136,7 @@ class Verdict:
 __all__ = [
     "ANOMALY_TYPES",
     "ATTACK_TYPES",
+    "INSPECTION_INCOMPLETE",
     "SIGNAL_TYPES",
     "Classification",
     "Severity",

@@ -269,14 +269,14 @@ def test_exhausted_budget_caches_nothing() -> None:
 
 
 class SlowDetector:
-    """Takes one second of (fake) time per look and checks the budget like the engine does."""
+    """Takes one second of (fake) CPU and wall time per look and checks the budget like the engine does."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         assert budget is not None
-        budget.clock = self.clock
+        budget.clock = budget.cpu_clock = self.clock
         self.clock.now += 1.0
         budget.expired()
         return []
@@ -306,6 +306,7 @@ async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def test_middleware_counts_an_exhausted_budget(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock(step=0.0)
     monkeypatch.setattr("devsecmw.core._perf", clock)
+    monkeypatch.setattr("devsecmw.core._cpu", clock)
     app = SecurityMiddleware(ok_app, detector=SlowDetector(clock), time_budget=0.5, **otel.providers)
     run_asgi(app, b"/?a=1")
     assert otel.span().attributes["devsecmw.inspection.incomplete"] is True

@@ -51,4 +51,5 @@ def test_signal_vocabulary_matches_spec() -> None:
         "double_encoding",
         "private_file",
         "client_flagged",
+        "inspection_incomplete",
     } == devsecmw.ANOMALY_TYPES

@@ -352,9 +352,16 @@ def _multipart(body: str, quote: bool = False) -> Span | None:
         return None
     delim = "\n" + body[start:eol].rstrip("\r")
     pos = eol + 1
+    # The last result of each blank-line search, reused while it lies ahead (-1: none from
+    # there on): searching afresh for each part a blank line that a CRLF body never has
+    # ("\n\n") would scan to the end of the body once per part, quadratic in the parts.
+    crlf = lf = -2
     while pos < len(body):
-        head_end = body.find("\n\r\n", pos - 1)
-        alt = body.find("\n\n", pos - 1)
+        if crlf != -1 and crlf < pos - 1:
+            crlf = body.find("\n\r\n", pos - 1)
+        if lf != -1 and lf < pos - 1:
+            lf = body.find("\n\n", pos - 1)
+        head_end, alt = crlf, lf
         if head_end < 0 or (0 <= alt < head_end):
             head_end = alt
         if head_end < 0:

@@ -49,7 +49,7 @@ def line_values(request: HttpRequest, away: bool | None = None) -> list[Value]:
     """Method, target, path, query parameters and their names; the names again as
     ``query.names.offsite`` when the request came from elsewhere (``away``, computed
     when not given: see :func:`offsite`)."""
-    target = request.target
+    target = request.inspected_target  # within the path and query caps
     out: list[Value] = [("method", "method", request.method, True), ("uri", "uri", target, True)]
     q = target.find("?")
     path, ok = percent_decode(target if q < 0 else target[:q])
@@ -80,7 +80,7 @@ def header_values(request: HttpRequest) -> list[Value]:
     """Header values (but :data:`SKIP_HEADERS`), header names, and ``headers.raw``."""
     out: list[Value] = []
     skip = SKIP_HEADERS
-    for name, value in request.headers:
+    for name, value in request.inspected_headers:  # within the header caps
         key = _header_keys.get(name) or header_key(name)
         if name not in skip:
             out.append((key, key, value, True))
@@ -119,7 +119,7 @@ def head_raw(request: HttpRequest) -> str:
     scanned on every request)."""
     lines = [f"{request.method} HTTP/{request.http_version}"]
     framing = FRAMING_HEADERS
-    for name, value in request.headers:
+    for name, value in request.inspected_headers:
         lines.append(f"{name}: {value}" if name in framing else f"{name}:")
     return "\n".join(lines)
 
