@@ -6,7 +6,7 @@ Prometheus exporter. Prometheus (Debian's package), on 127.0.0.1 with a temporar
 storage, scrapes it every second and loads deploy/prometheus/devsecmw.rules.yml. Two waves of
 traffic (benign, attacks that are blocked, attacks that raise 500, a client that gets flagged, a
 slow body that outlasts block mode's read-ahead) are sent, each waited for until Prometheus has
-scraped all of it; then every PromQL query of the Grafana dashboard and of docs/promql.md, and
+scraped all of it; then every PromQL query of the Grafana dashboard, of docs/promql.md and of the README, and
 every recording rule, is evaluated through Prometheus's HTTP API and must return the series it is
 about, with the labels it groups by. Both processes are stopped by PID at the end.
 """
@@ -240,6 +240,13 @@ def doc_queries() -> list[tuple[str, str]]:
     ]
 
 
+def readme_queries() -> list[tuple[str, str]]:
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"```promql\n(.*?)```", text, re.S)
+    assert len(found) >= 5, "the README's dashboard queries are ```promql blocks"
+    return [(f"README.md #{i}", q.strip()) for i, q in enumerate(found)]
+
+
 def recording_rules() -> list[tuple[str, str]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [(f"rule {r['record']}", r["expr"]) for g in groups for r in g["rules"] if "record" in r]
@@ -264,7 +271,7 @@ def test_every_shipped_query_returns_its_series_from_a_real_prometheus(
     wait_for_scrape(prometheus, total)
 
     checked = 0
-    for name, expr in dashboard_queries() + doc_queries() + recording_rules():
+    for name, expr in dashboard_queries() + doc_queries() + readme_queries() + recording_rules():
         result = query(prometheus, expr)
         assert result, f"{name}: no series for {expr}"
         want = expected_labels(expr)
