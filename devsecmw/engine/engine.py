@@ -80,6 +80,7 @@ from .matcher import (
     loosen,
 )
 from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, load_all
+from .ssrf import REQUEST_ORIGIN
 from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
 from .transforms import Transform
 
@@ -580,6 +581,16 @@ class Engine:
         self.clean_bodies: _CleanCache[bytes] = _CleanCache(BODY_CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
+        # Whose URLs are "own" (see ssrf.is_own), for this call only; the Host is part of every
+        # cache key of the head and body for that reason.
+        header = request.header
+        token = REQUEST_ORIGIN.set((header("host") or "", header("referer") or header("origin") or ""))
+        try:
+            return self._inspect(request, phase, budget)
+        finally:
+            REQUEST_ORIGIN.reset(token)
+
+    def _inspect(self, request: HttpRequest, phase: str, budget: Budget | None) -> list[Signal]:
         ph = self._phases[phase]
         if phase == "head":
             return self._inspect_head(ph, request, budget)
@@ -589,7 +600,8 @@ class Engine:
         if len(request.body) <= BODY_PART_MAX:
             # What the body's values are made of: its bytes, its type, and (for the names of
             # form fields and JSON keys) whether the request came from elsewhere.
-            key = _digest(request.content_type, "1" if offsite(request) else "0", body=request.body)
+            away = "1" if offsite(request) else "0"
+            key = _digest(request.content_type, away, request.header("host") or "", body=request.body)
             if key in self.clean_bodies._d:
                 return []
         values = body_values(request)
@@ -607,7 +619,7 @@ class Engine:
         parts = self.clean_parts._d  # read lock-free: a dict lookup is atomic
         method, qs = request.method, request.query_string
         away = bool(qs) and offsite(request)
-        line = _digest("line", method, request.target, qs, "1" if away else "0")
+        line = _digest("line", method, request.target, qs, "1" if away else "0", request.header("host") or "")
         cookies: list[str] = []
         block: list[object] = ["headers", method, request.http_version]
         size = 0
@@ -620,7 +632,8 @@ class Engine:
                 block.append((k, v))
                 size += len(v)
         blockkey = tuple(block)
-        cookiekey = _digest("cookie", *cookies) if cookies else None
+        host = request.header("host") or ""
+        cookiekey = _digest("cookie", host, "1" if offsite(request) else "0", *cookies) if cookies else None
         todo: list[tuple[int, Hashable, int]] = []  # (part, key, characters it holds)
         values: list[Value] = []
         if line not in parts:

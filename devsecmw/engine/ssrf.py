@@ -30,6 +30,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from itertools import islice
 
 Span = tuple[int, int]
@@ -293,11 +294,70 @@ def _host_of(piece: str) -> str:
     return piece.split(":", 1)[0]
 
 
+#: The request being judged, as ``(Host header, Referer or Origin)``: a URL naming the
+#: application's own host is a link, not a forgery (set per phase by the engine, read only
+#: when a URL is judged; plain strings, so no request data outlives the request).
+REQUEST_ORIGIN: ContextVar[tuple[str, str] | None] = ContextVar("devsecmw_request_origin", default=None)
+
+_DEFAULT_PORTS = ("", "80", "443")
+
+
+def _split_port(authority: str) -> tuple[str, str]:
+    """``host[:port]`` or ``[v6]:port`` into lower-case host (no brackets) and port."""
+    a = authority.strip().lower()
+    if a.startswith("["):
+        end = a.find("]")
+        if end < 0:
+            return a[1:], ""
+        rest = a[end + 1 :]
+        return a[1:end], rest[1:] if rest.startswith(":") else ""
+    if a.count(":") == 1:
+        host, port = a.split(":")
+        return host, port
+    return a, ""
+
+
+def _loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost") or host == "::1":
+        return True
+    parsed = parse_ipv4(host) if host[:1].isdigit() else None
+    return parsed is not None and parsed[0].is_loopback
+
+
+def _same_site(host: str, referer: str) -> bool:
+    """The Referer/Origin names ``host`` (any port): the request came from a page of this site."""
+    i = referer.find("://")
+    if i < 0:
+        return False
+    auth = referer[i + 3 :]
+    for stop in "/?#":
+        j = auth.find(stop)
+        if j >= 0:
+            auth = auth[:j]
+    return "@" not in auth and _split_port(auth)[0] == host
+
+
+def is_own(piece: str) -> bool:
+    """``host[:port]`` names the application itself: the request's Host (same port, a default
+    port counting as none), or, when the application is itself reached on a loopback name from
+    one of its own pages (a development or admin set-up), any loopback host."""
+    origin = REQUEST_ORIGIN.get()
+    if origin is None or not origin[0]:
+        return False
+    own_host, own_port = _split_port(origin[0])
+    host, port = _split_port(piece)
+    if not host:
+        return False
+    if host == own_host and (port == own_port or (port in _DEFAULT_PORTS and own_port in _DEFAULT_PORTS)):
+        return True
+    return _loopback(own_host) and _loopback(host) and _same_site(own_host, origin[1])
+
+
 def _judge_authority(authority: str) -> str | None:
     for piece in _pieces(authority):
         if piece:
             why = classify(_host_of(piece))
-            if why:
+            if why and not is_own(piece):
                 return why
     return None
 
@@ -381,7 +441,7 @@ def _bare(value: str) -> Span | None:
         if not port.isdigit():
             return None
     why = classify(host)
-    if why and (port or why == "metadata name" or _is_metadata_ip(host)):
+    if why and (port or why == "metadata name" or _is_metadata_ip(host)) and not is_own(v):
         start = value.find(v)
         return start, start + len(v)
     return None
@@ -425,8 +485,36 @@ def detect_anywhere(value: str) -> Span | None:
         return None
 
 
+def _ip_literal(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    return host[:1].isdigit() and parse_ipv4(host) is not None and host.count(".") == 3
+
+
+def detect_ip_host(value: str) -> Span | None:
+    """Remote file inclusion by address: a URL (at the start of the value or after a quote,
+    ``>`` or ``=``) whose host is an IP literal, other than the application's own address."""
+    try:
+        for start, end, scheme, authority in _urls(value, anywhere=False):
+            if scheme not in ("http", "https", "ftp", "ftps", "file"):
+                continue
+            for piece in _pieces(authority):
+                if piece and _ip_literal(_host_of(piece)) and not is_own(piece):
+                    return start, end
+    except (ValueError, RecursionError):  # pragma: no cover - parsers above are total
+        return None
+    return None
+
+
 def make_detector(param: object) -> Callable[[str], Span | None]:
-    """``None`` or ``{"where": "start"}``: URLs that start the value; ``{"where": "anywhere"}``."""
+    """``None`` or ``{"where": "start"}``: URLs that start the value; ``{"where": "anywhere"}``;
+    ``{"hosts": "ip"}``: URLs whose host is any IP literal (remote file inclusion)."""
+    if isinstance(param, dict) and param.get("hosts") == "ip":
+        return detect_ip_host
     where = param.get("where", "start") if isinstance(param, dict) else "start"
     if where == "start":
         return detect
@@ -441,9 +529,12 @@ __all__ = [
     "MAX_CANDIDATES",
     "MAX_POSITIONS",
     "PREFILTER",
+    "REQUEST_ORIGIN",
     "classify",
     "detect",
     "detect_anywhere",
+    "detect_ip_host",
+    "is_own",
     "make_detector",
     "parse_ipv4",
 ]
