@@ -195,6 +195,32 @@ def looks_binary(text: str) -> bool:
     return (len(head) - len(head.translate(_DROP_CONTROLS))) * 20 > len(head) > 0
 
 
+#: A key of a JSON object: ``"name" :`` (the name without quotes or escapes; bounded length).
+_JSON_KEY = re.compile(r'"([^"\\\n]{1,128})"\s*:\s*')
+#: Keys read from a body that does not parse as JSON (bounded work per request).
+MAX_LENIENT_KEYS = 256
+
+
+def lenient_json(text: str) -> list[tuple[str, str]]:
+    """``(key, value)`` pairs of a JSON body left malformed (often by the payload itself:
+    ``{"id": "1" AND 1=1-- "}``): each value is the text from its key up to the next key or the
+    end, without the surrounding quotes, comma and brackets. One linear scan."""
+    keys = [
+        (m.group(1), m.start(), m.end()) for _, m in zip(range(MAX_LENIENT_KEYS), _JSON_KEY.finditer(text))
+    ]
+    out: list[tuple[str, str]] = []
+    for i, (name, _, end) in enumerate(keys):
+        stop = keys[i + 1][1] if i + 1 < len(keys) else len(text)
+        value = text[end:stop].strip().rstrip(",}] \t\r\n")
+        if value.startswith('"'):
+            value = value[1:]
+        if value.endswith('"'):
+            value = value[:-1]
+        if value:
+            out.append((name, value))
+    return out
+
+
 def body_values(request: HttpRequest) -> list[Value]:
     """The captured body: raw text, then fields, field/key names and file names.
 
@@ -224,6 +250,10 @@ def body_values(request: HttpRequest) -> list[Value]:
     else:
         for f in pb.fields:
             out.append(("body", f.location, f.value, f.utf8))
+    if pb.kind == "text" and not pb.fields and pb.text.lstrip()[:1] in ("{", "["):
+        # JSON that does not parse: its values as the application's lenient parser would read them.
+        for name, value in lenient_json(pb.text):
+            out.append(("body", "body:json:" + name, value, pb.utf8))
     for f in pb.keys:
         out.append(("body.names", f.location, f.value, f.utf8))
     for f in pb.files:
@@ -258,6 +288,7 @@ __all__ = [
     "head_values",
     "header_key",
     "header_values",
+    "lenient_json",
     "line_values",
     "looks_binary",
     "offsite",

@@ -1,0 +1,76 @@
+"""Technique families seen by every detector, wherever they arrive (query, JSON, malformed JSON)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from detect_harness import Req, engine_signals, types
+
+from devsecmw.engine.targets import lenient_json
+
+
+def _query(value: str) -> set[str]:
+    return types(engine_signals(Req(f"/s?q={quote(value, safe='')}")))
+
+
+def _bad_json(value: str) -> set[str]:
+    body = ('{"id": "' + value + '", "page": 1').encode()  # left unterminated, as payloads leave it
+    return types(engine_signals(Req("/api/items", "POST", body=body, content_type="application/json")))
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("1 AND 53=53", "sqli"),
+        ('1" AND 1=1-- ', "sqli"),
+        ("1' WAITFOR DELAY '0:0:5'--", "sqli"),
+        ("<svg/onload=alert(1)>", "xss"),
+        ("%0d%0aSet-Cookie:crlf=1", "protocol"),
+        ("| set /a 5*5", "cmdi"),
+    ],
+)
+def test_malformed_json_values_are_inspected(value: str, kind: str) -> None:
+    assert kind in _bad_json(value)
+
+
+def test_malformed_json_benign_values_pass() -> None:
+    assert not _bad_json("Hello, it's me: a plain note (with quotes \" inside)") & {"sqli", "xss", "cmdi"}
+
+
+def test_lenient_json_reads_values_up_to_the_next_key() -> None:
+    assert lenient_json('{"id": "1" OR 1=1-- ", "b": 2}') == [("id", '1" OR 1=1-- '), ("b", "2")]
+    assert lenient_json('{"a": "x') == [("a", "x")]
+    assert lenient_json("not json") == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "%0d%0aSet-Cookie:crlf=1",
+        "\\r\\nSet-Cookie: a=b",
+        "\u560a\u560dSet-Cookie:crlf=1",
+        "\u010aSet-Cookie: a=1",
+        "%0d%0a%09Set-Cookie:a=b",
+        "x\r\nLocation: http://evil.example/",
+    ],
+)
+def test_crlf_injection_in_any_spelling(value: str) -> None:
+    assert "protocol" in _query(value)
+
+
+@pytest.mark.parametrize("value", ["line one\nline two", "C:\\new\\location is here", "\u560a character"])
+def test_crlf_lookalikes_in_text_pass(value: str) -> None:
+    assert "protocol" not in _query(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1\nenv;", "127.0.0.1\nid", "|set /a 1+1", "& set /p x=<C:\\boot.ini"]
+)
+def test_newline_and_windows_command_injection(value: str) -> None:
+    assert "cmdi" in _query(value)
+
+
+@pytest.mark.parametrize("value", ["Your id\nis on the card", "Reset /all settings", "data set / analysis"])
+def test_command_lookalikes_pass(value: str) -> None:
+    assert "cmdi" not in _query(value)
