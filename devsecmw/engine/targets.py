@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import islice
 from urllib.parse import urlsplit
 
 from ..request import HttpRequest, percent_decode
@@ -205,9 +206,7 @@ def lenient_json(text: str) -> list[tuple[str, str]]:
     """``(key, value)`` pairs of a JSON body left malformed (often by the payload itself:
     ``{"id": "1" AND 1=1-- "}``): each value is the text from its key up to the next key or the
     end, without the surrounding quotes, comma and brackets. One linear scan."""
-    keys = [
-        (m.group(1), m.start(), m.end()) for _, m in zip(range(MAX_LENIENT_KEYS), _JSON_KEY.finditer(text))
-    ]
+    keys = [(m.group(1), m.start(), m.end()) for m in islice(_JSON_KEY.finditer(text), MAX_LENIENT_KEYS)]
     out: list[tuple[str, str]] = []
     for i, (name, _, end) in enumerate(keys):
         stop = keys[i + 1][1] if i + 1 < len(keys) else len(text)
