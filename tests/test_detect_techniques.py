@@ -74,3 +74,34 @@ def test_newline_and_windows_command_injection(value: str) -> None:
 @pytest.mark.parametrize("value", ["Your id\nis on the card", "Reset /all settings", "data set / analysis"])
 def test_command_lookalikes_pass(value: str) -> None:
     assert "cmdi" not in _query(value)
+
+
+# ------------------------------------------------------------------ scanners judged alone
+def test_parameter_guessing_request_is_a_scanner() -> None:
+    words = ["id", "debug", "admin", "page", "user", "file", "cmd", "test", "lang", "view"]
+    names = [f"{w}{i}" if i else w for i in range(15) for w in words]
+    target = "/api/item?" + "&".join(f"{n}=8cf1a" for n in names)
+    assert "scanner" in types(engine_signals(Req(target)))
+
+
+def test_long_real_query_strings_are_not_scanners() -> None:
+    # An analytics beacon or a faceted search: a few dozen names; a repeated name counts once.
+    beacon = "/collect?" + "&".join(f"ep.p{i}=v" for i in range(60))
+    repeated = "/search?" + "&".join("tag=x" for _ in range(300))
+    assert "scanner" not in types(engine_signals(Req(beacon)))
+    assert "scanner" not in types(engine_signals(Req(repeated)))
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/server-status", "/phpmyadmin/index.php", "/actuator/heapdump", "/WEB-INF/web.xml", "/backup.tar.gz"],
+)
+def test_wordlist_probe_paths_are_scanners(path: str) -> None:
+    assert types(engine_signals(Req(path))) & {"scanner", "private_file"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/status", "/admin/", "/actuator/health", "/downloads/release-1.2.zip", "/info"]
+)
+def test_ordinary_paths_are_not_scanners(path: str) -> None:
+    assert not types(engine_signals(Req(path))) & {"scanner", "private_file"}
