@@ -110,3 +110,21 @@ def test_ordinary_paths_are_not_scanners(path: str) -> None:
 def test_percent_before_each_letter_is_read_as_asp_does() -> None:
     assert "sqli" in _query("1 %U%N%I%O%N %S%E%L%E%C%T 1,2--")
     assert "sqli" not in _query("100%a discount")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "%3CA%0aONmOuSeOvEr%0a=%0a(confirm)()%3E",
+        "%3Cdetails/+/onpointerenter%0a=%0a[8].find(confirm)%3E//",
+        "%3CdEtAiLs%09OnPoInTeReNtEr%09=%09a=prompt,a()%3E",
+        "%22%3E%3Cd3v/+/onmouseleave%0c=%0c[8].find(confirm)%3E",
+        "%253Cimg%2520src%253Dx%2520onerror%253Dalert%25281%2529%253E",
+    ],
+)
+def test_xss_handlers_with_control_whitespace_and_indirect_sinks(raw: str) -> None:
+    assert "xss" in types(engine_signals(Req(f"/s?q={raw}")))
+
+
+def test_handler_words_in_prose_pass() -> None:
+    assert "xss" not in _query("set onclick = \n the save button handler (see docs)")
