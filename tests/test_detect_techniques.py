@@ -128,3 +128,25 @@ def test_xss_handlers_with_control_whitespace_and_indirect_sinks(raw: str) -> No
 
 def test_handler_words_in_prose_pass() -> None:
     assert "xss" not in _query("set onclick = \n the save button handler (see docs)")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1 AND 1 BETWEEN 0 AND 2",
+        "1) AND 3281 BETWEEN 3281 AND 3281 AND (4372=4372",
+        "1 OR NOT 5 BETWEEN 6 AND 7",
+        "1 AND 1=(SELECT TOP 1 [name] FROM [sys].[tables])",
+        "1; SELECT TOP 10 * FROM users--",
+        "' (select top 1 name from sysobjects)",
+    ],
+)
+def test_sql_between_tautologies_and_mssql_top(value: str) -> None:
+    assert "sqli" in _query(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["prices between 10 and 20", "pick one and 2 between 3 and 4", "select top 10 products"]
+)
+def test_sql_lookalike_prose_passes(value: str) -> None:
+    assert "sqli" not in _query(value)

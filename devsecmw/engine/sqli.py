@@ -440,6 +440,8 @@ PREFILTER = (
     # ("[\s+]": a raw form body spells spaces "+").
     r"\b(?:exec(?:ute)?[\s+]*[(@]|exec(?:ute)?[\s+]+(?:xp|sp)_|declare[\s+]+@|"
     r"(?:r?like|regexp|glob)[\s+]*[-+.\d(]|analy[sz]e[\s+]*\()|"
+    # "AND 1 BETWEEN 0 AND 2": a comparison spelled without "=" (sqlmap's between tamper).
+    r"\b(?:and|or|xor)[\s+]+(?:not[\s+]+)?[-+]?\d+[\s+]+between[\s+]|"
     r"\b(?:union|select|having|waitfor|(?:order|group)[\s+]+by|case(?:[\s+]+\S+)?[\s+]+when|"
     r"into[\s+]+(?:out|dump)file|procedure[\s+]+analy[sz]e|execute[\s+]+immediate|exec[\s+]+master|"
     # ") AS total FROM": a select-list tail (the alias is one token).
@@ -960,6 +962,14 @@ class _Parse:
                 self.begin_select("sub", tok)
                 return True
             return False
+        if (
+            t == "top"
+            and fr.clause == "select"
+            and self.last is not None
+            and self.last.text in ("select", "distinct")
+        ):
+            self.st, self.need = _NEED, "top"  # MS-SQL SELECT TOP 1 ...: a count, then the select list
+            return True
         if t in _UNARY_WORDS:
             if t in ("distinct", "all", "any", "some") and not (fr.kind == _FUNC or fr.clause == "select"):
                 return t in ("all", "any", "some") and fr.cmp_left is not None
@@ -1100,9 +1110,10 @@ class _Parse:
             self.compare_done(tok)
             return True
         if t == "between":
+            # x BETWEEN a AND b compares x with a (then b): literals on both sides are a
+            # tautology or a contradiction like x=a (sqlmap's "between" tamper writes 1=1 so).
             self.between += 1
-            self.compare_done(tok)
-            self.st = _OPD
+            self.compare(tok)
             return True
         if t == "not":
             self.st, self.need = _NEED, "not"
@@ -1292,6 +1303,11 @@ class _Parse:
                 self.st = _OPD
                 return self.operand(tok)
             return False
+        if need == "top":
+            if k == NUM:
+                self.st = _OPD  # the select list follows the count
+                return True
+            return False
         if need == "escape":
             if k == WORD:
                 self.st = _OPD  # the escape's keyword, then an expression
@@ -1343,8 +1359,7 @@ class _Parse:
                 return True
             if t == "between":
                 self.between += 1
-                self.compare_done(tok)
-                self.st = _OPD
+                self.compare(tok)
                 return True
             if t == "in":
                 self.st, self.need = _NEED, "in"
