@@ -146,7 +146,72 @@ def test_sql_between_tautologies_and_mssql_top(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["prices between 10 and 20", "pick one and 2 between 3 and 4", "select top 10 products"]
+    "value", ["prices between 10 and 20", "ages between 18 and 65 and up", "select top 10 products"]
 )
 def test_sql_lookalike_prose_passes(value: str) -> None:
     assert "sqli" not in _query(value)
+
+
+# ------------------------------------------------------------------ headers and file names
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 AND 53=53",
+        "Mozilla/5.0 (X11) OR NOT 3680=6173-- ",
+        "Mozilla/5.0 (X11)) AND 5421=5421 AND ((7=7",
+    ],
+)
+def test_boolean_test_appended_to_a_user_agent(ua: str) -> None:
+    assert "sqli" in types(engine_signals(Req("/", headers=[("user-agent", ua)])))
+
+
+@pytest.mark.parametrize(
+    ("referer", "kind"),
+    [
+        ("http://app.example.test/x?id=1 AND 53=53", "sqli"),
+        ("http://app.example.test/x?id=1%27%20AND%20SLEEP(5)--%20", "sqli"),
+        ("http://app.example.test/s?q=%3Csvg%2Fonload%3Dalert(1)%3E", "xss"),
+    ],
+)
+def test_referer_query_values_are_judged_one_by_one(referer: str, kind: str) -> None:
+    assert kind in types(engine_signals(Req("/", headers=[("referer", referer)])))
+
+
+def test_ordinary_referers_pass() -> None:
+    for ref in [
+        "https://www.google.com/search?q=best+shoes+%26+bags&oq=best",
+        "http://app.example.test/?utm_source=x",
+    ]:
+        assert not types(engine_signals(Req("/", headers=[("referer", ref)]))) & {"sqli", "xss"}
+
+
+def _upload(filename: str) -> set[str]:
+    body = (
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="' + filename.encode() + b'"\r\n'
+        b"Content-Type: image/png\r\n\r\nPNG\r\n--XX--\r\n"
+    )
+    return types(
+        engine_signals(Req("/u", "POST", body=body, content_type="multipart/form-data; boundary=XX"))
+    )
+
+
+def test_sql_and_markup_in_multipart_file_names() -> None:
+    assert "sqli" in _upload("1' or sleep(5)#.jpg")
+    assert "xss" in _upload('"><img src=x onerror=alert(1)>.jpg')
+    for name in ["O'Brien's CV (2024).pdf", "IMG_2041 (1).jpg", "report [draft].docx"]:
+        assert not _upload(name) & {"sqli", "xss"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://http://127.0.0.1", "https://https://169.254.169.254/", "\\\\localhost\\x", "/\\/localhost"],
+)
+def test_ssrf_hosts_in_disguise(value: str) -> None:
+    assert _query(value) & {"ssrf", "rfi"}
+
+
+@pytest.mark.parametrize(
+    "value", ["\\\\fileserver\\share\\doc.pdf", "http://http.example.com/", "https://a.example//p"]
+)
+def test_ordinary_urls_and_unc_paths_pass(value: str) -> None:
+    assert not _query(value) & {"ssrf", "rfi"}

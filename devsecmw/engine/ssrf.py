@@ -46,7 +46,7 @@ _SCHEMES = (
 )
 #: RE2 pattern (engine prefilter): a URL scheme, a scheme-relative or bare address, a special name.
 PREFILTER = (
-    r"(?i)(?:^|[^a-z0-9+.-])(?:" + _SCHEMES + r")\s*:|(?:^|[\s\"'=<>])//|"
+    r"(?i)(?:^|[^a-z0-9+.-])(?:" + _SCHEMES + r")\s*:|(?:^|[\s\"'=<>])[/\\][/\\]|"
     r"localhost|metadata|\.internal|nip\.io|xip\.io|sslip\.io|localtest\.me|169\.254\.|100\.100\.100\.200|"
     r"fd00:ec2|\[[0-9a-f:.%]*:|(?:^|[^\w.])(?:\d{1,3}\.){1,3}\d{1,5}:\d{2,5}"
 )
@@ -55,7 +55,7 @@ PREFILTER = (
 # URL), then ":" and up to three slashes or backslashes; or "//" (scheme-relative). Used with
 # ``match(value, pos)`` on candidate positions only, so no scan tries every scheme everywhere.
 _SCHEME = r"(?:" + _SCHEMES + r")\s*:\s*"
-_URL_AT = re.compile(r"(?i)(" + _SCHEME + r"(?:" + _SCHEME + r"){0,2})([/\\]{0,3})|//")
+_URL_AT = re.compile(r"(?i)(" + _SCHEME + r"(?:" + _SCHEME + r"){0,2})([/\\]{0,3})|[/\\]{2,3}")
 # Where a URL may start a value: after leading blanks, or after markup/assignment characters.
 _LEADS = re.compile(r"[\"'>=\r\n][ \t]*")
 _SCHEME_WORDS = frozenset(
@@ -399,9 +399,11 @@ def _find_all(value: str, needle: str) -> Iterator[int]:
 
 
 def _urls(value: str, anywhere: bool) -> Iterator[tuple[int, int, str, str]]:
-    """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded)."""
+    """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded). A doubled scheme
+    (``http://http://127.0.0.1``: some parsers read the host ``http``, others the inner URL)
+    yields the inner URL too."""
     found = 0
-    for pos in _positions(value, anywhere):
+    for pos in _nested(value, _positions(value, anywhere)):
         m = _URL_AT.match(value, pos)
         if m is None:
             continue
@@ -414,11 +416,25 @@ def _urls(value: str, anywhere: bool) -> Iterator[tuple[int, int, str, str]]:
         tail = value[rest : rest + MAX_AUTHORITY]
         stop = _AUTH_END.search(tail)
         authority = tail[: stop.start()] if stop else tail
+        if m.group(1) is None and "\\" in m.group(0) and "\\" in authority:
+            authority = authority.split("\\", 1)[0]  # a UNC path: \\host\share
         # Blanks end the host, unless an "@" later on makes parsers disagree on which host it is.
         blank = _BLANK.search(authority)
         if blank and "@" not in authority[blank.start() :]:
             authority = authority[: blank.start()]
         yield m.start(), rest + len(authority), scheme, authority
+
+
+_DOUBLED = re.compile(r"(?i)(" + _SCHEMES + r")\s*:[/\\]{0,3}(" + _SCHEMES + r")\s*:")
+
+
+def _nested(value: str, positions: Iterator[int]) -> Iterator[int]:
+    """``positions``, each followed by the start of an inner URL when a scheme is doubled there."""
+    for pos in positions:
+        yield pos
+        m = _DOUBLED.match(value, pos)
+        if m is not None:
+            yield m.start(2)
 
 
 def _bare(value: str) -> Span | None:

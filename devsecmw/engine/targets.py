@@ -86,8 +86,28 @@ def header_values(request: HttpRequest) -> list[Value]:
         key = _header_keys.get(name) or header_key(name)
         if name not in skip:
             out.append((key, key, value, True))
+            if name == "referer" and "?" in value:
+                out.extend(referer_params(key, value))
         out.append(("headers.names", key, name, True))
     out.append(("headers.raw", "headers", head_raw(request), True))
+    return out
+
+
+#: Query parameters of a Referer judged one by one (bounded work per request).
+MAX_REFERER_PARAMS = 32
+
+
+def referer_params(key: str, referer: str) -> list[Value]:
+    """The decoded query values of a Referer URL, as values of the Referer header: a tool that
+    injects into the Referer appends its payload to a URL (``/list?id=1 AND 53=53``), where
+    a detector reading the whole URL from its start sees a URL, not the value."""
+    query = referer.split("?", 1)[1].split("#", 1)[0]
+    out: list[Value] = []
+    for part in query.split("&", MAX_REFERER_PARAMS)[:MAX_REFERER_PARAMS]:
+        value = part.partition("=")[2]
+        if value:
+            text, ok = percent_decode(value.replace("+", " "))
+            out.append((key, key, text, ok))
     return out
 
 
@@ -291,4 +311,5 @@ __all__ = [
     "line_values",
     "looks_binary",
     "offsite",
+    "referer_params",
 ]
