@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="*")
     ap.add_argument("--every", type=int, default=1, help="only every n-th row")
     ap.add_argument("--paranoia", type=int, default=1)
+    ap.add_argument("--show", type=int, default=0, help="print this many lost rows per mutation")
     args = ap.parse_args(argv)
     files = args.files or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
     if not files:
@@ -238,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
                     c = per_mut[name]
                     c["rows"] += 1
                     c["before"] += right
-                    c["after"] += _right(engine, mutated)[0]
+                    after = _right(engine, mutated)[0]
+                    c["after"] += after
+                    if right and not after and c["shown"] < args.show:
+                        c["shown"] += 1
+                        uri, body = str(mutated.get("uri")), str(mutated.get("body"))
+                        print(f"# {name} lost {row.get('id')}: {uri:.160} {body:.80}")
     print(f"{'mutation':24} {'rows':>6} {'before':>8} {'after':>8} {'drop':>7}")
     for name, c in per_mut.items():
         rows = max(c["rows"], 1)

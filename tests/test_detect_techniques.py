@@ -215,3 +215,15 @@ def test_ssrf_hosts_in_disguise(value: str) -> None:
 )
 def test_ordinary_urls_and_unc_paths_pass(value: str) -> None:
     assert not _query(value) & {"ssrf", "rfi"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1/**/union/**/select/**/*/**/from/**/users--",
+        "1'/**/or/**/(select/**/*/**/from/**/users)--",
+        "1'||(select/**/'miew'/**/where/**/8360=8360/**/waitfor/**/delay/**/'0:0:5')||'",
+    ],
+)
+def test_sqlmap_space2comment(value: str) -> None:
+    assert "sqli" in _query(value)

@@ -190,7 +190,13 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
             if versioned:
                 versioned -= 1
                 continue
-            tok = Token(OTHER, text, start, end)
+            if value.startswith("/*", start + 1):
+                # "*/*" with no comment open: a "*" (SELECT/**/*/**/FROM, sqlmap's space2comment)
+                # before a comment, as SQL lexes it.
+                pos = start + 1
+                tok = Token(OP, "*", start, pos)
+            else:
+                tok = Token(OTHER, text, start, end)
         elif kind == "ps":
             tok = Token(STR, text, start, end, m.group("psq") is not None)
         elif kind == "v":
@@ -1724,9 +1730,13 @@ def _trunc_plausible(p: _Parse) -> bool:
 
 # --------------------------------------------------------------------------- embedded pass
 # Unmistakable heads of an injection appended to larger text: the pass starts at each.
+# (A short inline comment counts as a blank: WAITFOR/**/DELAY, sqlmap's space2comment.)
+_B = r"(?:\s|/\*[^*]{0,64}\*/)"
 _ANCHOR_PATTERN = (
-    r"(?i)\b(?:union\s+(?:all|distinct)\s+select|union\b|waitfor\s+delay\b|into\s+(?:out|dump)file\b|"
-    r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)\s*\(|exec(?:ute)?\s+(?:master\.|xp_|sp_))"
+    r"(?i)\b(?:union" + _B + r"+(?:all|distinct)" + _B + r"+select|union\b|waitfor" + _B + r"+delay\b|"
+    r"into" + _B + r"+(?:out|dump)file\b|"
+    r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)" + _B + r"*\(|"
+    r"exec(?:ute)?" + _B + r"+(?:master\.|xp_|sp_))"
 )
 _ANCHOR_RE: Any = _re2.compile(_ANCHOR_PATTERN) if _re2 is not None else re.compile(_ANCHOR_PATTERN)
 _EMBEDDED = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})
