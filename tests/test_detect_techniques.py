@@ -227,3 +227,10 @@ def test_ordinary_urls_and_unc_paths_pass(value: str) -> None:
 )
 def test_sqlmap_space2comment(value: str) -> None:
     assert "sqli" in _query(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["test{${/*!50000sleep*/(12)}}", "1'));begin user_lock./*!50000sleep*/(5); /*!50000end*/--"]
+)
+def test_sqlmap_versioned_keywords(value: str) -> None:
+    assert "sqli" in _query(value)

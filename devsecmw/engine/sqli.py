@@ -190,6 +190,9 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
             if versioned:
                 versioned -= 1
                 continue
+            lo = max(0, start - 256)
+            if value.rfind("/*!", lo, start) > value.rfind("*/", lo, start):
+                continue  # closes a versioned comment opened before this pass started
             if value.startswith("/*", start + 1):
                 # "*/*" with no comment open: a "*" (SELECT/**/*/**/FROM, sqlmap's space2comment)
                 # before a comment, as SQL lexes it.
@@ -1730,10 +1733,17 @@ def _trunc_plausible(p: _Parse) -> bool:
 
 # --------------------------------------------------------------------------- embedded pass
 # Unmistakable heads of an injection appended to larger text: the pass starts at each.
-# (A short inline comment counts as a blank: WAITFOR/**/DELAY, sqlmap's space2comment.)
-_B = r"(?:\s|/\*[^*]{0,64}\*/)"
+# (A short inline comment, or a versioned comment's markers, count as blanks: WAITFOR/**/DELAY,
+# /*!50000SLEEP*/(5): sqlmap's space2comment and versionedkeywords.)
+_B = r"(?:\s|/\*[^*!]{0,64}\*/|/\*!\d{0,5}|\*/)"
 _ANCHOR_PATTERN = (
-    r"(?i)\b(?:union" + _B + r"+(?:all|distinct)" + _B + r"+select|union\b|waitfor" + _B + r"+delay\b|"
+    r"(?i)(?:\b|/\*!\d{0,5})(?:union"
+    + _B
+    + r"+(?:all|distinct)"
+    + _B
+    + r"+select|union\b|waitfor"
+    + _B
+    + r"+delay\b|"
     r"into" + _B + r"+(?:out|dump)file\b|"
     r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)" + _B + r"*\(|"
     r"exec(?:ute)?" + _B + r"+(?:master\.|xp_|sp_))"
