@@ -109,6 +109,7 @@ def test_ordinary_paths_are_not_scanners(path: str) -> None:
 
 def test_percent_before_each_letter_is_read_as_asp_does() -> None:
     assert "sqli" in _query("1 %U%N%I%O%N %S%E%L%E%C%T 1,2--")
+    assert "sqli" in _query("1 %O%R 1=1--")
     assert "sqli" not in _query("100%a discount")
 
 
