@@ -235,3 +235,24 @@ def test_sqlmap_space2comment(value: str) -> None:
 )
 def test_sqlmap_versioned_keywords(value: str) -> None:
     assert "sqli" in _query(value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/\\/evil.example",
+        "%5c%2f%5c%2fevil.example",
+        "/%09/evil.example",
+        "https:evil.example",
+        "/https://evil.example",
+    ],
+)
+def test_open_redirect_hosts_in_disguise(raw: str) -> None:
+    assert "ssrf" in types(engine_signals(Req(f"/login?next={raw}")))
+
+
+@pytest.mark.parametrize(
+    "raw", ["/dashboard", "%2Faccount%2Fsettings%3Ftab%3D2", "https://app.example.test/x"]
+)
+def test_ordinary_redirect_targets_pass(raw: str) -> None:
+    assert "ssrf" not in types(engine_signals(Req(f"/login?next={raw}")))
