@@ -256,3 +256,14 @@ def test_open_redirect_hosts_in_disguise(raw: str) -> None:
 )
 def test_ordinary_redirect_targets_pass(raw: str) -> None:
     assert "ssrf" not in types(engine_signals(Req(f"/login?next={raw}")))
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1&&echo QWERTY$((1+1))", "127.0.0.1\necho KQ$((3+4))", "`echo QWER$((1+2))`"]
+)
+def test_commix_arithmetic_markers(value: str) -> None:
+    assert "cmdi" in _query(value)
+
+
+def test_dollar_amounts_pass() -> None:
+    assert "cmdi" not in _query("total $(10+2) or ((1+2)) dollars")
