@@ -267,3 +267,10 @@ def test_commix_arithmetic_markers(value: str) -> None:
 
 def test_dollar_amounts_pass() -> None:
     assert "cmdi" not in _query("total $(10+2) or ((1+2)) dollars")
+
+
+@pytest.mark.parametrize(
+    "value", ["php://filter/convert.base64-encode/resource=index.php", "zip://shell.jpg%23payload.php"]
+)
+def test_php_wrappers_that_read_files_are_lfi(value: str) -> None:
+    assert "traversal" in _query(value)
