@@ -524,6 +524,8 @@ _PART_OF |= {"cookies": 1, "cookies.names": 1}
 #: Headers whose values are credentials: left out of the header-block key (not kept in
 #: memory, and a rotating token would make every block new). Their values are never inspected.
 _OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
+#: Host header prefixes of an application reached on a loopback name (see ssrf.is_own).
+_LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "0.0.0.0", "ip6-localhost")
 #: Head parts cached as clean, and the size above which a header block is not worth keeping.
 PART_CACHE_SIZE = 1024
 #: Values at least this long have the views of a single chain scanned by that chain's rules only.
@@ -583,8 +585,7 @@ class Engine:
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
         # Whose URLs are "own" (see ssrf.is_own), for this call only; the Host is part of every
         # cache key of the head and body for that reason.
-        header = request.header
-        token = REQUEST_ORIGIN.set((header("host") or "", header("referer") or header("origin") or ""))
+        token = REQUEST_ORIGIN.set(request)
         try:
             return self._inspect(request, phase, budget)
         finally:
@@ -632,8 +633,13 @@ class Engine:
                 block.append((k, v))
                 size += len(v)
         blockkey = tuple(block)
-        host = request.header("host") or ""
-        cookiekey = _digest("cookie", host, "1" if offsite(request) else "0", *cookies) if cookies else None
+        cookiekey = None
+        if cookies:
+            host = request.header("host") or ""
+            # Same-site matters to a cookie's URLs only for an app reached on a loopback name.
+            loop = host.startswith(_LOOPBACK_HOSTS) or ".localhost" in host
+            same = "1" if loop and offsite(request) else "0"
+            cookiekey = _digest("cookie", host, same, *cookies)
         todo: list[tuple[int, Hashable, int]] = []  # (part, key, characters it holds)
         values: list[Value] = []
         if line not in parts:

@@ -32,6 +32,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from itertools import islice
+from typing import Protocol
 
 Span = tuple[int, int]
 
@@ -294,10 +295,14 @@ def _host_of(piece: str) -> str:
     return piece.split(":", 1)[0]
 
 
-#: The request being judged, as ``(Host header, Referer or Origin)``: a URL naming the
-#: application's own host is a link, not a forgery (set per phase by the engine, read only
-#: when a URL is judged; plain strings, so no request data outlives the request).
-REQUEST_ORIGIN: ContextVar[tuple[str, str] | None] = ContextVar("devsecmw_request_origin", default=None)
+class _Headers(Protocol):
+    def header(self, name: str, default: str | None = None) -> str | None: ...
+
+
+#: The request being judged: a URL naming the application's own host is a link, not a
+#: forgery. Set by the engine for the duration of one ``inspect`` call (and reset after it,
+#: so no request outlives its inspection); its headers are read only when a URL is judged.
+REQUEST_ORIGIN: ContextVar[_Headers | None] = ContextVar("devsecmw_request_origin", default=None)
 
 _DEFAULT_PORTS = ("", "80", "443")
 
@@ -341,16 +346,19 @@ def is_own(piece: str) -> bool:
     """``host[:port]`` names the application itself: the request's Host (same port, a default
     port counting as none), or, when the application is itself reached on a loopback name from
     one of its own pages (a development or admin set-up), any loopback host."""
-    origin = REQUEST_ORIGIN.get()
-    if origin is None or not origin[0]:
+    request = REQUEST_ORIGIN.get()
+    host_header = request.header("host") if request is not None else None
+    if request is None or not host_header:
         return False
-    own_host, own_port = _split_port(origin[0])
+    own_host, own_port = _split_port(host_header)
     host, port = _split_port(piece)
     if not host:
         return False
     if host == own_host and (port == own_port or (port in _DEFAULT_PORTS and own_port in _DEFAULT_PORTS)):
         return True
-    return _loopback(own_host) and _loopback(host) and _same_site(own_host, origin[1])
+    if not (_loopback(own_host) and _loopback(host)):
+        return False
+    return _same_site(own_host, request.header("referer") or request.header("origin") or "")
 
 
 def _judge_authority(authority: str) -> str | None:
