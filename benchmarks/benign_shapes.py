@@ -435,6 +435,31 @@ def orm_query_keys(rng: random.Random) -> Shape:
 #: Shapes reported but not expected to pass (see ``_SHELL``).
 EXPECTED_TO_FIRE = frozenset({"shell_snippet_json"})
 
+
+def datatables_query(rng: random.Random) -> Shape:
+    """A DataTables server-side request: seven parameters per column, dozens of columns."""
+    host = rng.choice(HOSTS)
+    params: list[tuple[str, str]] = [("draw", str(rng.randint(1, 40)))]
+    for i in range(rng.randint(12, 30)):
+        col = rng.choice(WORDS)
+        params += [
+            (f"columns[{i}][data]", col),
+            (f"columns[{i}][name]", ""),
+            (f"columns[{i}][searchable]", "true"),
+            (f"columns[{i}][orderable]", rng.choice(["true", "false"])),
+            (f"columns[{i}][search][value]", ""),
+            (f"columns[{i}][search][regex]", "false"),
+        ]
+    params += [("order[0][column]", "0"), ("order[0][dir]", rng.choice(["asc", "desc"]))]
+    params += [
+        ("start", "0"),
+        ("length", "25"),
+        ("search[value]", rng.choice(["", "ann"])),
+        ("_", "1700000000000"),
+    ]
+    return Shape("GET", "/admin/orders/data?" + urlencode(params), host, headers=_referer(host, rng))
+
+
 SHAPES: dict[str, Callable[[random.Random], Shape]] = {
     "analytics_event_json": analytics_event,
     "measurement_beacon": ga_beacon,
@@ -446,6 +471,7 @@ SHAPES: dict[str, Callable[[random.Random], Shape]] = {
     "binary_upload": binary_upload,
     "admin_self_urls": admin_self_urls,
     "orm_query_keys": orm_query_keys,
+    "datatables_query": datatables_query,
 }
 
 

@@ -26,8 +26,10 @@ def _detect(value: str, min_names: int) -> Span | None:
     if q < 0 or value.count("&", q) + 1 < min_names:
         return None
     names = {part.partition("=")[0] for part in value[q + 1 :].split("&", MAX_NAMES)[:MAX_NAMES]}
-    names.discard("")
-    if len(names) < min_names:
+    # Guessed names are words (id, debug, admin_id); a structured query (DataTables'
+    # columns[3][search][value], filter.0.field, %5B-encoded brackets) is an application's own.
+    words = [n for n in names if n and n.isascii() and n.replace("_", "a").replace("-", "a").isalnum()]
+    if len(words) < min_names:
         return None
     return q, min(len(value), q + 64)
 
