@@ -80,6 +80,7 @@ from .matcher import (
     loosen,
 )
 from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError, check_switched_off, load_all
+from .ssrf import REQUEST_ORIGIN
 from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
 from .transforms import Transform
 
@@ -567,6 +568,8 @@ _PART_OF |= {"cookies": 1, "cookies.names": 1}
 #: Headers whose values are credentials: left out of the header-block key (not kept in
 #: memory, and a rotating token would make every block new). Their values are never inspected.
 _OPAQUE = frozenset({"cookie", "authorization", "proxy-authorization"})
+#: Host header prefixes of an application reached on a loopback name (see ssrf.is_own).
+_LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "0.0.0.0", "ip6-localhost")
 #: Head parts cached as clean, and the size above which a header block is not worth keeping.
 PART_CACHE_SIZE = 1024
 #: Values at least this long have the views of a single chain scanned by that chain's rules only.
@@ -632,6 +635,15 @@ class Engine:
         self.clean_bodies: _CleanCache[bytes] = _CleanCache(BODY_CACHE_SIZE)
 
     def inspect(self, request: HttpRequest, phase: str, budget: Budget | None = None) -> list[Signal]:
+        # Whose URLs are "own" (see ssrf.is_own), for this call only; the Host is part of every
+        # cache key of the head and body for that reason.
+        token = REQUEST_ORIGIN.set(request)
+        try:
+            return self._inspect(request, phase, budget)
+        finally:
+            REQUEST_ORIGIN.reset(token)
+
+    def _inspect(self, request: HttpRequest, phase: str, budget: Budget | None) -> list[Signal]:
         ph = self._phases[phase]
         if phase == "head":
             return self._inspect_head(ph, request, budget)
@@ -641,7 +653,8 @@ class Engine:
         if len(request.body) <= BODY_PART_MAX:
             # What the body's values are made of: its bytes, its type, and (for the names of
             # form fields and JSON keys) whether the request came from elsewhere.
-            key = _digest(request.content_type, "1" if offsite(request) else "0", body=request.body)
+            away = "1" if offsite(request) else "0"
+            key = _digest(request.content_type, away, request.header("host") or "", body=request.body)
             if key in self.clean_bodies._d:
                 return []
         values = body_values(request)
@@ -661,7 +674,12 @@ class Engine:
         away = bool(qs) and offsite(request)
         # What is inspected, within the caps: a longer head is keyed (and judged) by that part.
         line = _digest(
-            "line", method, request.inspected_target, qs[: request.limits.query], "1" if away else "0"
+            "line",
+            method,
+            request.inspected_target,
+            qs[: request.limits.query],
+            "1" if away else "0",
+            request.header("host") or "",
         )
         cookies: list[str] = []
         block: list[object] = ["headers", method, request.http_version]
@@ -675,7 +693,13 @@ class Engine:
                 block.append((k, v))
                 size += len(v)
         blockkey = tuple(block)
-        cookiekey = _digest("cookie", *cookies) if cookies else None
+        cookiekey = None
+        if cookies:
+            host = request.header("host") or ""
+            # Same-site matters to a cookie's URLs only for an app reached on a loopback name.
+            loop = host.startswith(_LOOPBACK_HOSTS) or ".localhost" in host
+            same = "1" if loop and offsite(request) else "0"
+            cookiekey = _digest("cookie", host, same, *cookies)
         todo: list[tuple[int, Hashable, int]] = []  # (part, key, characters it holds)
         values: list[Value] = []
         if line not in parts:

@@ -116,6 +116,7 @@ OPERATORS: dict[str, Callable[[Any], Operator]] = {
     "detect_xss": _lazy("xss"),
     "detect_ssrf": _lazy("ssrf"),
     "detect_protocol": _lazy("protocol"),
+    "detect_param_guessing": _lazy("scanner"),
 }
 
 

@@ -23,7 +23,7 @@ in wire order (``name: value`` for the headers that frame the message, Host,
 Content-Length, Transfer-Encoding, Content-Type..., the bare ``name:`` for the others),
 for checks that need the header block as a whole; ``args.names.offsite`` are the
 parameter names of a request whose Referer (or Origin) is absent or names another host
-than Host.
+than Host (form and query names; the keys of a JSON body are ``body.json.names.offsite``).
 
 Errors name the file, the rule and the problem, and list the allowed choices.
 """
@@ -64,6 +64,7 @@ TARGETS: frozenset[str] = frozenset(
         "headers.raw",
         "query.names.offsite",
         "body.names.offsite",
+        "body.json.names.offsite",
     }
 )
 ALIASES = {
@@ -86,7 +87,9 @@ HEAD_KEYS = frozenset(
         "query.names.offsite",
     }
 )
-BODY_KEYS = frozenset({"body", "body.names", "body.raw", "body.files", "body.names.offsite"})
+BODY_KEYS = frozenset(
+    {"body", "body.names", "body.raw", "body.files", "body.names.offsite", "body.json.names.offsite"}
+)
 
 RULE_KEYS = frozenset(
     {

@@ -190,7 +190,16 @@ def _tokens(value: str, pos: int, limit: int) -> Iterator[Token]:
             if versioned:
                 versioned -= 1
                 continue
-            tok = Token(OTHER, text, start, end)
+            lo = max(0, start - 256)
+            if value.rfind("/*!", lo, start) > value.rfind("*/", lo, start):
+                continue  # closes a versioned comment opened before this pass started
+            if value.startswith("/*", start + 1):
+                # "*/*" with no comment open: a "*" (SELECT/**/*/**/FROM, sqlmap's space2comment)
+                # before a comment, as SQL lexes it.
+                pos = start + 1
+                tok = Token(OP, "*", start, pos)
+            else:
+                tok = Token(OTHER, text, start, end)
         elif kind == "ps":
             tok = Token(STR, text, start, end, m.group("psq") is not None)
         elif kind == "v":
@@ -440,6 +449,8 @@ PREFILTER = (
     # ("[\s+]": a raw form body spells spaces "+").
     r"\b(?:exec(?:ute)?[\s+]*[(@]|exec(?:ute)?[\s+]+(?:xp|sp)_|declare[\s+]+@|"
     r"(?:r?like|regexp|glob)[\s+]*[-+.\d(]|analy[sz]e[\s+]*\()|"
+    # "AND 1 BETWEEN 0 AND 2": a comparison spelled without "=" (sqlmap's between tamper).
+    r"\b(?:and|or|xor)[\s+]+(?:not[\s+]+)?[-+]?\d+[\s+]+between[\s+]|"
     r"\b(?:union|select|having|waitfor|(?:order|group)[\s+]+by|case(?:[\s+]+\S+)?[\s+]+when|"
     r"into[\s+]+(?:out|dump)file|procedure[\s+]+analy[sz]e|execute[\s+]+immediate|exec[\s+]+master|"
     # ") AS total FROM": a select-list tail (the alias is one token).
@@ -960,6 +971,14 @@ class _Parse:
                 self.begin_select("sub", tok)
                 return True
             return False
+        if (
+            t == "top"
+            and fr.clause == "select"
+            and self.last is not None
+            and self.last.text in ("select", "distinct")
+        ):
+            self.st, self.need = _NEED, "top"  # MS-SQL SELECT TOP 1 ...: a count, then the select list
+            return True
         if t in _UNARY_WORDS:
             if t in ("distinct", "all", "any", "some") and not (fr.kind == _FUNC or fr.clause == "select"):
                 return t in ("all", "any", "some") and fr.cmp_left is not None
@@ -1100,9 +1119,10 @@ class _Parse:
             self.compare_done(tok)
             return True
         if t == "between":
+            # x BETWEEN a AND b compares x with a (then b): literals on both sides are a
+            # tautology or a contradiction like x=a (sqlmap's "between" tamper writes 1=1 so).
             self.between += 1
-            self.compare_done(tok)
-            self.st = _OPD
+            self.compare(tok)
             return True
         if t == "not":
             self.st, self.need = _NEED, "not"
@@ -1292,6 +1312,11 @@ class _Parse:
                 self.st = _OPD
                 return self.operand(tok)
             return False
+        if need == "top":
+            if k == NUM:
+                self.st = _OPD  # the select list follows the count
+                return True
+            return False
         if need == "escape":
             if k == WORD:
                 self.st = _OPD  # the escape's keyword, then an expression
@@ -1343,8 +1368,7 @@ class _Parse:
                 return True
             if t == "between":
                 self.between += 1
-                self.compare_done(tok)
-                self.st = _OPD
+                self.compare(tok)
                 return True
             if t == "in":
                 self.st, self.need = _NEED, "in"
@@ -1709,9 +1733,20 @@ def _trunc_plausible(p: _Parse) -> bool:
 
 # --------------------------------------------------------------------------- embedded pass
 # Unmistakable heads of an injection appended to larger text: the pass starts at each.
+# (A short inline comment, or a versioned comment's markers, count as blanks: WAITFOR/**/DELAY,
+# /*!50000SLEEP*/(5): sqlmap's space2comment and versionedkeywords.)
+_B = r"(?:\s|/\*[^*!]{0,64}\*/|/\*!\d{0,5}|\*/)"
 _ANCHOR_PATTERN = (
-    r"(?i)\b(?:union\s+(?:all|distinct)\s+select|union\b|waitfor\s+delay\b|into\s+(?:out|dump)file\b|"
-    r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)\s*\(|exec(?:ute)?\s+(?:master\.|xp_|sp_))"
+    r"(?i)(?:\b|/\*!\d{0,5})(?:union"
+    + _B
+    + r"+(?:all|distinct)"
+    + _B
+    + r"+select|union\b|waitfor"
+    + _B
+    + r"+delay\b|"
+    r"into" + _B + r"+(?:out|dump)file\b|"
+    r"(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file)" + _B + r"*\(|"
+    r"exec(?:ute)?" + _B + r"+(?:master\.|xp_|sp_))"
 )
 _ANCHOR_RE: Any = _re2.compile(_ANCHOR_PATTERN) if _re2 is not None else re.compile(_ANCHOR_PATTERN)
 _EMBEDDED = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})

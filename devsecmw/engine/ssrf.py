@@ -30,7 +30,9 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from itertools import islice
+from typing import Protocol
 
 Span = tuple[int, int]
 
@@ -45,7 +47,7 @@ _SCHEMES = (
 )
 #: RE2 pattern (engine prefilter): a URL scheme, a scheme-relative or bare address, a special name.
 PREFILTER = (
-    r"(?i)(?:^|[^a-z0-9+.-])(?:" + _SCHEMES + r")\s*:|(?:^|[\s\"'=<>])//|"
+    r"(?i)(?:^|[^a-z0-9+.-])(?:" + _SCHEMES + r")\s*:|(?:^|[\s\"'=<>])[/\\][/\\]|"
     r"localhost|metadata|\.internal|nip\.io|xip\.io|sslip\.io|localtest\.me|169\.254\.|100\.100\.100\.200|"
     r"fd00:ec2|\[[0-9a-f:.%]*:|(?:^|[^\w.])(?:\d{1,3}\.){1,3}\d{1,5}:\d{2,5}"
 )
@@ -54,7 +56,7 @@ PREFILTER = (
 # URL), then ":" and up to three slashes or backslashes; or "//" (scheme-relative). Used with
 # ``match(value, pos)`` on candidate positions only, so no scan tries every scheme everywhere.
 _SCHEME = r"(?:" + _SCHEMES + r")\s*:\s*"
-_URL_AT = re.compile(r"(?i)(" + _SCHEME + r"(?:" + _SCHEME + r"){0,2})([/\\]{0,3})|//")
+_URL_AT = re.compile(r"(?i)(" + _SCHEME + r"(?:" + _SCHEME + r"){0,2})([/\\]{0,3})|[/\\]{2,3}")
 # Where a URL may start a value: after leading blanks, or after markup/assignment characters.
 _LEADS = re.compile(r"[\"'>=\r\n][ \t]*")
 _SCHEME_WORDS = frozenset(
@@ -293,11 +295,77 @@ def _host_of(piece: str) -> str:
     return piece.split(":", 1)[0]
 
 
+class _Headers(Protocol):
+    def header(self, name: str, default: str | None = None) -> str | None: ...
+
+
+#: The request being judged: a URL naming the application's own host is a link, not a
+#: forgery. Set by the engine for the duration of one ``inspect`` call (and reset after it,
+#: so no request outlives its inspection); its headers are read only when a URL is judged.
+REQUEST_ORIGIN: ContextVar[_Headers | None] = ContextVar("devsecmw_request_origin", default=None)
+
+_DEFAULT_PORTS = ("", "80", "443")
+
+
+def _split_port(authority: str) -> tuple[str, str]:
+    """``host[:port]`` or ``[v6]:port`` into lower-case host (no brackets) and port."""
+    a = authority.strip().lower()
+    if a.startswith("["):
+        end = a.find("]")
+        if end < 0:
+            return a[1:], ""
+        rest = a[end + 1 :]
+        return a[1:end], rest[1:] if rest.startswith(":") else ""
+    if a.count(":") == 1:
+        host, port = a.split(":")
+        return host, port
+    return a, ""
+
+
+def _loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost") or host == "::1":
+        return True
+    parsed = parse_ipv4(host) if host[:1].isdigit() else None
+    return parsed is not None and parsed[0].is_loopback
+
+
+def _same_site(host: str, referer: str) -> bool:
+    """The Referer/Origin names ``host`` (any port): the request came from a page of this site."""
+    i = referer.find("://")
+    if i < 0:
+        return False
+    auth = referer[i + 3 :]
+    for stop in "/?#":
+        j = auth.find(stop)
+        if j >= 0:
+            auth = auth[:j]
+    return "@" not in auth and _split_port(auth)[0] == host
+
+
+def is_own(piece: str) -> bool:
+    """``host[:port]`` names the application itself: the request's Host (same port, a default
+    port counting as none), or, when the application is itself reached on a loopback name from
+    one of its own pages (a development or admin set-up), any loopback host."""
+    request = REQUEST_ORIGIN.get()
+    host_header = request.header("host") if request is not None else None
+    if request is None or not host_header:
+        return False
+    own_host, own_port = _split_port(host_header)
+    host, port = _split_port(piece)
+    if not host:
+        return False
+    if host == own_host and (port == own_port or (port in _DEFAULT_PORTS and own_port in _DEFAULT_PORTS)):
+        return True
+    if not (_loopback(own_host) and _loopback(host)):
+        return False
+    return _same_site(own_host, request.header("referer") or request.header("origin") or "")
+
+
 def _judge_authority(authority: str) -> str | None:
     for piece in _pieces(authority):
         if piece:
             why = classify(_host_of(piece))
-            if why:
+            if why and not is_own(piece):
                 return why
     return None
 
@@ -339,9 +407,11 @@ def _find_all(value: str, needle: str) -> Iterator[int]:
 
 
 def _urls(value: str, anywhere: bool) -> Iterator[tuple[int, int, str, str]]:
-    """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded)."""
+    """``(start, end, scheme, authority)`` of each URL in ``value`` (bounded). A doubled scheme
+    (``http://http://127.0.0.1``: some parsers read the host ``http``, others the inner URL)
+    yields the inner URL too."""
     found = 0
-    for pos in _positions(value, anywhere):
+    for pos in _nested(value, _positions(value, anywhere)):
         m = _URL_AT.match(value, pos)
         if m is None:
             continue
@@ -354,11 +424,25 @@ def _urls(value: str, anywhere: bool) -> Iterator[tuple[int, int, str, str]]:
         tail = value[rest : rest + MAX_AUTHORITY]
         stop = _AUTH_END.search(tail)
         authority = tail[: stop.start()] if stop else tail
+        if m.group(1) is None and "\\" in m.group(0) and "\\" in authority:
+            authority = authority.split("\\", 1)[0]  # a UNC path: \\host\share
         # Blanks end the host, unless an "@" later on makes parsers disagree on which host it is.
         blank = _BLANK.search(authority)
         if blank and "@" not in authority[blank.start() :]:
             authority = authority[: blank.start()]
         yield m.start(), rest + len(authority), scheme, authority
+
+
+_DOUBLED = re.compile(r"(?i)(" + _SCHEMES + r")\s*:[/\\]{0,3}(" + _SCHEMES + r")\s*:")
+
+
+def _nested(value: str, positions: Iterator[int]) -> Iterator[int]:
+    """``positions``, each followed by the start of an inner URL when a scheme is doubled there."""
+    for pos in positions:
+        yield pos
+        m = _DOUBLED.match(value, pos)
+        if m is not None:
+            yield m.start(2)
 
 
 def _bare(value: str) -> Span | None:
@@ -381,7 +465,7 @@ def _bare(value: str) -> Span | None:
         if not port.isdigit():
             return None
     why = classify(host)
-    if why and (port or why == "metadata name" or _is_metadata_ip(host)):
+    if why and (port or why == "metadata name" or _is_metadata_ip(host)) and not is_own(v):
         start = value.find(v)
         return start, start + len(v)
     return None
@@ -425,8 +509,36 @@ def detect_anywhere(value: str) -> Span | None:
         return None
 
 
+def _ip_literal(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    return host[:1].isdigit() and parse_ipv4(host) is not None and host.count(".") == 3
+
+
+def detect_ip_host(value: str) -> Span | None:
+    """Remote file inclusion by address: a URL (at the start of the value or after a quote,
+    ``>`` or ``=``) whose host is an IP literal, other than the application's own address."""
+    try:
+        for start, end, scheme, authority in _urls(value, anywhere=False):
+            if scheme not in ("http", "https", "ftp", "ftps", "file"):
+                continue
+            for piece in _pieces(authority):
+                if piece and _ip_literal(_host_of(piece)) and not is_own(piece):
+                    return start, end
+    except (ValueError, RecursionError):  # pragma: no cover - parsers above are total
+        return None
+    return None
+
+
 def make_detector(param: object) -> Callable[[str], Span | None]:
-    """``None`` or ``{"where": "start"}``: URLs that start the value; ``{"where": "anywhere"}``."""
+    """``None`` or ``{"where": "start"}``: URLs that start the value; ``{"where": "anywhere"}``;
+    ``{"hosts": "ip"}``: URLs whose host is any IP literal (remote file inclusion)."""
+    if isinstance(param, dict) and param.get("hosts") == "ip":
+        return detect_ip_host
     where = param.get("where", "start") if isinstance(param, dict) else "start"
     if where == "start":
         return detect
@@ -441,9 +553,12 @@ __all__ = [
     "MAX_CANDIDATES",
     "MAX_POSITIONS",
     "PREFILTER",
+    "REQUEST_ORIGIN",
     "classify",
     "detect",
     "detect_anywhere",
+    "detect_ip_host",
+    "is_own",
     "make_detector",
     "parse_ipv4",
 ]

@@ -8,7 +8,9 @@ Values are plain tuples: a GET has forty of them and this runs on every request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from itertools import islice
 from urllib.parse import urlsplit
 
 from ..request import HttpRequest, percent_decode
@@ -84,8 +86,28 @@ def header_values(request: HttpRequest) -> list[Value]:
         key = _header_keys.get(name) or header_key(name)
         if name not in skip:
             out.append((key, key, value, True))
+            if name == "referer" and "?" in value:
+                out.extend(referer_params(key, value))
         out.append(("headers.names", key, name, True))
     out.append(("headers.raw", "headers", head_raw(request), True))
+    return out
+
+
+#: Query parameters of a Referer judged one by one (bounded work per request).
+MAX_REFERER_PARAMS = 32
+
+
+def referer_params(key: str, referer: str) -> list[Value]:
+    """The decoded query values of a Referer URL, as values of the Referer header: a tool that
+    injects into the Referer appends its payload to a URL (``/list?id=1 AND 53=53``), where
+    a detector reading the whole URL from its start sees a URL, not the value."""
+    query = referer.split("?", 1)[1].split("#", 1)[0]
+    out: list[Value] = []
+    for part in query.split("&", MAX_REFERER_PARAMS)[:MAX_REFERER_PARAMS]:
+        value = part.partition("=")[2]
+        if value:
+            text, ok = percent_decode(value.replace("+", " "))
+            out.append((key, key, text, ok))
     return out
 
 
@@ -153,23 +175,114 @@ def offsite(request: HttpRequest) -> bool:
     return ref_host is None or host is None or ref_host != host
 
 
+#: File signatures of formats clients upload under any label (``text/plain`` included).
+_MAGIC = (
+    "\x89PNG",
+    "\xff\xd8\xff",
+    "GIF87a",
+    "GIF89a",
+    "PK\x03\x04",
+    "%PDF-",
+    "\xd0\xcf\x11\xe0",
+    "\x1f\x8b",
+    "7z\xbc\xaf",
+    "Rar!\x1a",
+    "OggS",
+    "fLaC",
+    "ID3",
+    "wOFF",
+    "wOF2",
+    "\x00\x00\x01\x00",
+)
+#: Control characters (all but tab, LF and CR): deleted to count them (``str.translate`` runs
+#: in C: no loop per character in Python).
+_CONTROLS = [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]
+#: A binary file's text view: its runs of printable ASCII, as ``strings -n 8`` shows them (a
+#: script hidden in an image still reads as one; compressed noise does not). One character
+#: class, so the scan is linear.
+_STRINGS = re.compile(r"[\x20-\x7e\t\r\n]{8,}")
+_DROP_CONTROLS: dict[int, str | None] = dict.fromkeys(_CONTROLS)
+#: How much of a value the binary test reads (bounded, whatever the size).
+_SNIFF = 512
+
+
+def looks_binary(text: str) -> bool:
+    """File content that is not text: a known file signature (or ``RIFF``/``ftyp`` containers),
+    or more than one in twenty of its first characters are control characters. Decided on the
+    first :data:`_SNIFF` characters only."""
+    if text.startswith(_MAGIC) or (text[:4] == "RIFF") or text[4:8] == "ftyp":
+        return True
+    head = text[:_SNIFF]
+    return (len(head) - len(head.translate(_DROP_CONTROLS))) * 20 > len(head) > 0
+
+
+#: A key of a JSON object: ``"name" :`` (the name without quotes or escapes; bounded length).
+_JSON_KEY = re.compile(r'"([^"\\\n]{1,128})"\s*:\s*')
+#: Keys read from a body that does not parse as JSON (bounded work per request).
+MAX_LENIENT_KEYS = 256
+
+
+def lenient_json(text: str) -> list[tuple[str, str]]:
+    """``(key, value)`` pairs of a JSON body left malformed (often by the payload itself:
+    ``{"id": "1" AND 1=1-- "}``): each value is the text from its key up to the next key or the
+    end, without the surrounding quotes, comma and brackets. One linear scan."""
+    keys = [(m.group(1), m.start(), m.end()) for m in islice(_JSON_KEY.finditer(text), MAX_LENIENT_KEYS)]
+    out: list[tuple[str, str]] = []
+    for i, (name, _, end) in enumerate(keys):
+        stop = keys[i + 1][1] if i + 1 < len(keys) else len(text)
+        value = text[end:stop].strip().rstrip(",}] \t\r\n")
+        if value.startswith('"'):
+            value = value[1:]
+        if value.endswith('"'):
+            value = value[:-1]
+        if value:
+            out.append((name, value))
+    return out
+
+
 def body_values(request: HttpRequest) -> list[Value]:
-    """The captured body: raw text, then fields, field/key names and file names."""
+    """The captured body: raw text, then fields, field/key names and file names.
+
+    File content is judged by what it is: a binary file (an image or a spreadsheet labelled
+    ``text/plain``) is not a text parameter, so its control characters and stray bytes are not
+    protocol anomalies. A whole body that is a binary file is not inspected as text; a binary
+    file part of a multipart body is inspected with its control characters as blanks (a script
+    hidden in an image still reads as one)."""
     if not request.body:
         return []
     pb = request.parsed_body
-    if pb.kind == "binary":
+    if pb.kind == "binary" or (pb.kind == "text" and looks_binary(pb.text)):
         return []
     out: list[Value] = [("body.raw", "body", pb.text, pb.utf8)]
-    for f in pb.fields:
-        out.append(("body", f.location, f.value, f.utf8))
+    if pb.files:
+        files = {f.location[: -len(":filename")] for f in pb.files}
+        raw = pb.text
+        for f in pb.fields:
+            if f.location in files and looks_binary(f.value):
+                view = "\n".join(_STRINGS.findall(f.value))
+                raw = raw.replace(f.value, view, 1)
+                out.append(("body", f.location, view, True))
+            else:
+                out.append(("body", f.location, f.value, f.utf8))
+        if raw is not pb.text:  # the raw body with its binary files as their text views
+            out[0] = ("body.raw", "body", raw, True)
+    else:
+        for f in pb.fields:
+            out.append(("body", f.location, f.value, f.utf8))
+    if pb.kind == "text" and not pb.fields and pb.text.lstrip()[:1] in ("{", "["):
+        # JSON that does not parse: its values as the application's lenient parser would read them.
+        for name, value in lenient_json(pb.text):
+            out.append(("body", "body:json:" + name, value, pb.utf8))
     for f in pb.keys:
         out.append(("body.names", f.location, f.value, f.utf8))
     for f in pb.files:
         out.append(("body.files", f.location, f.value, f.utf8))
+    # A JSON body's keys apart from a form's: an analytics event's "session_id" is a field of
+    # the event, while a session cookie's own name (PHPSESSID) in it is still a planted id.
     if pb.keys and offsite(request):
+        key = "body.json.names.offsite" if pb.kind == "json" else "body.names.offsite"
         for f in pb.keys:
-            out.append(("body.names.offsite", f.location, f.value, f.utf8))
+            out.append((key, f.location, f.value, f.utf8))
     return out
 
 
@@ -194,6 +307,9 @@ __all__ = [
     "head_values",
     "header_key",
     "header_values",
+    "lenient_json",
     "line_values",
+    "looks_binary",
     "offsite",
+    "referer_params",
 ]

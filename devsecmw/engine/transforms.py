@@ -76,7 +76,15 @@ def url_decode_uni(value: str) -> tuple[str, bool]:
             out = _pct_once(out)
         if out == before:
             break
+    if "%" in out and _PCT_LETTERS.search(out):
+        # ASP drops a "%" that starts no escape: "%S%E%L%E%C%T" is SELECT there (sqlmap's
+        # "percentage" tamper). Runs of two or more only: "100%a" stays as it is.
+        out = _PCT_LETTERS.sub(lambda m: m.group(0).replace("%", ""), out)
     return out, out != value
+
+
+#: A "%" before each of three or more letters in a row (no escape: see url_decode_uni).
+_PCT_LETTERS = re.compile(r"(?:%[A-Za-z]){2,}")
 
 
 # Overlong UTF-8 (``%c0%ae`` = ".", ``%e0%80%af`` = "/", ``%c1%9c`` = "\\"): old IIS/Tomcat decoders

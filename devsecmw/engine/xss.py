@@ -1019,7 +1019,8 @@ class _Scan:
     # -- event-handler attributes
     def handlers(self, low: str) -> Span | None:
         for m in self._iter(_F_HANDLER, low, "_$.:-"):
-            p, q = m.start(), m.end()
+            # HTML allows whitespace (LF, CR, FF, tab) after "=" too: ``onclick=\n(confirm)()``.
+            p, q = m.start(), _skip_spaces(low, m.end())
             span = (p, min(self.n, q + 24))
             value = self._attr_value(low, q)
             if not value.strip(" \t\n\r\f/>"):
