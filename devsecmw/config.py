@@ -53,7 +53,9 @@ class ConfigError(ValueError):
 class Exclusion:
     """Switch rules off where they are known to misfire.
 
-    ``rules`` are rule ids, or signal types, or ``"*"``; ``route`` matches the
+    ``rules`` are rule ids, or signal types, or ``"*"``, or rule tags: ``tag:<name>`` (rules
+    that carry the tag) or ``tag:<name>=<value>`` (``tag:cwe=89``), expanded to rule ids when
+    the middleware starts (:func:`expand_tags`); ``route`` matches the
     route template (``http.route``) or, when the framework gives none, the
     path, whatever the framework's template syntax: ``/cms/{id}`` matches
     Flask's ``/cms/<int:page_id>``, Django's ``cms/<int:pk>/`` and Starlette's
@@ -656,6 +658,40 @@ def _check_exclusion(x: Exclusion) -> None:
             )
 
 
+def expand_tags(exclusions: Sequence[Exclusion], rules: Sequence[Any]) -> tuple[Exclusion, ...]:
+    """``exclusions`` with their ``tag:`` entries replaced by the ids of the ``rules`` (objects
+    with ``id`` and ``tags``) that carry the tag. A tag no rule carries is a configuration error:
+    a typo would otherwise switch nothing off, silently."""
+    out = []
+    for x in exclusions:
+        if not any(r.startswith("tag:") for r in x.rules):
+            out.append(x)
+            continue
+        names: list[str] = []
+        for entry in x.rules:
+            if not entry.startswith("tag:"):
+                names.append(entry)
+                continue
+            tag, has_value, want = entry[4:].partition("=")
+            ids = [
+                r.id
+                for r in rules
+                if tag in r.tags
+                and (
+                    not has_value
+                    or str(r.tags[tag]) == want
+                    or (isinstance(r.tags[tag], list) and want in map(str, r.tags[tag]))
+                )
+            ]
+            if not ids:
+                raise ConfigError(
+                    f"devsecmw: invalid exclusion rule {entry!r}: no loaded rule carries that tag"
+                )
+            names.extend(ids)
+        out.append(Exclusion(tuple(dict.fromkeys(names)), x.route, x.location))
+    return tuple(out)
+
+
 def _check_extras(config: Config) -> None:
     """Checks of the options added with the configuration sources (called by ``__post_init__``)."""
     for name in PATH_OPTIONS:
@@ -689,6 +725,7 @@ __all__ = [
     "Exclusion",
     "Layer",
     "env_layer",
+    "expand_tags",
     "file_layer",
     "find_config_file",
     "resolve",

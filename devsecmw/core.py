@@ -31,7 +31,7 @@ from .clients import (
     parse_networks,
     resolve_client,
 )
-from .config import BeforeEmit, Config
+from .config import BeforeEmit, Config, expand_tags
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .leaks import LeakScanner, Sniffer
@@ -67,6 +67,8 @@ class Runtime:
         self.config = config
         # Rule files are loaded and validated here: bad rules fail at start-up, not per request.
         self.detector: Detector = detector if detector is not None else Engine(config)
+        #: The exclusions, ``tag:`` entries expanded to the ids of the rules carrying the tag.
+        self.exclusions = expand_tags(config.exclusions, getattr(self.detector, "rules", ()))
         self.telemetry = Telemetry(
             tracer_provider, meter_provider, config.max_events, config.redact_names, config.attribute_limit
         )
@@ -428,7 +430,7 @@ class Inspection:
         try:
             config = self.runtime.config
             flagged = bool(self.flagged) and not self.shared  # never deny a whole proxy's users
-            signals = self._kept(self.signals) if config.exclusions else self.signals
+            signals = self._kept(self.signals) if self.runtime.exclusions else self.signals
             would = should_block(signals, config, flagged) and not self.runtime.allowlisted(self.request)
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
@@ -522,7 +524,7 @@ class Inspection:
         # below skips on empty input, and no list is built for it (self.signals is never mutated).
         config = self.runtime.config
         signals = self.signals
-        if config.exclusions and signals:
+        if self.runtime.exclusions and signals:
             signals = self._kept(signals)
         status = self.status
         if not self.blocked and (self.exception is not None or (status is not None and status >= 400)):
@@ -559,7 +561,7 @@ class Inspection:
 
     def _kept(self, signals: list[Signal]) -> list[Signal]:
         """``signals`` less those an exclusion switches off here (the route once routed, else the path)."""
-        exclusions = self.runtime.config.exclusions
+        exclusions = self.runtime.exclusions
         where = self.request.route or self.request.path
         return [
             s for s in signals if not any(x.applies(s.rule_id, s.type, where, s.location) for x in exclusions)

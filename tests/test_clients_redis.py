@@ -224,8 +224,11 @@ APP = textwrap.dedent(
 
     # block_types: the SQL injections below are counted as attacks but answered by the app
     # (which says which worker it is); only the flagged client is blocked.
+    # A patient socket timeout (the URL's options win): a loaded CI machine must not turn a
+    # slow round trip into a fall-back to the worker's own table, which this test would miss.
+    store = os.environ["E2E_REDIS"] + "?socket_timeout=2&socket_connect_timeout=2"
     application = SecurityMiddleware(
-        app, mode="block", block_types=["xss"], client_store=os.environ["E2E_REDIS"],
+        app, mode="block", block_types=["xss"], client_store=store,
         flag_attacks=6, block_flagged=True,
     )
     """

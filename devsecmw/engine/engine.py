@@ -924,7 +924,7 @@ class Engine:
                     span = results[text]
                     if span is not None:
                         flagged.add(n)
-                        out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
+                        out.extend(self._signal(c.rule, loc, text, span) for loc in locs if c.rule.wants(loc))
                     continue
                 if c.pre is not None:
                     at = index.get(text)
@@ -950,7 +950,7 @@ class Engine:
                 if span is None:
                     continue
                 flagged.add(n)
-                out.extend(self._signal(c.rule, loc, text, span) for loc in locs)
+                out.extend(self._signal(c.rule, loc, text, span) for loc in locs if c.rule.wants(loc))
         return flagged, whole, seen
 
     @staticmethod
@@ -1019,7 +1019,9 @@ class Engine:
             _key, locs, _value, _utf8, _plan, views, memo = ents[n]
             text = memo[views[c.chain]]
             flagged.add(n)
-            out.extend(self._signal(c.rule, loc, text, (0, min(len(text), 64))) for loc in locs)
+            out.extend(
+                self._signal(c.rule, loc, text, (0, min(len(text), 64))) for loc in locs if c.rule.wants(loc)
+            )
 
     def _signal(self, rule: Rule, location: str, text: str, span: tuple[int, int]) -> Signal:
         return Signal(

@@ -9,7 +9,10 @@ A rule file is ``{"ruleset": name, "version": v, "rules": [...]}``; a rule is::
       "category": "attack-lfi",            # free text; becomes security_rule.category
       "severity": "critical",              # critical | error | warning | notice | info
       "paranoia": 1,                       # 1..4: enabled at this paranoia level and above
-      "targets": ["args", "path"],         # see TARGETS; "header:<name>" for one header
+      "targets": ["args", "path"],         # see TARGETS; "header:<name>" for one header;
+                                           # a named location for one parameter: "query:q",
+                                           # "cookie:theme", "body:json:comment.html",
+                                           # "body:form:bio" (a trailing * is a prefix)
       "exclude": ["header:referer"],       # optional: target keys this rule never looks at
       "transforms": ["url_decode_uni"],    # see transforms.TRANSFORMS, applied in order
       "operator": "rx",                    # see operators.OPERATORS
@@ -136,6 +139,17 @@ class Rule:
     examples_match: tuple[str, ...] = ()
     examples_nomatch: tuple[str, ...] = ()
     source: str = ""
+    #: Named locations (``query:q``, ``body:json:user.*``) the rule is narrowed to, by the
+    #: location prefix they belong to: a value under that prefix is judged only when its
+    #: location is one of them; values elsewhere as the other targets say.
+    locations: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def wants(self, location: str) -> bool:
+        """Whether a signal at ``location`` is within the rule's named locations (if any)."""
+        for prefix, names in self.locations:
+            if location.startswith(prefix):
+                return any(location.startswith(n[:-1]) if n.endswith("*") else location == n for n in names)
+        return True
 
     def applies_to(self, key: str) -> bool:
         if key in self.exclude:
@@ -169,19 +183,36 @@ def _fail(source: str, rule_id: object, problem: str) -> RuleError:
     return RuleError(f"{where}: {problem}")
 
 
+#: Named-location targets: the location prefix, and the target keys whose values carry it.
+NAMED = {"query:": ("query",), "cookie:": ("cookies",), "body:": ("body",)}
+
+
+def _named(n: str) -> str | None:
+    """The location prefix of a named-location target (``query:q`` -> ``query:``), or None."""
+    prefix = n[: n.find(":") + 1]
+    return prefix if prefix in NAMED and len(n) > len(prefix) else None
+
+
 def _expand_targets(source: str, rid: object, names: object, what: str) -> frozenset[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _fail(source, rid, f"{what} must be a list of strings")
     out: set[str] = set()
     for n in names:
-        if n.startswith("header:") and len(n) > 7:
+        named = _named(n) if what == "targets" else None
+        if named is not None:
+            out.update(NAMED[named])
+        elif n.startswith("header:") and len(n) > 7:
             out.add("header:" + n[7:].lower())
         elif n in ALIASES:
             out.update(ALIASES[n])
         elif n in TARGETS:
             out.add(n)
         else:
-            allowed = ", ".join(sorted(TARGETS)) + ", header:<name>"
+            allowed = (
+                ", ".join(sorted(TARGETS))
+                + ", header:<name>"
+                + (", query:<name>, cookie:<name>, body:<kind>:<path>" if what == "targets" else "")
+            )
             raise _fail(source, rid, f"invalid target {n!r} (must be one of {allowed})")
     return frozenset(out)
 
@@ -210,6 +241,16 @@ def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET)
     targets = _expand_targets(source, rid, raw.get("targets"), "targets")
     if not targets:
         raise _fail(source, rid, "targets must not be empty")
+    named: dict[str, list[str]] = {}
+    for n in raw["targets"]:
+        prefix = _named(n)
+        if prefix is not None:
+            named.setdefault(prefix, []).append(n)
+    # A family also named whole ("query" beside "query:q") keeps all its values.
+    whole = set(raw["targets"]) | {t for a in raw["targets"] if a in ALIASES for t in ALIASES[a]}
+    locations = tuple(
+        (prefix, tuple(names)) for prefix, names in sorted(named.items()) if not set(NAMED[prefix]) & whole
+    )
     exclude = _expand_targets(source, rid, raw.get("exclude", []), "exclude")
     transforms = raw.get("transforms", [])
     if not isinstance(transforms, list):
@@ -247,6 +288,7 @@ def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET)
         examples_match=tuple(examples.get("match", ())),
         examples_nomatch=tuple(examples.get("nomatch", ())),
         source=source,
+        locations=locations,
     )
 
 
