@@ -147,8 +147,10 @@ class Config:
         for name in ("time_budget", "client_window", "block_read_timeout", "flag_ttl", "unread_timeout"):
             value = getattr(self, name)
             zero_ok = name in ("flag_ttl", "unread_timeout")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
-                value >= 0 if zero_ok else value > 0
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not (value >= 0 if zero_ok else value > 0)
             ):
                 raise ConfigError(
                     f"devsecmw: invalid {name} {value!r} (must be a number of seconds "
