@@ -72,7 +72,7 @@ from .config import Config
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
-from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead
+from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
 
 SETTINGS_NAME = "DEVSECMW"
 _EXC_ATTR = "_devsecmw_exception"
@@ -346,12 +346,28 @@ class SecurityMiddleware:
             if not getattr(response, "streaming", False):
                 for chunk in response:  # the body is in memory: sniffed (bounded) for leaks, no copy
                     insp.response_chunk(chunk)
+                if exception is None:
+                    self._unread(request, insp)
             elif insp.handle.owned and self._defer(response, insp, exception):
                 return response
         except Exception as exc:
             self.runtime.report("response", exc)
         insp.finish(exception)
         return response
+
+    def _unread(self, request: Any, insp: Inspection) -> None:
+        """Monitor mode: the view returned a complete response; the body it left unread is read
+        (:func:`devsecmw.wsgi.read_unread`: up to the cap, only where no read can stall). Not for
+        streaming responses, whose generator may still read the request body."""
+        config = self.runtime.config
+        if self.runtime.blocking or config.unread_timeout <= 0:
+            return
+        tap = vars(request).get("_stream")
+        if not isinstance(tap, InputTap):  # no body, read ahead (block mode), or read by a middleware
+            return
+        asgi = isinstance(getattr(request, "scope", None), dict)
+        server_stream = tap._stream if asgi else request.META.get("wsgi.input")
+        read_unread(insp, tap, server_stream, request.META)
 
     @staticmethod
     def _defer(response: Any, insp: Inspection, exception: BaseException | None) -> bool:

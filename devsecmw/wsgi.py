@@ -69,11 +69,13 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import io
 import operator
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
@@ -621,6 +623,71 @@ def read_ahead(insp: Inspection, stream: Any, length: int | None, in_memory: boo
     return ReplayInput(tap, b"".join(chunks), ahead)
 
 
+def _in_memory(stream: Any) -> bool:
+    """A stream holding the whole body in memory: a read there cannot stall (test clients too)."""
+    return isinstance(stream, _IN_MEMORY) or type(stream).__name__ == "FakePayload"  # Django's test client
+
+
+def read_unread(insp: Inspection, tap: InputTap, server_stream: Any, environ: Environ) -> None:
+    """Monitor mode, the response complete: read and inspect the body the app left unread.
+
+    Up to the cap (and never past ``CONTENT_LENGTH`` or the end of a terminated body: the
+    reads go through ``tap``, which stops there). Only where no read can stall: an
+    in-memory stream (read inline), or gunicorn, whose socket (``gunicorn.socket``) takes a
+    timeout for the rest of ``unread_timeout``, the way gunicorn bounds its own drain, and
+    whose body stream records a read that failed (``failed``), so that after a timed-out
+    read the connection is closed instead of reused (gunicorn's own rule: where the next
+    request starts is then unknown). Elsewhere nothing is read (counted, ``server``): wsgiref
+    and unknown servers offer no bound on a socket read, and werkzeug's development server
+    drains the socket itself, where a timed-out read would turn into an error page written
+    after the response. Never raises.
+    """
+    if tap._done or not insp.wants_unread():
+        return
+    try:
+        sock = None
+        if not _in_memory(server_stream):
+            sock = environ.get("gunicorn.socket")
+            if sock is None or not hasattr(server_stream, "failed") or not hasattr(sock, "settimeout"):
+                insp.unread_end(skipped="server")
+                return
+        timed_out = _read_rest(insp, tap, sock)
+    except Exception as exc:
+        insp.runtime.report("body_unread", exc)
+        return
+    insp.unread_end(timed_out)
+
+
+def _read_rest(insp: Inspection, tap: InputTap, sock: Any) -> bool:
+    """Read through ``tap`` up to the cap; True when the wait ran out (``sock``: bounded by a
+    socket timeout, restored afterwards; ``None``: an in-memory stream, no wait)."""
+    config = insp.runtime.config
+    deadline = time.monotonic() + config.unread_timeout
+    prior = sock.gettimeout() if sock is not None else None
+    try:
+        while not tap._done:
+            want = config.body_limit - insp.request.body_seen
+            if tap._left is not None:
+                want = min(want, tap._left)
+            if want <= 0:
+                return False
+            if sock is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                sock.settimeout(remaining)
+            try:
+                tap.read(min(_AHEAD_STEP, want))
+            except TimeoutError:
+                return True
+            except Exception:  # the client went away: what arrived is inspected
+                return False
+        return False
+    finally:
+        if sock is not None:
+            sock.settimeout(prior)
+
+
 def _nothing() -> None:
     pass
 
@@ -642,13 +709,18 @@ class _Response:
     saves an attach and a detach per chunk.
     """
 
-    __slots__ = ("_insp", "_iter", "_plain", "_release", "_result")
+    __slots__ = ("_insp", "_iter", "_plain", "_release", "_result", "_unread")
 
     def __init__(
-        self, result: Iterable[bytes], insp: Inspection, release: Callable[[], None] = _nothing
+        self,
+        result: Iterable[bytes],
+        insp: Inspection,
+        release: Callable[[], None] = _nothing,
+        unread: Callable[[], None] = _nothing,
     ) -> None:
         self._result = result
         self._insp = insp
+        self._unread = unread  # monitor mode: reads the body the app left unread (response complete)
         self._iter: Iterator[bytes] | None = None
         self._plain = False  # self._iter is a list or tuple iterator
         if type(result) in _PLAIN:
@@ -665,6 +737,7 @@ class _Response:
             try:
                 chunk = next(self._iter)  # type: ignore[arg-type]  # set with _plain
             except StopIteration:
+                self._unread()
                 self._finish()
                 raise
             insp.response_chunk(chunk)
@@ -676,6 +749,7 @@ class _Response:
                 self._plain = type(it) in _PLAIN_ITERATORS  # e.g. __iter__ returning iter(a_list)
             chunk = next(self._iter)
         except StopIteration:
+            self._unread()  # the last chunk has gone: the response is complete
             insp.finish()
             raise
         except BaseException as exc:
@@ -733,12 +807,19 @@ class _FileTap:
     server can still use sendfile; bytes sent that way are not observed.
     """
 
-    __slots__ = ("_file", "_insp", "_release")
+    __slots__ = ("_file", "_insp", "_release", "_unread")
 
-    def __init__(self, file: Any, insp: Inspection, release: Callable[[], None] = _nothing) -> None:
+    def __init__(
+        self,
+        file: Any,
+        insp: Inspection,
+        release: Callable[[], None] = _nothing,
+        unread: Callable[[], None] = _nothing,
+    ) -> None:
         self._file = file
         self._insp = insp
         self._release = release
+        self._unread = unread
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
         data = self._file.read(*args, **kwargs)
@@ -755,6 +836,8 @@ class _FileTap:
             self._insp.finish(exc)
             raise
         finally:
+            if not self._insp.finished:  # the file was sent (sendfile too): the response is complete
+                self._unread()
             self._insp.finish()
             self._release()
 
@@ -788,7 +871,11 @@ class _BlockResponse:
 
 
 def _wrap_result(
-    result: Iterable[bytes], environ: Environ, insp: Inspection, release: Callable[[], None] = _nothing
+    result: Iterable[bytes],
+    environ: Environ,
+    insp: Inspection,
+    release: Callable[[], None] = _nothing,
+    unread: Callable[[], None] = _nothing,
 ) -> Iterable[bytes]:
     try:
         wrapper = environ.get("wsgi.file_wrapper")
@@ -800,14 +887,14 @@ def _wrap_result(
             and getattr(result, "close", None) == getattr(result.filelike, "close", None)
         ):
             blksize = getattr(result, "blksize", None)
-            tap = _FileTap(result.filelike, insp, release)
+            tap = _FileTap(result.filelike, insp, release, unread)
             factory: Callable[..., Iterable[bytes]] = wrapper  # the server's class, not the app's
             return factory(tap, blksize) if blksize else factory(tap)
         if hasattr(result, "__len__"):
-            return _SizedResponse(result, insp, release)
+            return _SizedResponse(result, insp, release, unread)
     except Exception as exc:
         insp.runtime.report("response", exc)
-    return _Response(result, insp, release)
+    return _Response(result, insp, release, unread)
 
 
 def wsgi_status(code: int) -> str:
@@ -833,6 +920,9 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.runtime = Runtime.from_options(tracer_provider, meter_provider, detector, config, **options)
+        config = self.runtime.config
+        # Monitor mode reads the body an app left unread (block mode read it ahead).
+        self._unread = not self.runtime.blocking and config.unread_timeout > 0 and config.body_limit > 0
         #: False turns the middleware into a pass-through (``devsecmw.flask.uninit_app`` uses it
         #: when another wrapper was added on top and unwrapping would remove that one too).
         self.enabled = True
@@ -850,6 +940,7 @@ class SecurityMiddleware:
         if insp is None:
             return self.app(environ, start_response)
         replay: ReplayInput | None = None
+        unread: Callable[[], None] = _nothing
         try:
             # Tells devsecmw.django, should it also be installed, that this request is covered.
             environ[ENVIRON_KEY] = True
@@ -864,7 +955,9 @@ class SecurityMiddleware:
                     environ["wsgi.input"] = replay
                     blocked = insp.check_block()
                 else:
-                    environ["wsgi.input"] = InputTap(stream, insp, length)
+                    tap = environ["wsgi.input"] = InputTap(stream, insp, length)
+                    if length != 0 and self._unread:
+                        unread = functools.partial(read_unread, insp, tap, stream, environ)
         except Exception as exc:
             runtime.report("input", exc)
             blocked = insp.blocked = False  # fail open: the app runs
@@ -905,7 +998,7 @@ class SecurityMiddleware:
             raise
         finally:
             insp.deactivate()
-        return _wrap_result(result, environ, insp, release)
+        return _wrap_result(result, environ, insp, release, unread)
 
     @staticmethod
     def _block(
@@ -933,6 +1026,7 @@ __all__ = [
     "SecurityMiddleware",
     "content_length",
     "read_ahead",
+    "read_unread",
     "route_from_environ",
     "status_code",
     "wsgi_status",
