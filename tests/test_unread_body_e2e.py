@@ -167,7 +167,8 @@ def bare(environ, start_response):
         body = environ["wsgi.input"].read(length)
     elif environ["REQUEST_METHOD"] == "POST":
         body = b"Method Not Allowed"  # the body is never read
-        start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        start_response("405 Method Not Allowed", headers)
         return [body]
     else:
         body = b"ok"
