@@ -215,23 +215,11 @@ def test_a_stream_that_could_stall_is_not_read(otel: Any) -> None:
     assert otel.error_count("body_unread", "server") == 1
 
 
-class GunicornLike:
-    """gunicorn's body stream in miniature: reads from the socket, records a failed read."""
-
-    def __init__(self, sock: socket.socket, length: int) -> None:
-        self.file = sock.makefile("rb")
-        self.left = length
-        self.failed = False
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size is None or size < 0 else min(size, self.left)
-        try:
-            data = self.file.read(size)
-        except Exception:
-            self.failed = True
-            raise
-        self.left -= len(data)
-        return data
+def gunicorn_body(sock: socket.socket, length: int) -> Any:
+    """gunicorn's own request body stream over ``sock`` (what its workers put in ``wsgi.input``)."""
+    body = pytest.importorskip("gunicorn.http.body")
+    unreader = pytest.importorskip("gunicorn.http.unreader")
+    return body.Body(body.LengthReader(unreader.SocketUnreader(sock), length))
 
 
 @pytest.fixture
@@ -242,50 +230,102 @@ def pair() -> Any:
     client.close()
 
 
-def test_gunicorn_the_unread_body_is_read_with_a_socket_timeout(otel: Any, pair: Any) -> None:
+def gunicorn_environ(
+    body: bytes, stream: Any, length: int, sock: socket.socket, **extra: Any
+) -> dict[str, Any]:
+    return environ_for(body, stream=stream, length=length, **{"gunicorn.socket": sock, **extra})
+
+
+def test_gunicorn_the_unread_body_is_read_when_it_is_there(otel: Any, pair: Any) -> None:
     server, client = pair
-    client.sendall(XXE)
-    stream = GunicornLike(server, len(XXE))
-    environ = environ_for(XXE, stream=stream, length=len(XXE), **{"gunicorn.socket": server})
-    call(SecurityMiddleware(app_reading(None), **otel.providers, **STEADY), environ)
-    assert stream.left == 0 and not stream.failed
-    assert server.gettimeout() is None  # restored
+    client.sendall(XXE + NEXT_REQUEST)  # pipelined: the next request follows the body
+    stream = gunicorn_body(server, len(XXE))
+    call(
+        SecurityMiddleware(app_reading(None), **otel.providers, **STEADY),
+        gunicorn_environ(XXE, stream, len(XXE), server),
+    )
+    assert "xxe" in attrs(otel)["devsecmw.signal.types"]
+    assert stream.read() == b""  # the body was read to its end ...
+    assert not stream.failed
+    assert stream.reader.unreader.read() == NEXT_REQUEST  # ... and not a byte of the next request
+
+
+def test_gunicorn_the_rest_of_a_half_read_body(otel: Any, pair: Any) -> None:
+    server, client = pair
+    body = b"x=" + b"a" * 3000 + b"&" + SQLI_FORM
+    client.sendall(body)
+    stream = gunicorn_body(server, len(body))
+    environ = gunicorn_environ(
+        body, stream, len(body), server, CONTENT_TYPE="application/x-www-form-urlencoded"
+    )
+    call(SecurityMiddleware(app_reading(100, "200 OK"), **otel.providers, **STEADY), environ)
+    assert "sqli" in attrs(otel)["devsecmw.signal.types"]
+    assert stream.read() == b""
+
+
+def test_gunicorn_a_body_that_arrives_within_the_wait_is_read(otel: Any, pair: Any) -> None:
+    import threading
+
+    server, client = pair
+    stream = gunicorn_body(server, len(XXE))
+    # Sent once devsecmw waits for it (the app has answered): a slow but not stalled client.
+    sender = threading.Timer(0.02, client.sendall, (XXE,))
+    sender.start()
+    try:
+        call(
+            SecurityMiddleware(app_reading(None), unread_timeout=5.0, **otel.providers, **STEADY),
+            gunicorn_environ(XXE, stream, len(XXE), server),
+        )
+    finally:
+        sender.join()
     assert "xxe" in attrs(otel)["devsecmw.signal.types"]
 
 
-def test_gunicorn_a_slow_client_is_not_waited_for_beyond_the_bound(otel: Any, pair: Any) -> None:
+def test_gunicorn_a_slow_client_is_not_waited_for_and_nothing_is_lost(otel: Any, pair: Any) -> None:
     server, client = pair
-    client.sendall(SQLI_FORM)  # then nothing: the declared length is never reached
-    stream = GunicornLike(server, len(SQLI_FORM) + 10_000)
-    environ = environ_for(
-        SQLI_FORM,
-        stream=stream,
-        length=len(SQLI_FORM) + 10_000,
-        CONTENT_TYPE="application/x-www-form-urlencoded",
-        **{"gunicorn.socket": server},
+    rest = b"&more=" + b"b" * 2000
+    client.sendall(SQLI_FORM)  # then nothing: less than gunicorn's 1 KiB read step
+    length = len(SQLI_FORM) + len(rest)
+    stream = gunicorn_body(server, length)
+    environ = gunicorn_environ(
+        SQLI_FORM, stream, length, server, CONTENT_TYPE="application/x-www-form-urlencoded"
     )
     call(SecurityMiddleware(app_reading(None), unread_timeout=0.05, **otel.providers, **STEADY), environ)
-    assert stream.failed  # gunicorn then closes the connection instead of reusing it
-    assert server.gettimeout() is None  # restored
     assert attrs(otel)["devsecmw.inspection.incomplete"] is True
     assert otel.error_count("body_unread", "timeout") == 1
+    # No read blocked, timed out or failed in gunicorn: its own drain gets the whole body, in order.
+    assert not stream.failed and server.gettimeout() is None
+    client.sendall(rest + NEXT_REQUEST)
+    assert stream.read() == SQLI_FORM + rest
+    assert stream.reader.unreader.read() == NEXT_REQUEST
 
 
 def test_gunicorn_a_client_gone_mid_body_is_inspected_on_what_arrived(otel: Any, pair: Any) -> None:
     server, client = pair
     client.sendall(SQLI_FORM)
     client.shutdown(socket.SHUT_WR)
-    stream = GunicornLike(server, 10_000)
-    environ = environ_for(
-        SQLI_FORM,
-        stream=stream,
-        length=10_000,
-        CONTENT_TYPE="application/x-www-form-urlencoded",
-        **{"gunicorn.socket": server},
+    stream = gunicorn_body(server, 10_000)
+    environ = gunicorn_environ(
+        SQLI_FORM, stream, 10_000, server, CONTENT_TYPE="application/x-www-form-urlencoded"
     )
     call(SecurityMiddleware(app_reading(None), **otel.providers, **STEADY), environ)
     assert "sqli" in attrs(otel)["devsecmw.signal.types"]
-    assert "devsecmw.inspection.incomplete" not in attrs(otel)
+
+
+def test_gunicorn_a_chunked_body_is_not_read(otel: Any, pair: Any) -> None:
+    server, client = pair
+    client.sendall(b"5\r\nhello\r\n0\r\n\r\n")
+    body = pytest.importorskip("gunicorn.http.body")
+    unreader = pytest.importorskip("gunicorn.http.unreader")
+
+    class Req:
+        trailers = None
+
+    stream = body.Body(body.ChunkedReader(Req(), unreader.SocketUnreader(server)))
+    environ = environ_for(b"", stream=stream, **{"gunicorn.socket": server, "wsgi.input_terminated": True})
+    call(SecurityMiddleware(app_reading(None), **otel.providers, **STEADY), environ)
+    assert otel.error_count("body_unread", "server") == 1
+    assert stream.read() == b"hello"
 
 
 # --------------------------------------------------------------------------- Flask
