@@ -365,9 +365,9 @@ class SecurityMiddleware:
         tap = vars(request).get("_stream")
         if not isinstance(tap, InputTap):  # no body, read ahead (block mode), or read by a middleware
             return
+        # Under ASGI Django received the whole body before any middleware ran: it is in memory.
         asgi = isinstance(getattr(request, "scope", None), dict)
-        server_stream = tap._stream if asgi else request.META.get("wsgi.input")
-        read_unread(insp, tap, server_stream, request.META)
+        read_unread(insp, tap, request.META.get("wsgi.input"), request.META, in_memory=asgi)
 
     @staticmethod
     def _defer(response: Any, insp: Inspection, exception: BaseException | None) -> bool:

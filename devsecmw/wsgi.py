@@ -628,7 +628,9 @@ def _in_memory(stream: Any) -> bool:
     return isinstance(stream, _IN_MEMORY) or type(stream).__name__ == "FakePayload"  # Django's test client
 
 
-def read_unread(insp: Inspection, tap: InputTap, server_stream: Any, environ: Environ) -> None:
+def read_unread(
+    insp: Inspection, tap: InputTap, server_stream: Any, environ: Environ, in_memory: bool = False
+) -> None:
     """Monitor mode, the response complete: read and inspect the body the app left unread.
 
     Up to the cap, and never past ``CONTENT_LENGTH`` or the end of a terminated body (the
@@ -645,7 +647,7 @@ def read_unread(insp: Inspection, tap: InputTap, server_stream: Any, environ: En
     if tap._done or not insp.wants_unread():
         return
     try:
-        if _in_memory(server_stream):
+        if in_memory or _in_memory(server_stream):
             timed_out = _read_rest(insp, tap, None)
         else:
             gunicorn = _Gunicorn.of(server_stream, environ, tap)
