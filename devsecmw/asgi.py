@@ -415,7 +415,7 @@ class SecurityMiddleware:
         # Monitor mode, inline: not one more coroutine per request than before blocking existed.
         unread: _Unread | None = None
         if kind == "http":
-            if self._unread:
+            if self._unread and insp.wants_unread():  # e.g. not for a GET without a body
                 unread = _Unread(receive)
             receive, send = _http_receive(insp, receive, unread), _http_send(insp, scope, send, unread)
         else:
