@@ -2,11 +2,25 @@
 
 - ``lifespan`` (and any other non-HTTP scope) passes through untouched.
 - HTTP: the request line, query and headers are inspected before the app is
-  called; the body is inspected as the app reads it (never read ahead,
-  waited for or held back); the response is observed as it leaves, never
-  buffered or delayed; the verdict and the span close after the last
-  response message has gone (final ``http.response.body``, trailers or
-  ``http.response.pathsend``), not when the endpoint returns.
+  called; the body is inspected as the app reads it (never read ahead of it
+  or held back); the response is observed as it leaves, never buffered; the
+  verdict and the span close after the last response message has gone
+  (final ``http.response.body``, trailers or ``http.response.pathsend``),
+  not when the endpoint returns.
+- The body the app left unread (a 405 or 404, an endpoint that ignores it)
+  is read when the app hands over its last response message, before that
+  message is forwarded (once the response is complete uvicorn answers
+  ``receive`` with ``http.disconnect`` only and discards the rest): up to the
+  inspection cap, waiting at most ``unread_timeout`` seconds (0.1; 0 switches
+  it off) for a client that has not sent it, and inspected with the request.
+  Nothing is read when the app read the body to its end or up to the cap,
+  while a receive of the app's is in flight, after ``http.disconnect``, for a
+  request with ``Expect``, or in block mode. ``receive`` belongs to one
+  request, so no read can reach the next request on a keep-alive connection.
+  Should the app receive again, it gets the very messages read, in order.
+  A client that sent nothing in time marks the request incomplete
+  (``devsecmw.inspection.incomplete``, ``devsecmw.errors`` stage
+  ``body_unread``); the last message waited at most that long.
 - Websockets: the handshake (path, query, headers) is inspected, then every
   message passes through untouched.
 - ``mode="block"`` (opt-in) decides before the app runs. A request whose

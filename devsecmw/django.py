@@ -23,6 +23,10 @@ It has no detection logic of its own; per request it builds the request model
   every Django read goes through, is replaced by a read-through tap
   (:class:`devsecmw.wsgi.InputTap`). A body another middleware already read
   into ``request._body`` is inspected from there.
+- Once a view returned a complete (not streaming) response, the body it left
+  unread is read and inspected as under :mod:`devsecmw.wsgi` (up to the cap;
+  in memory under ASGI and the test clients, on gunicorn only as far as the
+  bytes are there).
 - ``http.route`` is the resolved URL pattern (``request.resolver_match.route``,
   e.g. ``items/<int:pk>/``, the format OpenTelemetry's Django instrumentation
   uses too); never the raw path.

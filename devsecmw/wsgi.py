@@ -4,6 +4,15 @@
   ``readlines``, ``readinto``, iteration) is inspected up to the cap, nothing
   more and nothing ahead of the app: every call is forwarded exactly as the app
   made it, so a missing ``Content-Length`` cannot make devsecmw block.
+- The body the app left unread (a 405 or 404, a view that ignores it) is read
+  through the same tap once the response is complete (the iterable exhausted,
+  or a file response closed), up to the inspection cap and never past
+  ``CONTENT_LENGTH``, and inspected with the request, where no read can
+  stall: in-memory streams (test clients, buffering servers) and gunicorn,
+  whose reads are made only for bytes already there, waiting for more at most
+  ``unread_timeout`` seconds, so that gunicorn's own drain and keep-alive go on
+  unchanged (see :func:`read_unread`). Other servers are not read from
+  (counted, ``devsecmw.errors`` stage ``body_unread``, ``server``).
 - ``start_response`` is wrapped (``exc_info`` and the ``write()`` callable
   included) to observe the status and headers; the server's ``start_response``
   is called first, so when it re-raises ``exc_info`` nothing is recorded.
