@@ -140,9 +140,12 @@ def _http_receive(insp: Inspection, receive: Receive, unread: _Unread | None = N
                 unread.waiting -= 1
         try:  # _observe_request, inline: the monitor path pays no extra call per message
             if message["type"] == "http.request":
-                insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
+                more = bool(message.get("more_body", False))
+                if unread is not None and not more:
+                    unread.done = True  # the app has the whole body: nothing is left unread
+                insp.body_chunk(message.get("body", b""), more)
             elif unread is not None:
-                unread.gone = True  # http.disconnect: nothing more will come
+                unread.done = True  # http.disconnect: nothing more will come
         except Exception as exc:
             insp.runtime.report("receive", exc)
         return message
@@ -260,11 +263,11 @@ class _Unread:
     the messages it would have got, only later.
     """
 
-    __slots__ = ("gone", "idle", "receive", "replay", "waiting")
+    __slots__ = ("done", "idle", "receive", "replay", "waiting")
 
     def __init__(self, receive: Receive) -> None:
         self.receive = receive
-        self.gone = False  # the app received http.disconnect
+        self.done = False  # the app received the last body message or http.disconnect
         self.waiting = 0  # receives of the app's in flight
         self.replay: _Replay | None = None  # set once the unread body was read
         self.idle: asyncio.Event | None = None  # set when that read is over
@@ -272,7 +275,7 @@ class _Unread:
     async def read(self, insp: Inspection) -> None:
         """Read and inspect the unread body (bounded by ``unread_timeout``). Never raises but
         a cancellation of the request."""
-        if self.waiting or self.gone or self.replay is not None or not insp.wants_unread():
+        if self.waiting or self.done or self.replay is not None or not insp.wants_unread():
             return
         try:
             loop = asyncio.get_running_loop()

@@ -231,3 +231,19 @@ def test_the_verdict_reaches_an_outer_instrumentations_span(otel: Any) -> None:
     assert len(spans) == 1  # one server span, enriched
     assert "xxe" in spans[0].attributes["devsecmw.signal.types"]
     assert spans[0].attributes["devsecmw.classification"] == "attack"
+
+
+@pytest.mark.internal_errors_expected
+def test_a_detector_failing_on_the_unread_body_keeps_the_response_and_the_verdict(otel: Any) -> None:
+    class Failing:
+        def inspect(self, request: Any, phase: str, budget: Any = None) -> list[Any]:
+            if phase == "body":
+                raise RuntimeError("detector bug")
+            return []
+
+    wrapped = transparent(
+        answers(404), post("/", XML), body_messages(XXE), detector=Failing(), **otel.providers
+    )
+    assert wrapped.server_receives == 1
+    assert otel.error_count("inspect_body", "RuntimeError") >= 1
+    assert attrs(otel)["devsecmw.signal.types"] == ("http_404",)
