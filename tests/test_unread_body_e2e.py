@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from test_e2e_uvicorn import uvicorn_thread, wait_until
+from test_e2e_uvicorn import listening_socket, wait_until
 
 from devsecmw.asgi import SecurityMiddleware
 
@@ -131,15 +131,41 @@ def make_app(**options: Any) -> Starlette:
     return Starlette(routes=routes, middleware=middleware)
 
 
+@contextmanager
+def uvicorn_thread(app: Any, http: str) -> Iterator[str]:
+    """uvicorn with the given HTTP/1.1 implementation, in a thread, on 127.0.0.1."""
+    import threading
+
+    import uvicorn
+
+    sock = listening_socket()
+    config = uvicorn.Config(app, http=http, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+        assert server.started, "uvicorn failed to start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_uvicorn_keep_alive(otel: Any, scenario: str) -> None:
+def test_uvicorn_keep_alive(otel: Any, scenario: str, http: str) -> None:
+    if http == "httptools":
+        pytest.importorskip("httptools")
     steps = SCENARIOS[scenario]
-    with uvicorn_thread(make_app()) as url:
+    with uvicorn_thread(make_app(), http) as url:
         bare = converse(url, steps)
-    with uvicorn_thread(make_app(unread_timeout=0, **otel.providers)) as url:
+    with uvicorn_thread(make_app(unread_timeout=0, **otel.providers), http) as url:
         before = converse(url, steps)
     otel.clear()
-    with uvicorn_thread(make_app(**otel.providers)) as url:
+    with uvicorn_thread(make_app(**otel.providers), http) as url:
         wrapped = converse(url, steps)
         wait_until(lambda: len(otel.server_spans()) >= 2, "spans")
     assert wrapped == bare == before
@@ -270,13 +296,15 @@ def test_gunicorn_gthread_keep_alive(tmp_path: Path) -> None:
     assert bare["over-cap"][1] == CLOSED
     for scenario in ("keep-alive", "pipelined", "late-body"):
         assert bare[scenario][1][1] == b"<second>hello</second>"
+    # Spans of requests on different connections may be written in either order.
     found = spans(tmp_path / "wrapped", 7)
-    assert [s["status"] for s in found] == [405, 200, 405, 200, 405, 405, 200]
-    keep_alive, pipelined, over_cap, late = found[0], found[2], found[4], found[5]
-    assert "xxe" in keep_alive["types"] and "xxe" in pipelined["types"]
-    assert not any("xxe" in s["types"] for s in (found[1], found[3], found[6]))  # the second requests
-    assert "xxe" not in over_cap["types"]  # the attack lies beyond the cap
-    assert late["incomplete"] is True  # nothing had arrived within the wait
+    firsts = [s for s in found if s["status"] == 405]
+    seconds = [s for s in found if s["status"] == 200]
+    assert len(firsts) == 4 and len(seconds) == 3
+    assert not any("xxe" in s["types"] for s in seconds)  # never the first request's bytes
+    # keep-alive and pipelined: seen; over the cap: the attack lies beyond it; late: not there in time.
+    assert sum("xxe" in s["types"] for s in firsts) == 2
+    assert [s for s in firsts if s["incomplete"]] == [{"status": 405, "types": [], "incomplete": True}]
 
 
 def test_gunicorn_sync_worker(tmp_path: Path) -> None:
