@@ -119,17 +119,6 @@ class Runtime:
         return insp
 
 
-def _may_have_body(req: HttpRequest) -> bool:
-    """False when there is surely no body: ``Content-Length: 0``, or an HTTP/1 GET, HEAD, OPTIONS,
-    DELETE or TRACE with neither ``Content-Length`` nor ``Transfer-Encoding``."""
-    length = req.header("content-length")
-    if req.header("transfer-encoding") is not None:
-        return True
-    if length is not None:
-        return length.strip() != "0"
-    return not (req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
-
-
 def _path_set(paths: Sequence[str]) -> tuple[set[str], tuple[str, ...]]:
     return {p for p in paths if not p.endswith("*")}, tuple(p[:-1] for p in paths if p.endswith("*"))
 
@@ -496,6 +485,17 @@ class Inspection:
         if sniffer is None or self.runtime.leaks is None:
             return []
         return self.runtime.leaks.scan_sniffed(sniffer)
+
+
+def _may_have_body(req: HttpRequest) -> bool:
+    """False when there is surely no body: ``Content-Length: 0``, or an HTTP/1 GET, HEAD, OPTIONS,
+    DELETE or TRACE with neither ``Content-Length`` nor ``Transfer-Encoding``."""
+    length = req.header("content-length")
+    if req.header("transfer-encoding") is not None:
+        return True
+    if length is not None:
+        return length.strip() != "0"
+    return not (req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
 
 
 __all__ = ["Inspection", "Runtime"]
