@@ -8,7 +8,7 @@
   through the same tap once the response is complete (the iterable exhausted,
   or a file response closed), up to the inspection cap and never past
   ``CONTENT_LENGTH``, and inspected with the request, where no read can
-  stall: in-memory streams (test clients, buffering servers) and gunicorn,
+  stall: in-memory streams (``BytesIO``, spooled files: test clients) and gunicorn,
   whose reads are made only for bytes already there, waiting for more at most
   ``unread_timeout`` seconds, so that gunicorn's own drain and keep-alive go on
   unchanged (see :func:`read_unread`). Other servers are not read from
@@ -644,7 +644,8 @@ def read_unread(
 
     Up to the cap, and never past ``CONTENT_LENGTH`` or the end of a terminated body (the
     reads go through ``tap``, which stops there), and only where no read can stall: an
-    in-memory stream (test clients, buffering servers: read inline), or gunicorn, where a
+    in-memory stream (``BytesIO`` or a spooled file: test clients, Django under ASGI; read
+    inline), or gunicorn, where a
     read is made only when the bytes it needs are already there (held by gunicorn or in the
     socket's receive buffer), waiting for more with ``poll`` until ``unread_timeout`` ends.
     No read ever blocks, times out or fails inside the server, so gunicorn drains what is
