@@ -10,13 +10,20 @@ microseconds per request (median over rounds) and ratios against the read switch
 
     python benchmarks/unread_body.py            # 7 rounds
     python benchmarks/unread_body.py --rounds 3 --requests 200
+    python benchmarks/unread_body.py --corpus ../shared/corpus/dev/*.jsonl
+
+``--corpus`` prints what the read finds instead: every labeled row with a body is sent to
+an ASGI app that answers 405 without reading it, with the read off and on; the share of
+attack rows that raise an attack signal, and the benign rows that do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -132,11 +139,88 @@ def wsgi_requests(app: Any, body: bytes, n: int) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
+def corpus_rows(files: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in files:
+        with open(name, encoding="utf-8") as fh:
+            rows.extend(json.loads(line) for line in fh if line.strip())
+    return [r for r in rows if r.get("body")]
+
+
+async def never_reads(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 405, "headers": []})
+    await send({"type": "http.response.body", "body": b"Method Not Allowed"})
+
+
+def attack_signalled(rows: list[dict[str, Any]], **options: Any) -> int:
+    """How many rows, sent to an app that never reads the body, raise an attack signal."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from devsecmw.signals import ATTACK_TYPES
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mw = AsgiMiddleware(
+        never_reads,
+        tracer_provider=tracer_provider,
+        meter_provider=MeterProvider(),
+        time_budget=5.0,
+        **options,
+    )
+    hits = 0
+    for row in rows:
+        body = (
+            base64.b64decode(row["body"]) if row.get("body_b64") else row["body"].encode("latin-1", "replace")
+        )
+        path, _, query = row["uri"].encode("latin-1", "replace").partition(b"?")
+        headers = [
+            (k.lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+            for k, v in row["headers"]
+            if k.lower() != "content-length"
+        ]
+        headers.append((b"content-length", str(len(body)).encode()))
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": row["method"],
+            "scheme": "http", "path": path.decode("latin-1"), "raw_path": path, "query_string": query,
+            "root_path": "", "headers": headers, "client": ("10.0.0.1", 5000), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> Any:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}  # noqa: B023
+
+        async def send(message: Any) -> None:
+            pass
+
+        exporter.clear()
+        asyncio.run(mw(scope, receive, send))
+        types = exporter.get_finished_spans()[-1].attributes.get("devsecmw.signal.types", ())  # type: ignore[union-attr]
+        hits += bool(set(types) & ATTACK_TYPES)
+    return hits
+
+
+def corpus_figures(files: list[str]) -> None:
+    rows = corpus_rows(files)
+    attacks = [r for r in rows if r.get("expect") == "attack"]
+    benign = [r for r in rows if r.get("expect") != "attack"]
+    print(f"rows with a body, answered 405 unread: {len(attacks)} attacks, {len(benign)} benign")
+    for name, options in (("unread off", {"unread_timeout": 0}), ("unread on", {})):
+        a, b = attack_signalled(attacks, **options), attack_signalled(benign, **options)
+        share = a / max(1, len(attacks))
+        print(f"{name:11} attacks signalled {a}/{len(attacks)} ({share:.3f}), benign {b}/{len(benign)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--corpus", nargs="+", help="labeled JSONL files: what the read finds, not what it costs")
     args = ap.parse_args()
+    if args.corpus:
+        corpus_figures(args.corpus)
+        return
     print(f"{'adapter':8} {'body':8} {'config':12} {'us/req':>8} {'x off':>7}")
     for adapter in ("asgi", "wsgi"):
         for name, body in BODIES.items():
