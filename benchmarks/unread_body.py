@@ -117,7 +117,7 @@ def wsgi_apps() -> dict[str, Any]:
 
 
 def wsgi_requests(app: Any, body: bytes, n: int) -> float:
-    base = {
+    base: dict[str, Any] = {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/items", "QUERY_STRING": "", "SERVER_NAME": "bench",
         "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.1",
         "CONTENT_TYPE": "application/xml", "CONTENT_LENGTH": str(len(body)), "wsgi.url_scheme": "http",
@@ -140,7 +140,7 @@ def wsgi_requests(app: Any, body: bytes, n: int) -> float:
 
 
 def corpus_rows(files: list[str]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in files:
         with open(name, encoding="utf-8") as fh:
             rows.extend(json.loads(line) for line in fh if line.strip())
@@ -196,7 +196,8 @@ def attack_signalled(rows: list[dict[str, Any]], **options: Any) -> int:
 
         exporter.clear()
         asyncio.run(mw(scope, receive, send))
-        types = exporter.get_finished_spans()[-1].attributes.get("devsecmw.signal.types", ())  # type: ignore[union-attr]
+        attributes = exporter.get_finished_spans()[-1].attributes or {}
+        types: Any = attributes.get("devsecmw.signal.types", ())
         hits += bool(set(types) & ATTACK_TYPES)
     return hits
 
