@@ -2,11 +2,25 @@
 
 - ``lifespan`` (and any other non-HTTP scope) passes through untouched.
 - HTTP: the request line, query and headers are inspected before the app is
-  called; the body is inspected as the app reads it (never read ahead,
-  waited for or held back); the response is observed as it leaves, never
-  buffered or delayed; the verdict and the span close after the last
-  response message has gone (final ``http.response.body``, trailers or
-  ``http.response.pathsend``), not when the endpoint returns.
+  called; the body is inspected as the app reads it (never read ahead of it
+  or held back); the response is observed as it leaves, never buffered; the
+  verdict and the span close after the last response message has gone
+  (final ``http.response.body``, trailers or ``http.response.pathsend``),
+  not when the endpoint returns.
+- The body the app left unread (a 405 or 404, an endpoint that ignores it)
+  is read when the app hands over its last response message, before that
+  message is forwarded (once the response is complete uvicorn answers
+  ``receive`` with ``http.disconnect`` only and discards the rest): up to the
+  inspection cap, waiting at most ``unread_timeout`` seconds (0.1; 0 switches
+  it off) for a client that has not sent it, and inspected with the request.
+  Nothing is read when the app read the body to its end or up to the cap,
+  while a receive of the app's is in flight, after ``http.disconnect``, for a
+  request with ``Expect``, or in block mode. ``receive`` belongs to one
+  request, so no read can reach the next request on a keep-alive connection.
+  Should the app receive again, it gets the very messages read, in order.
+  A client that sent nothing in time marks the request incomplete
+  (``devsecmw.inspection.incomplete``, ``devsecmw.errors`` stage
+  ``body_unread``); the last message waited at most that long.
 - Websockets: the handshake (path, query, headers) is inspected, then every
   message passes through untouched.
 - ``mode="block"`` (opt-in) decides before the app runs. A request whose
@@ -102,21 +116,36 @@ def _observe_request(insp: Inspection, message: Message) -> None:
         insp.runtime.report("receive", exc)
 
 
-def _http_receive(insp: Inspection, receive: Receive) -> Receive:
+def _http_receive(insp: Inspection, receive: Receive, unread: _Unread | None = None) -> Receive:
     handle = insp.handle
 
     async def receive_wrapper() -> Message:
-        if handle.outer is None:  # devsecmw's own span is not current: nothing to step out of
-            message = await receive()
-        else:
-            token = insp.step_out()
-            try:
+        if unread is not None:
+            if unread.replay is not None:  # devsecmw read the unread body: it is handed over first
+                if unread.idle is not None:
+                    await unread.idle.wait()
+                return await unread.replay()
+            unread.waiting += 1
+        try:
+            if handle.outer is None:  # devsecmw's own span is not current: nothing to step out of
                 message = await receive()
-            finally:
-                insp.step_in(token)
+            else:
+                token = insp.step_out()
+                try:
+                    message = await receive()
+                finally:
+                    insp.step_in(token)
+        finally:
+            if unread is not None:
+                unread.waiting -= 1
         try:  # _observe_request, inline: the monitor path pays no extra call per message
             if message["type"] == "http.request":
-                insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
+                more = bool(message.get("more_body", False))
+                if unread is not None and not more:
+                    unread.done = True  # the app has the whole body: nothing is left unread
+                insp.body_chunk(message.get("body", b""), more)
+            elif unread is not None:
+                unread.done = True  # http.disconnect: nothing more will come
         except Exception as exc:
             insp.runtime.report("receive", exc)
         return message
@@ -169,6 +198,43 @@ class _Replay:
             pending.exception()  # retrieved: no "exception was never retrieved" log
 
 
+async def _fill(
+    loop: asyncio.AbstractEventLoop, insp: Inspection, replay: _Replay, receive: Receive, timeout: float
+) -> bool:
+    """Receive body messages into ``replay`` until the body ends or reaches the cap, for at most
+    ``timeout`` seconds; True when the wait ran out (the receive then pending is ``replay.pending``,
+    never cancelled: its message is not lost). Shared by the read-ahead and the unread-body read."""
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return True
+        # A task, so that a wait cut short leaves the server's receive running, not cancelled.
+        fut: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait((fut,), timeout=remaining)
+        except BaseException:
+            fut.cancel()  # this request is being cancelled: so is its receive
+            raise
+        if not fut.done():
+            replay.pending = fut
+            return True
+        if fut.cancelled() or fut.exception() is not None:
+            replay.pending = fut  # the server's error reaches the app from its own receive
+            return False
+        message = fut.result()
+        replay.buffered.append(message)
+        try:
+            if message["type"] != "http.request":
+                return False  # http.disconnect: nothing more will come; it is replayed to the app
+            insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
+            if not insp.body_ahead_needed():
+                return False
+        except Exception as exc:
+            insp.runtime.report("read_ahead", exc)
+            return False
+
+
 async def _read_ahead(insp: Inspection, receive: Receive) -> _Replay:
     """Read the body before the app runs, up to the cap, waiting at most ``block_read_timeout``."""
     replay = _Replay(insp, receive)
@@ -179,47 +245,67 @@ async def _read_ahead(insp: Inspection, receive: Receive) -> _Replay:
         # The head still decides; the body is observed as the app reads it (counted).
         insp.body_ahead_end(skipped="event_loop")
         return replay
-    deadline = loop.time() + insp.runtime.config.block_read_timeout
-    timed_out = False
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            timed_out = True
-            break
-        # A task, so that a wait cut short leaves the server's receive running, not cancelled.
-        fut: asyncio.Future[Message] = asyncio.ensure_future(receive())
-        try:
-            await asyncio.wait((fut,), timeout=remaining)
-        except BaseException:
-            fut.cancel()  # this request is being cancelled: so is its receive
-            raise
-        if not fut.done():
-            replay.pending = fut
-            timed_out = True
-            break
-        if fut.cancelled() or fut.exception() is not None:
-            replay.pending = fut  # the server's error reaches the app from its own receive
-            break
-        message = fut.result()
-        replay.buffered.append(message)
-        try:
-            if message["type"] != "http.request":
-                break  # http.disconnect: nothing more will come; it is replayed to the app
-            insp.body_chunk(message.get("body", b""), bool(message.get("more_body", False)))
-            if not insp.body_ahead_needed():
-                break
-        except Exception as exc:
-            insp.runtime.report("read_ahead", exc)
-            break
+    timed_out = await _fill(loop, insp, replay, receive, insp.runtime.config.block_read_timeout)
     insp.body_ahead_end(timed_out)
     return replay
+
+
+class _Unread:
+    """Monitor mode: the request body the app left unread, read when its response is complete.
+
+    Read when the app hands over its last response message, before it is forwarded: once
+    the response is complete, servers answer ``receive`` with ``http.disconnect`` only
+    (uvicorn) and discard the rest of the body. ``receive`` is per request in ASGI, so no
+    read can reach the next request on the connection. Nothing is read while a receive of
+    the app's is in flight (``waiting``: the app is reading the body itself). Should the app
+    receive again afterwards, it gets what was read (:class:`_Replay`: the very same
+    messages in order, then a receive still pending, then the server's receive): exactly
+    the messages it would have got, only later.
+    """
+
+    __slots__ = ("done", "idle", "receive", "replay", "waiting")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.done = False  # the app received the last body message or http.disconnect
+        self.waiting = 0  # receives of the app's in flight
+        self.replay: _Replay | None = None  # set once the unread body was read
+        self.idle: asyncio.Event | None = None  # set when that read is over
+
+    async def read(self, insp: Inspection) -> None:
+        """Read and inspect the unread body (bounded by ``unread_timeout``). Never raises but
+        a cancellation of the request."""
+        if self.waiting or self.done or self.replay is not None or not insp.wants_unread():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop (trio): no bounded wait, no read (counted)
+            insp.unread_end(skipped="event_loop")
+            return
+        replay = self.replay = _Replay(insp, self.receive)
+        idle = self.idle = asyncio.Event()
+        # The server's receive runs in the server's context (the tasks copy the current one).
+        token = insp.step_out()
+        timed_out = False
+        try:
+            timed_out = await _fill(loop, insp, replay, self.receive, insp.runtime.config.unread_timeout)
+        except Exception as exc:  # pragma: no cover - _fill fences its own steps
+            insp.runtime.report("body_unread", exc)
+        finally:
+            insp.step_in(token)
+            idle.set()
+        insp.unread_end(timed_out)
+
+    def close(self) -> None:
+        if self.replay is not None:
+            self.replay.close()
 
 
 def _header_bytes(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
+def _http_send(insp: Inspection, scope: Scope, send: Send, unread: _Unread | None = None) -> Send:
     # The message type after which nothing more is sent; trailers move it (ASGI HTTP trailers).
     final = "http.response.body"
     handle = insp.handle
@@ -243,6 +329,8 @@ def _http_send(insp: Inspection, scope: Scope, send: Send) -> Send:
                 last = True
         except Exception as exc:
             insp.runtime.report("send", exc)
+        if last and unread is not None:
+            await unread.read(insp)  # the body the app left unread, while the request is still on
         if not handle.owned:
             if last:
                 # The span belongs to an instrumentation outside (OpenTelemetry's ASGI middleware),
@@ -319,6 +407,9 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.runtime = Runtime.from_options(tracer_provider, meter_provider, detector, config, **options)
+        config = self.runtime.config
+        # Monitor mode reads the body an app left unread (block mode read it ahead).
+        self._unread = not self.runtime.blocking and config.unread_timeout > 0 and config.body_limit > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -339,8 +430,11 @@ class SecurityMiddleware:
             await self._call_blocking(insp, scope, receive, send)
             return
         # Monitor mode, inline: not one more coroutine per request than before blocking existed.
+        unread: _Unread | None = None
         if kind == "http":
-            receive, send = _http_receive(insp, receive), _http_send(insp, scope, send)
+            if self._unread and insp.wants_unread():  # e.g. not for a GET without a body
+                unread = _Unread(receive)
+            receive, send = _http_receive(insp, receive, unread), _http_send(insp, scope, send, unread)
         else:
             send = _websocket_send(insp, send)
         owned = insp.handle.owned  # inside an outer instrumentation there is nothing to activate
@@ -355,6 +449,8 @@ class SecurityMiddleware:
         finally:
             if owned:
                 insp.deactivate()
+            if unread is not None:
+                unread.close()
         if not insp.finished:  # the app returned without a final message (or a websocket closed)
             _note_route(scope, insp)
             insp.finish()

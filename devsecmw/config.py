@@ -193,6 +193,10 @@ class Config:
     block_content_type: str = "text/plain; charset=utf-8"
     #: Block mode reads the body ahead (up to ``body_limit``) waiting at most this many seconds.
     block_read_timeout: float = 1.0
+    #: Monitor mode: once the response is complete, the body the app left unread (a 405, a 404, an
+    #: endpoint that ignores it) is read up to ``body_limit`` and inspected, waiting at most this
+    #: many seconds for a client that has not sent it yet (0 switches it off).
+    unread_timeout: float = 0.1
     #: Client networks never blocked (CIDRs or addresses); still inspected and reported.
     allow_networks: tuple[str, ...] = ()
     #: Paths never blocked (exact, or prefix ending in ``*``); still inspected and reported.
@@ -248,13 +252,17 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"devsecmw: invalid {name} {value!r} (must be an integer >= {low})")
-        for name in ("time_budget", "client_window", "block_read_timeout", "flag_ttl"):
+        for name in ("time_budget", "client_window", "block_read_timeout", "flag_ttl", "unread_timeout"):
             value = getattr(self, name)
-            low_ok = value >= 0 if name == "flag_ttl" else value > 0
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low_ok:
+            zero_ok = name in ("flag_ttl", "unread_timeout")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not (value >= 0 if zero_ok else value > 0)
+            ):
                 raise ConfigError(
                     f"devsecmw: invalid {name} {value!r} (must be a number of seconds "
-                    f"{'>= 0' if name == 'flag_ttl' else '> 0'})"
+                    f"{'>= 0' if zero_ok else '> 0'})"
                 )
         ceiling = self.time_ceiling
         if ceiling is not None and (

@@ -388,14 +388,7 @@ class Inspection:
             if not runtime.blocking or runtime.config.body_limit <= 0 or self.status is not None:
                 return False
             req = self.request
-            length = req.header("content-length")
-            chunked = req.header("transfer-encoding") is not None
-            if not chunked and (
-                (length is not None and length.strip() == "0")
-                or (length is None and req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
-            ):
-                return False
-            return not runtime.allowlisted(req)
+            return _may_have_body(req) and not runtime.allowlisted(req)
         except Exception as exc:
             self.runtime.report("read_ahead", exc)
             return False
@@ -416,6 +409,47 @@ class Inspection:
                 self.runtime.telemetry.count_error("read_ahead", skipped)
         except Exception as exc:
             self.runtime.report("read_ahead", exc)
+        self.inspect_body()
+
+    # ------------------------------------------------------------------ unread body (monitor mode)
+    def wants_unread(self) -> bool:
+        """Monitor mode, the response complete: whether to read the body the app left unread.
+
+        The server would discard it (a 405 or 404, an endpoint that ignores its body), so an
+        attack in it would go unseen. Not when the app read the body to its end or up to the
+        cap (nothing is read twice), when nothing is inspected, in block mode (it read ahead),
+        when there is surely no body, nor when the client sent ``Expect`` (it holds the body
+        back until asked: reading would ask for a body the server never wanted).
+        """
+        try:
+            runtime = self.runtime
+            config = runtime.config
+            if runtime.blocking or config.unread_timeout <= 0 or self.finished or self.exception is not None:
+                return False
+            req = self.request
+            if req.body_complete or req.body_seen >= config.body_limit or req.header("expect") is not None:
+                return False
+            return _may_have_body(req)
+        except Exception as exc:
+            self.runtime.report("body_unread", exc)
+            return False
+
+    def unread_end(self, timed_out: bool = False, skipped: str | None = None) -> None:
+        """The read of the unread body ended: inspect what arrived (the body phase, again if the
+        app had read a part). A client that sent nothing more in time is not waited for: the
+        request is marked incomplete and the wait counted (``devsecmw.errors``, stage
+        ``body_unread``); a server where the read could stall is skipped, counted the same way.
+        """
+        try:
+            if timed_out:  # seen in part only: said where
+                wait = self.runtime.config.unread_timeout
+                self._incomplete([("body.unread", f"no more of the body within {wait * 1000:g} ms")])
+            if timed_out or skipped is not None:
+                # A server where the read could stall is skipped as before this read existed
+                # (the app did not read the body either): counted, not marked incomplete.
+                self.runtime.telemetry.count_error("body_unread", "timeout" if timed_out else skipped or "")
+        except Exception as exc:
+            self.runtime.report("body_unread", exc)
         self.inspect_body()
 
     # ------------------------------------------------------------------ blocking
@@ -588,6 +622,17 @@ class Inspection:
         if sniffer is None or self.runtime.leaks is None:
             return []
         return self.runtime.leaks.scan_sniffed(sniffer)
+
+
+def _may_have_body(req: HttpRequest) -> bool:
+    """False when there is surely no body: ``Content-Length: 0``, or an HTTP/1 GET, HEAD, OPTIONS,
+    DELETE or TRACE with neither ``Content-Length`` nor ``Transfer-Encoding``."""
+    length = req.header("content-length")
+    if req.header("transfer-encoding") is not None:
+        return True
+    if length is not None:
+        return length.strip() != "0"
+    return not (req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
 
 
 __all__ = ["Inspection", "Runtime"]

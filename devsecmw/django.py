@@ -28,6 +28,10 @@ It has no detection logic of its own; per request it builds the request model
   every Django read goes through, is replaced by a read-through tap
   (:class:`devsecmw.wsgi.InputTap`). A body another middleware already read
   into ``request._body`` is inspected from there.
+- Once a view returned a complete (not streaming) response, the body it left
+  unread is read and inspected as under :mod:`devsecmw.wsgi` (up to the cap;
+  in memory under ASGI and the test clients, on gunicorn only as far as the
+  bytes are there).
 - ``http.route`` is the resolved URL pattern (``request.resolver_match.route``,
   e.g. ``items/<int:pk>/``, the format OpenTelemetry's Django instrumentation
   uses too); never the raw path.
@@ -77,7 +81,7 @@ from .config import Config, ConfigError, Layer
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
-from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead
+from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
 
 SETTINGS_NAME = "DEVSECMW"
 #: How errors and ``devsecmw config`` name Django's configuration.
@@ -397,12 +401,28 @@ class SecurityMiddleware:
             if not getattr(response, "streaming", False):
                 for chunk in response:  # the body is in memory: sniffed (bounded) for leaks, no copy
                     insp.response_chunk(chunk)
+                if exception is None:
+                    self._unread(request, insp)
             elif insp.handle.owned and self._defer(response, insp, exception):
                 return response
         except Exception as exc:
             self.runtime.report("response", exc)
         insp.finish(exception)
         return response
+
+    def _unread(self, request: Any, insp: Inspection) -> None:
+        """Monitor mode: the view returned a complete response; the body it left unread is read
+        (:func:`devsecmw.wsgi.read_unread`: up to the cap, only where no read can stall). Not for
+        streaming responses, whose generator may still read the request body."""
+        config = self.runtime.config
+        if self.runtime.blocking or config.unread_timeout <= 0:
+            return
+        tap = vars(request).get("_stream")
+        if not isinstance(tap, InputTap):  # no body, read ahead (block mode), or read by a middleware
+            return
+        # Under ASGI Django received the whole body before any middleware ran: it is in memory.
+        asgi = isinstance(getattr(request, "scope", None), dict)
+        read_unread(insp, tap, request.META.get("wsgi.input"), request.META, in_memory=asgi)
 
     @staticmethod
     def _defer(response: Any, insp: Inspection, exception: BaseException | None) -> bool:

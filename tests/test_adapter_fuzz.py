@@ -464,7 +464,10 @@ def test_asgi_fuzz_transparent_and_fail_open(otel: Any, faults: FaultCheck, mode
         assert wrapped.received == bare.received, "devsecmw changed what the app receives"
         assert wrapped.sent == bare.sent, "devsecmw changed what the client receives"
         if mode == "monitor":
-            assert wrapped.server_receives == bare.server_receives, "devsecmw read ahead of the app"
+            # Never fewer receives than the bare app (nothing dropped); more only for the body the
+            # app left unread, read after its last response message (test_unread_body_asgi.py
+            # pins that order), never ahead of the app.
+            assert wrapped.server_receives >= bare.server_receives, "devsecmw dropped a receive"
         if bare.exception is None:
             assert wrapped.exception is None, f"devsecmw raised {wrapped.exception!r}"
         else:

@@ -118,11 +118,16 @@ def test_cap_is_configurable(otel: Any) -> None:
     assert spy.calls[1][:2] == ("body", 1000)
 
 
-def test_body_the_app_never_reads_is_never_inspected(otel: Any) -> None:
+def test_body_the_app_never_reads_is_never_inspected_with_unread_timeout_0(otel: Any) -> None:
     spy = SpyDetector()
     script = body_messages(b"q=1' UNION SELECT password FROM users--")
     ex = drive_wrapped(
-        responder(read_body=False), make_scope("POST", "/"), script, detector=spy, **otel.providers
+        responder(read_body=False),
+        make_scope("POST", "/"),
+        script,
+        detector=spy,
+        unread_timeout=0,  # on by default: tests/test_unread_body.py
+        **otel.providers,
     )
     assert ex.server_receives == 0  # devsecmw did not read it either
     assert spy.phases() == ["head"]
@@ -141,7 +146,7 @@ def test_partially_read_body_inspects_only_what_was_read(otel: Any) -> None:
         {"type": "http.request", "body": b"q=hello+", "more_body": True},
         {"type": "http.request", "body": b"<script>alert(1)</script>", "more_body": False},
     ]
-    ex = drive_wrapped(app, make_scope("POST"), script, detector=spy, **otel.providers)
+    ex = drive_wrapped(app, make_scope("POST"), script, detector=spy, unread_timeout=0, **otel.providers)
     assert ex.server_receives == 1
     assert spy.calls[-1] == ("body", len(b"q=hello+"), False)
     assert "xss" not in otel.signal_types()

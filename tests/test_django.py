@@ -222,7 +222,8 @@ def test_body_the_view_ignores_is_never_read(otel: Any) -> None:
 
     django_app.Tamper = Tamper  # type: ignore[attr-defined]
     try:
-        with devsecmw_settings(otel, ["django_app.Tamper", MW], detector=rec):
+        # unread_timeout=0: nothing is read after the response either (tests/test_unread_body_django.py).
+        with devsecmw_settings(otel, ["django_app.Tamper", MW], detector=rec, unread_timeout=0):
             response = post("/ignore/", b"x" * 10)
     finally:
         del django_app.Tamper  # type: ignore[attr-defined]
