@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import io
 import operator
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -98,22 +97,22 @@ ENVIRON_KEY = "devsecmw.inspected"
 _OPTIONAL_READS = frozenset({"readinto", "readinto1", "read1"})
 
 
+#: Environ key a framework (or the app) sets to the matched route template (``/items/<int:id>``);
+#: read when the app calls ``start_response``. The WSGI adapter imports no framework.
+ROUTE_KEY = "devsecmw.route"
+#: Werkzeug's environ key for its request object; Flask's request carries the matched ``url_rule``.
+_WERKZEUG_REQUEST = "werkzeug.request"
+
+
 def route_from_environ(environ: Environ) -> str | None:
-    """The route template, from an explicit environ key or the framework's request context."""
-    explicit = environ.get("devsecmw.route")
+    """The route template: the ``devsecmw.route`` environ key, else the ``url_rule`` of the
+    Werkzeug request (Flask) that the environ names, else ``None``."""
+    explicit = environ.get(ROUTE_KEY)
     if isinstance(explicit, str):
         return explicit
-    finder = _route_finders.get("flask")
-    if finder is None:
-        if "flask" not in sys.modules:
-            return None
-        from .flask import current_route
-
-        finder = _route_finders["flask"] = current_route  # imported once, not per request
-    return finder()
-
-
-_route_finders: dict[str, Callable[[], str | None]] = {}
+    rule = getattr(environ.get(_WERKZEUG_REQUEST), "url_rule", None)  # duck-typed: no Flask import
+    template = getattr(rule, "rule", None)
+    return template if isinstance(template, str) else None
 
 
 def content_length(raw: Any) -> int | None:
@@ -965,6 +964,7 @@ class SecurityMiddleware:
 
 __all__ = [
     "ENVIRON_KEY",
+    "ROUTE_KEY",
     "InputTap",
     "ReplayInput",
     "SecurityMiddleware",
