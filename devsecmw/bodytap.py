@@ -28,7 +28,6 @@ ENVIRON_KEY = "devsecmw.inspected"
 _OPTIONAL_READS = frozenset({"readinto", "readinto1", "read1"})
 
 
-
 def content_length(raw: Any) -> int | None:
     """``CONTENT_LENGTH`` as an int; ``None`` when absent, empty or malformed."""
     if isinstance(raw, int) and not isinstance(raw, bool):

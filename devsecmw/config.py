@@ -66,7 +66,6 @@ def parse_networks(values: Iterable[str], option: str) -> tuple[Network, ...]:
     return tuple(out)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Exclusion:
     """Switch rules off where they are known to misfire.
