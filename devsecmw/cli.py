@@ -193,10 +193,9 @@ def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from .config import Config
+    from .decision import decide_request
     from .engine import Engine
     from .engine.rules import RuleError
-    from .response import correlate, status_signals
-    from .scoring import decide
 
     try:
         config = Config.from_options({"paranoia_level": args.paranoia, "rule_files": args.rule_file})
@@ -217,9 +216,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 request.body_complete = True
                 signals += engine.inspect(request, "body")
             status = row.get("status") if isinstance(row.get("status"), int) else None
-            signals += status_signals(status)
-            signals += correlate(signals)
-            verdict = decide(signals, config)
+            # The middleware's decision (exclusions at the path: a row has no route; no response
+            # body, so no leak; rows are independent, so no client windows).
+            verdict = decide_request(signals, config, where=request.path, status=status)
             expect = row.get("expect")
             flagged = verdict.classification == "attack"
             if expect in ("attack", "benign"):
