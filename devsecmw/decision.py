@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from .config import Config
+from .config import Config, Exclusion
 from .response import correlate, status_signals
 from .scoring import decide, should_block
 from .signals import Severity, Signal, Verdict
@@ -29,22 +29,32 @@ ObserveClient = Callable[[bool], "Signal | None"]
 Hook = Callable[[list[Signal]], list[Signal]]
 
 
-def excluded(signals: list[Signal], config: Config, where: str) -> list[Signal]:
-    """``signals`` less those an exclusion switches off at ``where`` (the route, else the path)."""
-    if not config.exclusions or not signals:
+def excluded(
+    signals: list[Signal], config: Config, where: str, exclusions: Sequence[Exclusion] | None = None
+) -> list[Signal]:
+    """``signals`` less those an exclusion switches off at ``where`` (the route, else the path).
+
+    ``exclusions`` defaults to ``config.exclusions``; a caller that prepared them at start-up
+    (the runtime) passes its own.
+    """
+    rules = config.exclusions if exclusions is None else exclusions
+    if not rules or not signals:
         return signals
-    exclusions = config.exclusions
-    return [
-        s for s in signals if not any(x.applies(s.rule_id, s.type, where, s.location) for x in exclusions)
-    ]
+    return [s for s in signals if not any(x.applies(s.rule_id, s.type, where, s.location) for x in rules)]
 
 
-def block_wanted(signals: list[Signal], config: Config, where: str, flagged: bool = False) -> bool:
+def block_wanted(
+    signals: list[Signal],
+    config: Config,
+    where: str,
+    flagged: bool = False,
+    exclusions: Sequence[Exclusion] | None = None,
+) -> bool:
     """Whether the request's signals, less exclusions, or its flagged client call for a block.
 
     Mode and allow-lists are the caller's: monitor mode records this as ``would_block``.
     """
-    return should_block(excluded(signals, config, where), config, flagged)
+    return should_block(excluded(signals, config, where, exclusions), config, flagged)
 
 
 def decide_request(
@@ -58,13 +68,14 @@ def decide_request(
     leaked: Sequence[Signal] = (),
     observe: ObserveClient | None = None,
     hook: Hook | None = None,
+    exclusions: Sequence[Exclusion] | None = None,
 ) -> Verdict:
     """The verdict on a request from its detection signals and how it was answered.
 
     ``signals`` is never mutated. A request with no signal, a 2xx/3xx answer and no leak has
     nothing to combine: each step skips on empty input, and no list is built for it.
     """
-    signals = excluded(signals, config, where)
+    signals = excluded(signals, config, where, exclusions)
     if not blocked and (exception is not None or (status is not None and status >= 400)):
         # A block response's status is devsecmw's, not the app's answer; below 400 nothing.
         answered = status_signals(status, exception)

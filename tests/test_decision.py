@@ -209,3 +209,15 @@ def test_a_clean_request_builds_nothing() -> None:
     empty: list[Signal] = []
     verdict = decide_request(empty, Config(), where="/", status=200)
     assert verdict.classification == "benign" and verdict.score == 0 and verdict.signals is empty
+
+
+def test_exclusions_prepared_by_the_caller_take_the_place_of_the_configured_ones() -> None:
+    # The runtime may prepare its exclusions at start-up (e.g. expanded); what it passes is used.
+    config = Config(exclusions=(Exclusion(rules=("xss",)),))
+    signals = [_sig("sqli")]
+    prepared = (Exclusion(rules=("942100",)),)
+    assert excluded(signals, config, "/") == signals
+    assert excluded(signals, config, "/", prepared) == []
+    assert decide_request(signals, config, where="/", exclusions=prepared).classification == "benign"
+    assert not block_wanted(signals, config, "/", exclusions=prepared)
+    assert excluded(signals, config, "/", ()) == signals  # none, whatever the configuration says
