@@ -192,15 +192,15 @@ def request_from_row(row: dict[str, Any]) -> tuple[HttpRequest, bytes]:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .config import Config
+    from .config import Config, expand_tags
+    from .decision import decide_request
     from .engine import Engine
     from .engine.rules import RuleError
-    from .response import correlate, status_signals
-    from .scoring import decide
 
     try:
         config = Config.from_options({"paranoia_level": args.paranoia, "rule_files": args.rule_file})
         engine = Engine(config)
+        exclusions = expand_tags(config.exclusions, engine.rules)  # as the middleware does
     except (RuleError, ValueError) as exc:
         print(f"devsecmw scan: {exc}", file=sys.stderr)
         return 1
@@ -217,9 +217,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 request.body_complete = True
                 signals += engine.inspect(request, "body")
             status = row.get("status") if isinstance(row.get("status"), int) else None
-            signals += status_signals(status)
-            signals += correlate(signals)
-            verdict = decide(signals, config)
+            # The middleware's decision (exclusions at the path: a row has no route; no response
+            # body, so no leak; rows are independent, so no client windows).
+            verdict = decide_request(
+                signals, config, where=request.path, status=status, exclusions=exclusions
+            )
             expect = row.get("expect")
             flagged = verdict.classification == "attack"
             if expect in ("attack", "benign"):

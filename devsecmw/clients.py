@@ -25,33 +25,17 @@ import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ._safety import logger
+from .config import Network, parse_networks
 from .request import HttpRequest
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Counters per client, in state order.
 COUNTERS = ("attack", "http_404", "auth_failure", "http_5xx")
 _ATTACK, _NOT_FOUND, _AUTH, _ERROR = range(4)
-
-
-def parse_networks(values: Iterable[str], option: str) -> tuple[Network, ...]:
-    """CIDRs or single addresses; a bad entry is a configuration error naming the option."""
-    from .config import ConfigError
-
-    out = []
-    for v in values:
-        try:
-            out.append(ipaddress.ip_network(v.strip(), strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"devsecmw: invalid {option} entry {v!r} (must be an IP address or CIDR network)"
-            ) from None
-    return tuple(out)
 
 
 #: Longest address text parsed: ``"[ffff:...:255.255.255.255]:65535"`` (quoted) is 55 characters.

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,23 @@ MODES = ("monitor", "block")
 
 class ConfigError(ValueError):
     """Bad configuration. Raised at construction, never per request."""
+
+
+#: An IP network of ``trusted_proxies`` / ``allow_networks``.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[str], option: str) -> tuple[Network, ...]:
+    """CIDRs or single addresses; a bad entry is a configuration error naming the option."""
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"devsecmw: invalid {option} entry {v!r} (must be an IP address or CIDR network)"
+            ) from None
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +301,7 @@ class Config:
                 f"devsecmw: invalid block_types entry {unknown[0]!r} "
                 f"(must be attack types: {', '.join(sorted(ATTACK_TYPES))})"
             )
-        from .clients import parse_networks  # validates at construction: fail fast
-
+        # validates at construction: fail fast
         parse_networks(self.allow_networks, "allow_networks")
         parse_networks(self.trusted_proxies, "trusted_proxies")
         store = self.client_store
@@ -732,10 +748,12 @@ __all__ = [
     "ConfigError",
     "Exclusion",
     "Layer",
+    "Network",
     "env_layer",
     "expand_tags",
     "file_layer",
     "find_config_file",
+    "parse_networks",
     "resolve",
     "route_key",
     "sources",

@@ -13,7 +13,7 @@ absent.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,11 @@ from .clients import (
     resolve_client,
 )
 from .config import BeforeEmit, Config, expand_tags
+from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .leaks import LeakScanner, Sniffer
 from .request import HttpRequest, Limits
-from .response import correlate, status_signals
-from .scoring import decide, should_block
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
@@ -464,8 +463,10 @@ class Inspection:
         try:
             config = self.runtime.config
             flagged = bool(self.flagged) and not self.shared  # never deny a whole proxy's users
-            signals = self._kept(self.signals) if self.runtime.exclusions else self.signals
-            would = should_block(signals, config, flagged) and not self.runtime.allowlisted(self.request)
+            where = self.request.route or self.request.path
+            would = block_wanted(
+                self.signals, config, where, flagged, exclusions=self.runtime.exclusions
+            ) and not self.runtime.allowlisted(self.request)
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
                 self.blocked = True
@@ -554,52 +555,33 @@ class Inspection:
                 pass
 
     def _decide(self) -> Verdict:
-        # A request with no signal, a 2xx/3xx answer and no leak has nothing to combine: each step
-        # below skips on empty input, and no list is built for it (self.signals is never mutated).
-        config = self.runtime.config
-        signals = self.signals
-        if self.runtime.exclusions and signals:
-            signals = self._kept(signals)
-        status = self.status
-        if not self.blocked and (self.exception is not None or (status is not None and status >= 400)):
-            # The block response's status is devsecmw's, not the app's answer; below 400 nothing.
-            answered = status_signals(status, self.exception)
-            if answered:
-                signals = signals + answered
-        leaked = self._leaks()
-        if leaked:
-            if any(s.is_attack for s in signals):
-                # An attack answered with a database error or a stack trace: the exploit worked.
-                leaked = [dataclasses.replace(s, severity=Severity.CRITICAL) for s in leaked]
-            signals = signals + leaked
-        attack = False
-        if signals:
-            correlated = correlate(signals)
-            if correlated:
-                signals = signals + correlated
-            attack = any(s.is_attack for s in signals)
-        # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
-        # every probe is blocked is still a scanner), and the statuses the app answered (a block
-        # response is devsecmw's own 403, not an auth failure).
-        reason = self.runtime.clients.observe(
-            self.request.client_address, attack, None if self.blocked else status
+        # The one decision (devsecmw.decision), with this request's state: the client windows
+        # and the user's hook come in as callbacks.
+        hook = self.runtime.config.before_emit
+        verdict = decide_request(
+            self.signals,
+            self.runtime.config,
+            where=self.request.route or self.request.path,
+            status=self.status,
+            exception=self.exception,
+            blocked=self.blocked,
+            leaked=self._leaks(),
+            observe=self._observe_client,
+            hook=None if hook is None else functools.partial(self._before_emit, hook),
+            exclusions=self.runtime.exclusions,
         )
-        if reason and not self.flagged:
-            signals = [*signals, self._flag_signal(reason)]
-        if config.before_emit is not None and signals:
-            signals = self._before_emit(config.before_emit, signals)
-        verdict = decide(signals, config)
         verdict.blocked = self.blocked
         verdict.would_block = self.would_block
         return verdict
 
-    def _kept(self, signals: list[Signal]) -> list[Signal]:
-        """``signals`` less those an exclusion switches off here (the route once routed, else the path)."""
-        exclusions = self.runtime.exclusions
-        where = self.request.route or self.request.path
-        return [
-            s for s in signals if not any(x.applies(s.rule_id, s.type, where, s.location) for x in exclusions)
-        ]
+    def _observe_client(self, attack: bool) -> Signal | None:
+        # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
+        # every probe is blocked is still a scanner), and the statuses the app answered (a block
+        # response is devsecmw's own 403, not an auth failure).
+        reason = self.runtime.clients.observe(
+            self.request.client_address, attack, None if self.blocked else self.status
+        )
+        return self._flag_signal(reason) if reason and not self.flagged else None
 
     def _before_emit(self, hook: BeforeEmit, signals: list[Signal]) -> list[Signal]:
         """The user's hook on each signal: kept, altered, or dropped (None). A hook that raises or

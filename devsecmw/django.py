@@ -26,7 +26,7 @@ It has no detection logic of its own; per request it builds the request model
   ``request.upload_handlers``, and leave ``request.read()`` unusable for
   streaming views ("stream consumed"). Instead ``request._stream``, the object
   every Django read goes through, is replaced by a read-through tap
-  (:class:`devsecmw.wsgi.InputTap`). A body another middleware already read
+  (:class:`devsecmw.bodytap.InputTap`). A body another middleware already read
   into ``request._body`` is inspected from there.
 - Once a view returned a complete (not streaming) response, the body it left
   unread is read and inspected as under :mod:`devsecmw.wsgi` (up to the cap;
@@ -53,7 +53,7 @@ an ``HttpResponse`` with the rendered status, headers and body (the trace id
 in it), returned from this middleware; the views and every middleware below
 never see the request. The body is read ahead from ``request._stream`` up to
 the inspection cap and replayed to the view byte for byte
-(:class:`devsecmw.wsgi.ReplayInput`):
+(:class:`devsecmw.bodytap.ReplayInput`):
 
 - under WSGI ``request._stream`` is Django's ``LimitedStream`` over
   ``wsgi.input`` (Django reads ``CONTENT_LENGTH`` bytes, none without it), so
@@ -77,11 +77,11 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from .bodytap import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
 from .config import Config, ConfigError, Layer
 from .core import Inspection, Runtime
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
-from .wsgi import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
 
 SETTINGS_NAME = "DEVSECMW"
 #: How errors and ``devsecmw config`` name Django's configuration.

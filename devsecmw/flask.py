@@ -1,10 +1,12 @@
 """Flask helpers: the route template for ``http.route``, and a one-call ``init_app``.
 
 ``app.wsgi_app = devsecmw.wsgi.SecurityMiddleware(app.wsgi_app)`` is all a Flask
-app needs; the WSGI adapter reads the matched ``url_rule`` through
-:func:`current_route` when the app calls ``start_response`` (Flask does so
-while its request context is still pushed). :func:`init_app` does the wrapping
-once and :func:`uninit_app` undoes it.
+app needs; the WSGI adapter, which imports no framework, reads the route template
+from the environ when the app calls ``start_response``: the ``devsecmw.route`` key
+if set, else the matched ``url_rule`` of the request Werkzeug records under
+``werkzeug.request`` (Flask's request, so hand-wrapped, :func:`init_app` and the
+instrumentor alike). :func:`current_route` gives the same template from inside a
+view. :func:`init_app` does the wrapping once and :func:`uninit_app` undoes it.
 
 OpenTelemetry's ``FlaskInstrumentor`` may be applied before or after: it starts
 its span in a ``before_request`` hook, which always runs inside devsecmw, so

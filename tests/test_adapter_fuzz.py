@@ -158,7 +158,7 @@ FAULTS: dict[str, tuple[tuple[str, str], ...]] = {
     "sniffer": (("devsecmw.leaks.Sniffer", "feed"),),
     "leak_scan": (("devsecmw.leaks.LeakScanner", "scan_sniffed"),),
     "clients": (("devsecmw.clients.ClientTable", "observe"),),
-    "block_decision": (("devsecmw.core", "should_block"),),
+    "block_decision": (("devsecmw.core", "block_wanted"),),
     "block_response": (("devsecmw.blocking", "render"),),
     "decide": (("devsecmw.core.Inspection", "_decide"),),
 }

@@ -17,7 +17,14 @@ from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
 from devsecmw.request import HttpRequest
 from devsecmw.signals import Signal
-from devsecmw.wsgi import InputTap, SecurityMiddleware, content_length, status_code
+from devsecmw.wsgi import (
+    ROUTE_KEY,
+    InputTap,
+    SecurityMiddleware,
+    content_length,
+    route_from_environ,
+    status_code,
+)
 
 # Inspection stops after a wall-clock budget (10 ms by default): on a loaded test machine that
 # would make detection assertions depend on timing, so the adapter tests give it ample room.
@@ -179,6 +186,22 @@ def test_attack_in_query_is_a_signal_on_an_own_server_span(otel: Any) -> None:
     assert "sqli" in span.attributes["devsecmw.signal.types"]
     assert span.attributes["http.response.status_code"] == 200
     assert otel.events()[0]["devsecmw.signal.location"] == "query:q"
+
+
+def test_route_from_the_werkzeug_request_in_the_environ() -> None:
+    # What Flask's request carries, duck-typed: the adapter imports no framework.
+    class Rule:
+        rule = "/items/<int:item_id>"
+
+    class Req:
+        url_rule: Any = Rule()
+
+    assert route_from_environ({"werkzeug.request": Req()}) == "/items/<int:item_id>"
+    assert route_from_environ({ROUTE_KEY: "/explicit", "werkzeug.request": Req()}) == "/explicit"
+    Req.url_rule = None  # unrouted (a 404)
+    assert route_from_environ({"werkzeug.request": Req()}) is None
+    assert route_from_environ({"werkzeug.request": object()}) is None
+    assert route_from_environ({}) is None
 
 
 def test_explicit_route_key_becomes_http_route(otel: Any) -> None:
