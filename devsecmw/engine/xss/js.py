@@ -1,0 +1,216 @@
+"""The JavaScript side: a small reader that tells a call (``alert(1)``) from prose that merely
+mentions a word (``alert (from the bank)``), and helpers about quotes, brackets and globals."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .words import _JS_BINARY_KW, _JS_PREFIX_KW, _JS_TOKENS, _JS_WINDOW, _SINK_PROPS, _SINKS
+
+_JS_TOKEN = re.compile(
+    r"(?P<ws>\s+)"
+    r"|(?P<comment>//[^\n]*|<!--[^\n]*|/\*.*?(?:\*/|\Z))"
+    r"|(?P<ident>[^\W\d][\w$]*|\$[\w$]*)"
+    r"|(?P<num>\d[\w.]*|\.\d\w*)"
+    r"|(?P<str>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')"
+    r"|(?P<tpl>`(?:[^`\\]|\\.)*`)"
+    r"|(?P<punct>\.\.\.|=>|[=!]==?|<<=?|>>>?=?|[<>]=?|&&=?|\|\|=?|\?\?=?|\?\.(?!\d)|\+\+|--|\*\*=?"
+    r"|[-+*/%&|^]=?|[=~!?:.,;()\[\]{}])",
+    re.S,
+)
+_JS_REGEX = re.compile(r"/(?![*/])(?:[^/\\\n\[]|\\.|\[(?:[^\]\\\n]|\\.)*\])+/[a-z]*")
+
+# Parser states: what the previous token leaves the expression expecting.
+_START, _OPERAND, _OPERATOR, _OPEN, _DOT = range(5)
+
+
+class Call(NamedTuple):
+    """What :func:`js_call` read: ``end`` just after the first call (or sink write), -1 for none."""
+
+    end: int
+    #: The called name (``""`` for ``(f)(x)``, or when there is no call).
+    callee: str
+
+
+_NO_CALL = Call(-1, "")
+
+
+def _next_token(text: str, i: int, limit: int, prev: int) -> tuple[str, str, int, bool]:
+    """The token at ``text[i:]`` over spaces and comments: ``(kind, token, end, spaced)``.
+
+    ``kind`` is a group of ``_JS_TOKEN``, ``"regex"`` for a regex literal where an operand
+    is expected, ``"bad"`` for a ``/`` there that starts none, ``""`` where JS stops.
+    """
+    spaced = False
+    while i < limit:
+        if text[i] == "/" and prev not in (_OPERAND, _DOT) and text[i + 1 : i + 2] not in ("/", "*"):
+            r = _JS_REGEX.match(text, i, limit)
+            return ("bad", "", i, spaced) if r is None else ("regex", r.group(), r.end(), spaced)
+        m = _JS_TOKEN.match(text, i, limit)
+        if m is None:
+            break
+        kind = m.lastgroup or ""
+        if kind != "ws" and kind != "comment":
+            return kind, m.group(), m.end(), spaced
+        i = m.end()
+        spaced = True
+    return "", "", i, spaced
+
+
+def _after_operator(tok: str, prev: int) -> int:
+    """The state after an operator or a binary keyword (``.``, ``!``, ``?``, ``in``...); -1: not code."""
+    if tok in (".", "?."):
+        return _DOT if prev == _OPERAND else -1
+    if tok in ("++", "--"):
+        return prev
+    if tok in ("!", "~", "+", "-", "...", "=>") or prev == _OPERAND or tok == ":":
+        return _OPERATOR  # other binary operators, ``?`` and ``:`` need an operand before them
+    return -1
+
+
+def js_call(text: str, i: int, limit: int, prev: int = _START, tight: bool = False) -> Call:
+    """Does the JS at ``text[i:limit]`` call something (or write a sink) before it stops parsing?
+
+    A call is a name, ``)`` or ``]`` followed by ``(`` or a template literal. Prose fails
+    fast: two operands in a row (``alert(from the bank)``), an operator before a closer, a
+    member access on nothing; a character JS has no use for ends the reading. ``tight``:
+    the ``(`` of a call must follow its callee directly. ``prev`` is the state before
+    ``text[i]`` (``_OPERAND`` after a closed string).
+    """
+    limit = min(limit, len(text), i + _JS_WINDOW)
+    stack: list[str] = []
+    call_depth = -1  # stack depth at which the first call's arguments start
+    callee = operand_name = last_name = ""  # operand_name: the previous operand when a name
+    callable_prev = False  # the previous operand can be called: a name, ``)`` or ``]``
+    assigned = False  # a sink property was assigned: ``document.cookie=...``
+    tokens = 0
+    while i < limit and tokens < _JS_TOKENS:
+        kind, tok, i, spaced = _next_token(text, i, limit, prev)
+        if not kind:
+            break
+        if kind == "bad":
+            return _NO_CALL
+        tokens += 1
+        if kind == "regex":
+            prev, callable_prev, operand_name = _OPERAND, False, ""
+        elif prev == _DOT:
+            if kind != "ident":
+                return _NO_CALL
+            prev, callable_prev, last_name, operand_name = _OPERAND, True, tok, tok
+        elif kind == "ident" and tok in _JS_PREFIX_KW:
+            prev = _OPEN
+        elif kind in ("num", "str", "tpl") or (kind == "ident" and tok not in _JS_BINARY_KW):
+            if prev == _OPERAND:
+                if kind == "tpl" and callable_prev:  # tagged template: alert`1`
+                    if call_depth < 0:
+                        return Call(i, operand_name)
+                    continue
+                return _NO_CALL  # two operands in a row: prose, not code
+            prev, callable_prev = _OPERAND, kind == "ident"
+            operand_name = tok if kind == "ident" else ""
+            if kind == "ident":
+                last_name = tok
+        elif tok in ("(", "[", "{"):
+            if tok == "(" and prev == _OPERAND:
+                if not callable_prev or (tight and spaced):
+                    return _NO_CALL
+                if call_depth < 0:
+                    call_depth, callee = len(stack), operand_name
+            stack.append(tok)
+            prev = _OPEN
+        elif tok in (")", "]", "}"):
+            if prev == _OPERATOR:
+                return _NO_CALL
+            if not stack:
+                break
+            stack.pop()
+            prev, callable_prev, operand_name = _OPERAND, tok != "}", ""
+            if call_depth >= 0 and len(stack) == call_depth:
+                return Call(i, callee)
+        elif tok in (",", ";"):
+            if prev == _OPERATOR:
+                return _NO_CALL
+            if assigned and tok == ";":
+                return Call(i, last_name)
+            prev = _START if tok == ";" else _OPERATOR
+        elif tok == "=":
+            if prev != _OPERAND:
+                return _NO_CALL
+            assigned = assigned or last_name in _SINK_PROPS
+            prev = _OPERATOR
+        else:  # operators, binary keywords (``in``, ``instanceof``, ``of``)
+            prev = _after_operator(tok, prev)
+            if prev < 0:
+                return _NO_CALL
+    # Out of input or window: a call whose arguments were cut short still counts.
+    if call_depth >= 0 or (assigned and prev == _OPERAND):
+        return Call(i, callee or last_name)
+    return _NO_CALL
+
+
+def js_active(
+    text: str, i: int = 0, limit: int | None = None, prev: int = _START, tight: bool = False
+) -> bool:
+    """Whether :func:`js_call` finds a call (or a sink write) in ``text[i:limit]``."""
+    return js_call(text, i, len(text) if limit is None else limit, prev, tight)[0] >= 0
+
+
+_RX_LEADING_NAME = re.compile(r"\s*([a-z]+)")
+
+
+def _runs_code(value: str) -> bool:
+    """A handler or ``expression()`` body that calls something, or just names a sink (``onerror=alert``)."""
+    if js_active(value):
+        return True
+    m = _RX_LEADING_NAME.match(value)
+    return m is not None and m.group(1) in _SINKS
+
+
+class _QuoteParity:
+    """Does the quote at ``p`` close a string the value did not open (an even number of the
+    same quote before it)? Positions must be asked in increasing order: linear overall."""
+
+    __slots__ = ("_counts", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._counts: dict[str, tuple[int, int]] = {}  # quote -> (position counted up to, count)
+
+    def __call__(self, p: int) -> bool:
+        q = self._text[p]
+        upto, count = self._counts.get(q, (0, 0))
+        count += self._text.count(q, upto, p)
+        self._counts[q] = (p, count)
+        return count % 2 == 0
+
+
+def _skip_spaces(text: str, i: int, most: int = 16) -> int:
+    end = min(len(text), i + most)
+    while i < end and text[i] in " \t\n\r\f":
+        i += 1
+    return i
+
+
+def _used_as_code(dec: str, p: int, end: int) -> bool:
+    """``+document.cookie``, ``(document.cookie)``, ``document.cookie=``: code, not a sentence."""
+    j = p - 1
+    while j >= 0 and j > p - 16 and dec[j] in " \t":
+        j -= 1
+    k = _skip_spaces(dec, end)
+    return (j >= 0 and dec[j] in "(+=,;[\"'") or (k < len(dec) and dec[k] in "=+);,]")
+
+
+_RX_OBFUSCATED_KEY = re.compile(
+    r"['\"`]\s*\+|\+\s*['\"`]|/\*|\\|\.source\b|tostring|fromcharcode|atob"
+    r"|['\"`](?:alert|prompt|confirm|eval|cookie|domain|location|innerhtml|outerhtml|write|settimeout)['\"`]"
+)
+_RX_BRACKETED = re.compile(
+    r"\[(?:[^\[\]'\"`]|'[^'\n]{0,64}'|\"[^\"\n]{0,64}\"|`[^`]{0,64}`|\[[^\[\]]{0,64}\]){0,64}\]"
+)
+
+
+def _closing_bracket(text: str, i: int) -> int:
+    """Index of the ``]`` closing the ``[`` at ``i`` (strings and one nested level allowed), or -1."""
+    m = _RX_BRACKETED.match(text, i)
+    return m.end() - 1 if m is not None else -1
