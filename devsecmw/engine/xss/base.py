@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from .decoding import _RX_ENTITY, Anchor, _lower, _map_span, unescape
 from .finders import _Finder, _latin1
@@ -41,11 +40,7 @@ class ScanResult:
     steps: int
 
 
-class _Encoded(NamedTuple):
-    """A view of the value and its Latin-1 form (what RE2 scans), kept while the scan runs."""
-
-    text: str
-    data: bytes
+_NO_VIEW: tuple[str | None, bytes] = (None, b"")
 
 
 class _ScanBase:
@@ -63,7 +58,7 @@ class _ScanBase:
         self.steps = 0
         self._dec: str | None = None
         self._anchors: list[Anchor] = []
-        self._bytes: dict[int, _Encoded] = {}  # id(view) -> (view, its Latin-1 form)
+        self._bytes: dict[int, tuple[str | None, bytes]] = {}  # id(view) -> (view, its Latin-1 form)
 
     # -- bookkeeping
     def _iter(self, finder: _Finder, text: str, word: str = "") -> Iterator[re.Match[str]]:
@@ -93,12 +88,10 @@ class _ScanBase:
                 yield m
 
     def _re2_hits(self, finder: _Finder, text: str) -> Iterator[int]:
-        entry = self._bytes.get(id(text))
-        if entry is not None and entry.text is text:
-            data = entry.data
-        else:
+        view, data = self._bytes.get(id(text), _NO_VIEW)
+        if view is not text:  # a view not encoded yet (an id can be reused once a view is gone)
             data = _latin1(text)
-            self._bytes[id(text)] = _Encoded(text, data)
+            self._bytes[id(text)] = (text, data)
         pos = 0
         size = len(data)
         while pos <= size:

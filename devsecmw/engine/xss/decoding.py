@@ -13,16 +13,12 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 from html.entities import html5 as _HTML5
-from typing import NamedTuple
 
 from .words import _MAX_DECODES, _VALUE_WINDOW, Span
 
-
-class Anchor(NamedTuple):
-    """After a replacement: ``new`` in the rewritten text is ``old`` in the original."""
-
-    new: int
-    old: int
+#: ``(new, old)`` after a replacement: offset ``new`` in the rewritten text is ``old`` in the
+#: original. A plain pair: a value can have hundreds, and they are sorted and bisected.
+Anchor = tuple[int, int]
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(0x41, 0x5B)}
@@ -65,7 +61,7 @@ def _rewrite(
         out.append(rep)
         size += m.start() - pos + len(rep)
         pos = m.end()
-        anchors.append(Anchor(size, pos))
+        anchors.append((size, pos))
     if not anchors:
         return text, anchors
     out.append(text[pos:])
@@ -76,8 +72,8 @@ def _map_back(anchors: list[Anchor], pos: int) -> int:
     i = bisect_right(anchors, (pos, 1 << 62)) - 1
     if i < 0:
         return pos
-    anchor = anchors[i]
-    return anchor.old + (pos - anchor.new)
+    new, old = anchors[i]
+    return old + (pos - new)
 
 
 def _map_span(anchors: list[Anchor], span: Span, size: int) -> Span:

@@ -4,7 +4,6 @@ mentions a word (``alert (from the bank)``), and helpers about quotes, brackets 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from .words import _JS_BINARY_KW, _JS_PREFIX_KW, _JS_TOKENS, _JS_WINDOW, _SINK_PROPS, _SINKS
 
@@ -25,48 +24,23 @@ _JS_REGEX = re.compile(r"/(?![*/])(?:[^/\\\n\[]|\\.|\[(?:[^\]\\\n]|\\.)*\])+/[a-
 _START, _OPERAND, _OPERATOR, _OPEN, _DOT = range(5)
 
 
-class Call(NamedTuple):
-    """What :func:`js_call` read: ``end`` just after the first call (or sink write), -1 for none."""
+#: What :func:`js_call` read: ``(end, callee)``, ``end`` just after the first call (or sink
+#: write) or -1 for none, ``callee`` the called name (``""`` for ``(f)(x)`` or none). A plain
+#: pair: the reader answers for every candidate, and callers unpack it by name.
+Call = tuple[int, str]
 
-    end: int
-    #: The called name (``""`` for ``(f)(x)``, or when there is no call).
-    callee: str
-
-
-_NO_CALL = Call(-1, "")
+_NO_CALL: Call = (-1, "")
 
 
-def _next_token(text: str, i: int, limit: int, prev: int) -> tuple[str, str, int, bool]:
-    """The token at ``text[i:]`` over spaces and comments: ``(kind, token, end, spaced)``.
-
-    ``kind`` is a group of ``_JS_TOKEN``, ``"regex"`` for a regex literal where an operand
-    is expected, ``"bad"`` for a ``/`` there that starts none, ``""`` where JS stops.
-    """
-    spaced = False
-    while i < limit:
-        if text[i] == "/" and prev not in (_OPERAND, _DOT) and text[i + 1 : i + 2] not in ("/", "*"):
-            r = _JS_REGEX.match(text, i, limit)
-            return ("bad", "", i, spaced) if r is None else ("regex", r.group(), r.end(), spaced)
-        m = _JS_TOKEN.match(text, i, limit)
-        if m is None:
-            break
-        kind = m.lastgroup or ""
-        if kind != "ws" and kind != "comment":
-            return kind, m.group(), m.end(), spaced
-        i = m.end()
-        spaced = True
-    return "", "", i, spaced
-
-
-def _after_operator(tok: str, prev: int) -> int:
-    """The state after an operator or a binary keyword (``.``, ``!``, ``?``, ``in``...); -1: not code."""
-    if tok in (".", "?."):
-        return _DOT if prev == _OPERAND else -1
-    if tok in ("++", "--"):
-        return prev
-    if tok in ("!", "~", "+", "-", "...", "=>") or prev == _OPERAND or tok == ":":
-        return _OPERATOR  # other binary operators, ``?`` and ``:`` need an operand before them
-    return -1
+# The state after an operator, by the state before it (-1: not code). Member access needs an
+# operand before it, ``++``/``--`` change nothing, unary operators need nothing, ``:`` ends a
+# ``?`` or a label; other operators (``=`` too) and binary keywords (``in``...) need an operand.
+_BINARY = (-1, _OPERATOR, -1, -1, -1)
+_AFTER_OPERATOR: dict[str, tuple[int, ...]] = {
+    **dict.fromkeys((".", "?."), (-1, _DOT, -1, -1, -1)),
+    **dict.fromkeys(("++", "--"), (_START, _OPERAND, _OPERATOR, _OPEN, _DOT)),
+    **dict.fromkeys(("!", "~", "+", "-", "...", "=>", ":"), (_OPERATOR,) * 5),
+}
 
 
 def js_call(text: str, i: int, limit: int, prev: int = _START, tight: bool = False) -> Call:
@@ -74,27 +48,33 @@ def js_call(text: str, i: int, limit: int, prev: int = _START, tight: bool = Fal
 
     A call is a name, ``)`` or ``]`` followed by ``(`` or a template literal. Prose fails
     fast: two operands in a row (``alert(from the bank)``), an operator before a closer, a
-    member access on nothing; a character JS has no use for ends the reading. ``tight``:
-    the ``(`` of a call must follow its callee directly. ``prev`` is the state before
-    ``text[i]`` (``_OPERAND`` after a closed string).
+    member access on nothing; a character JS has no use for ends the reading. ``tight``: the
+    ``(`` of a call follows its callee directly. ``prev``: the state before ``text[i]``.
     """
     limit = min(limit, len(text), i + _JS_WINDOW)
     stack: list[str] = []
     call_depth = -1  # stack depth at which the first call's arguments start
     callee = operand_name = last_name = ""  # operand_name: the previous operand when a name
     callable_prev = False  # the previous operand can be called: a name, ``)`` or ``]``
-    assigned = False  # a sink property was assigned: ``document.cookie=...``
+    assigned = ws_before = False  # assigned: a sink property was (``document.cookie=...``)
     tokens = 0
     while i < limit and tokens < _JS_TOKENS:
-        kind, tok, i, spaced = _next_token(text, i, limit, prev)
-        if not kind:
-            break
-        if kind == "bad":
-            return _NO_CALL
-        tokens += 1
-        if kind == "regex":
+        if text[i] == "/" and prev not in (_OPERAND, _DOT) and text[i + 1 : i + 2] not in ("/", "*"):
+            r = _JS_REGEX.match(text, i, limit)  # a regex literal where an operand is expected
+            if r is None:
+                return _NO_CALL
+            i, tokens, ws_before = r.end(), tokens + 1, False
             prev, callable_prev, operand_name = _OPERAND, False, ""
-        elif prev == _DOT:
+            continue
+        m = _JS_TOKEN.match(text, i, limit)
+        if m is None:
+            break
+        kind, tok, i = m.lastgroup, m.group(), m.end()
+        if kind == "ws" or kind == "comment":
+            ws_before = True
+            continue
+        tokens, spaced, ws_before = tokens + 1, ws_before, False
+        if prev == _DOT:
             if kind != "ident":
                 return _NO_CALL
             prev, callable_prev, last_name, operand_name = _OPERAND, True, tok, tok
@@ -104,13 +84,11 @@ def js_call(text: str, i: int, limit: int, prev: int = _START, tight: bool = Fal
             if prev == _OPERAND:
                 if kind == "tpl" and callable_prev:  # tagged template: alert`1`
                     if call_depth < 0:
-                        return Call(i, operand_name)
+                        return i, operand_name
                     continue
                 return _NO_CALL  # two operands in a row: prose, not code
             prev, callable_prev = _OPERAND, kind == "ident"
-            operand_name = tok if kind == "ident" else ""
-            if kind == "ident":
-                last_name = tok
+            operand_name, last_name = (tok, tok) if kind == "ident" else ("", last_name)
         elif tok in ("(", "[", "{"):
             if tok == "(" and prev == _OPERAND:
                 if not callable_prev or (tight and spaced):
@@ -127,25 +105,21 @@ def js_call(text: str, i: int, limit: int, prev: int = _START, tight: bool = Fal
             stack.pop()
             prev, callable_prev, operand_name = _OPERAND, tok != "}", ""
             if call_depth >= 0 and len(stack) == call_depth:
-                return Call(i, callee)
+                return i, callee
         elif tok in (",", ";"):
             if prev == _OPERATOR:
                 return _NO_CALL
             if assigned and tok == ";":
-                return Call(i, last_name)
+                return i, last_name
             prev = _START if tok == ";" else _OPERATOR
-        elif tok == "=":
-            if prev != _OPERAND:
-                return _NO_CALL
-            assigned = assigned or last_name in _SINK_PROPS
-            prev = _OPERATOR
-        else:  # operators, binary keywords (``in``, ``instanceof``, ``of``)
-            prev = _after_operator(tok, prev)
+        else:  # operators (``=`` to a sink property is a write)
+            prev = _AFTER_OPERATOR.get(tok, _BINARY)[prev]
             if prev < 0:
                 return _NO_CALL
+            assigned = assigned or (tok == "=" and last_name in _SINK_PROPS)
     # Out of input or window: a call whose arguments were cut short still counts.
     if call_depth >= 0 or (assigned and prev == _OPERAND):
-        return Call(i, callee or last_name)
+        return i, callee or last_name
     return _NO_CALL
 
 
@@ -153,7 +127,8 @@ def js_active(
     text: str, i: int = 0, limit: int | None = None, prev: int = _START, tight: bool = False
 ) -> bool:
     """Whether :func:`js_call` finds a call (or a sink write) in ``text[i:limit]``."""
-    return js_call(text, i, len(text) if limit is None else limit, prev, tight)[0] >= 0
+    end, _ = js_call(text, i, len(text) if limit is None else limit, prev, tight)
+    return end >= 0
 
 
 _RX_LEADING_NAME = re.compile(r"\s*([a-z]+)")

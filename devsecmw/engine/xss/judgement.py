@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .base import _CODE_CHECKS, ScanResult, _CheckExhausted, _Encoded, _Exhausted
+from .base import _CODE_CHECKS, ScanResult, _CheckExhausted, _Exhausted
 from .decoding import (
     _RX_JS_ESCAPE,
     _RX_UTF7,
@@ -46,7 +46,7 @@ class _Scan(_MarkupChecks, _ScriptChecks):
         else:
             dec = self.dec
             gate_text = _latin1(low)
-            self._bytes[id(low)] = _Encoded(low, gate_text)
+            self._bytes[id(low)] = (low, gate_text)
             if dec is not low:
                 gate_text += b"\n\x00\n" + _latin1(dec)
             self.steps += len(gate_text)

@@ -146,7 +146,7 @@ class _MarkupChecks(_ScanBase):
             value = self._attr_value(low, m.end())
             if "&" in value:
                 value = _lower(unescape(value, 128)[0])
-            callee = js_call(value, 0, len(value))[1]
+            _, callee = js_call(value, 0, len(value))
             if callee in _SINKS or "constructor" in value:
                 return m.start(), min(self.n, m.end() + 24)
         return None
