@@ -27,7 +27,7 @@ that exhausts it is reported: benign text does not carry a hundred of them. The
 checks that also read ordinary source code (JS break-outs, sinks, globals) each
 have their own budget and stop quietly when it is spent.
 
-The module exposes ``PREFILTER`` (RE2 syntax: every value the detector reports
+The package exposes ``PREFILTER`` (RE2 syntax: every value the detector reports
 matches it), ``detect(value) -> (start, end) | None``, and ``make_detector(param)``
 for rule parameters: ``{"strict": true}`` (paranoia 2: also lone ``<svg>``,
 ``<form>``, ``<style>``, ``</script>`` break-outs, sink calls inside prose) and

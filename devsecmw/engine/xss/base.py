@@ -7,12 +7,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .decoding import _RX_ENTITY, Anchor, _lower, _map_span, unescape
-from .finders import _Finder, _latin1
-from .words import _BUDGET_BASE, _BUDGET_PER, Span
+from .decoding import RX_ENTITY, Anchor, lowered, map_span, unescape
+from .finders import Finder, latin1
+from .words import BUDGET_BASE, BUDGET_PER, Span
 
 
-class _Exhausted(Exception):
+class Exhausted(Exception):
     """The value exhausted its verification budget; reported at ``span``."""
 
     def __init__(self, span: Span) -> None:
@@ -20,7 +20,7 @@ class _Exhausted(Exception):
         self.span = span
 
 
-class _CheckExhausted(Exception):
+class CheckExhausted(Exception):
     """A check that also reads ordinary code ran out of its own budget: it stops, unreported."""
 
 
@@ -28,7 +28,7 @@ class _CheckExhausted(Exception):
 #: a long code sample can exhaust them without being an attack, so each gets its own budget
 #: and stops quietly when it is spent. The other checks share the value's budget, and a value
 #: that exhausts it is reported (dense markup-shaped fragments are not benign text).
-_CODE_CHECKS = frozenset({"quote_breaks", "quote_assigns", "sinks", "globals_"})
+CODE_CHECKS = frozenset({"quote_breaks", "quote_assigns", "sinks", "globals_"})
 
 
 @dataclass(slots=True)
@@ -43,25 +43,25 @@ class ScanResult:
 _NO_VIEW: tuple[str | None, bytes] = (None, b"")
 
 
-class _ScanBase:
-    """One value's analysis. ``low`` is the value lower-cased; ``dec`` also entity-decoded."""
+class ScanBase:
+    """The state of one value's scan. ``low`` is the value lower-cased; ``dec`` also entity-decoded."""
 
     __slots__ = ("_anchors", "_bytes", "_check_budget", "_dec", "budget", "low", "n", "s", "steps", "strict")
 
     def __init__(self, value: str, strict: bool) -> None:
         self.s = value
-        self.low = _lower(value)
+        self.low = lowered(value)
         self.n = len(value)
         self.strict = strict
-        self.budget = _BUDGET_BASE + self.n // _BUDGET_PER
-        self._check_budget = -1  # >= 0 while a check of _CODE_CHECKS runs on its own budget
+        self.budget = BUDGET_BASE + self.n // BUDGET_PER
+        self._check_budget = -1  # >= 0 while a check of CODE_CHECKS runs on its own budget
         self.steps = 0
         self._dec: str | None = None
         self._anchors: list[Anchor] = []
         self._bytes: dict[int, tuple[str | None, bytes]] = {}  # id(view) -> (view, its Latin-1 form)
 
     # -- bookkeeping
-    def _iter(self, finder: _Finder, text: str, word: str = "") -> Iterator[re.Match[str]]:
+    def candidates(self, finder: Finder, text: str, word: str = "") -> Iterator[re.Match[str]]:
         """Candidates of ``finder`` in ``text`` (a view of the value), each spending budget.
 
         With ``word``, a candidate preceded by a letter, digit or one of ``word`` is skipped.
@@ -76,21 +76,21 @@ class _ScanBase:
             if self._check_budget >= 0:
                 self._check_budget -= 1
                 if self._check_budget < 0:
-                    raise _CheckExhausted
+                    raise CheckExhausted
             else:
                 self.budget -= 1
                 if self.budget < 0:
-                    raise _Exhausted(self.dspan(p, p + 16) if text is self._dec else (p, min(self.n, p + 16)))
+                    raise Exhausted(self.dspan(p, p + 16) if text is self._dec else (p, min(self.n, p + 16)))
             if word and p and (text[p - 1].isalnum() or text[p - 1] in word):
                 continue
             m = finder.rx.match(text, p)
             if m is not None:
                 yield m
 
-    def _re2_hits(self, finder: _Finder, text: str) -> Iterator[int]:
+    def _re2_hits(self, finder: Finder, text: str) -> Iterator[int]:
         view, data = self._bytes.get(id(text), _NO_VIEW)
         if view is not text:  # a view not encoded yet (an id can be reused once a view is gone)
-            data = _latin1(text)
+            data = latin1(text)
             self._bytes[id(text)] = (text, data)
         pos = 0
         size = len(data)
@@ -106,9 +106,9 @@ class _ScanBase:
         """The lower-cased value with character references decoded (attribute and JS checks read it)."""
         if self._dec is None:
             self._dec = self.low
-            if "&" in self.low and _RX_ENTITY.search(self.low) is not None:
+            if "&" in self.low and RX_ENTITY.search(self.low) is not None:
                 dec, self._anchors = unescape(self.low)
-                self._dec = _lower(dec)
+                self._dec = lowered(dec)
                 self.steps += self.n
         return self._dec
 
@@ -116,4 +116,4 @@ class _ScanBase:
         """A span of :attr:`dec` as a span of the value."""
         if not self._anchors:
             return min(a, self.n), min(max(b, a + 1), self.n)
-        return _map_span(self._anchors, (a, b), self.n)
+        return map_span(self._anchors, (a, b), self.n)

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from html.entities import html5 as _HTML5
 
-from .words import _MAX_DECODES, _VALUE_WINDOW, Span
+from .words import MAX_DECODES, VALUE_WINDOW, Span
 
 #: ``(new, old)`` after a replacement: offset ``new`` in the rewritten text is ``old`` in the
 #: original. A plain pair: a value can have hundreds, and they are sorted and bisected.
@@ -30,7 +30,7 @@ _FULLWIDTH.update({0xFE64: 0x3C, 0xFE65: 0x3E, 0x2039: 0x3C, 0x203A: 0x3E})
 _FULLWIDTH_ANY = re.compile("[\uff01-\uff5e\ufe64\ufe65\u2039\u203a]")
 
 
-def _lower(value: str) -> str:
+def lowered(value: str) -> str:
     """Lower-case without changing the length (so offsets stay valid); fold full-width ASCII."""
     low = value.lower()
     if len(low) != len(value):  # "İ" lowers to two code points: fold ASCII only
@@ -40,7 +40,7 @@ def _lower(value: str) -> str:
     return low
 
 
-def _rewrite(
+def rewrite(
     text: str, rx: re.Pattern[str], fn: Callable[[re.Match[str]], str | None], limit: int
 ) -> tuple[str, list[Anchor]]:
     """Replace matches of ``rx`` by ``fn(match)`` (None keeps the match), at most ``limit`` of them.
@@ -76,7 +76,7 @@ def _map_back(anchors: list[Anchor], pos: int) -> int:
     return old + (pos - new)
 
 
-def _map_span(anchors: list[Anchor], span: Span, size: int) -> Span:
+def map_span(anchors: list[Anchor], span: Span, size: int) -> Span:
     if not anchors:
         return span
     a = max(0, min(_map_back(anchors, span[0]), size))
@@ -85,7 +85,7 @@ def _map_span(anchors: list[Anchor], span: Span, size: int) -> Span:
 
 # Character references: numeric (with or without ``;``) and named (HTML5 table, case-folded
 # because the detector reads lower-cased text; the lower-case spelling wins a collision).
-_RX_ENTITY = re.compile(r"&(?:#(?:x([0-9a-f]{1,8})|([0-9]{1,10}))|([a-z][a-z0-9]{1,31}))(;?)")
+RX_ENTITY = re.compile(r"&(?:#(?:x([0-9a-f]{1,8})|([0-9]{1,10}))|([a-z][a-z0-9]{1,31}))(;?)")
 _ENTITIES: dict[str, str] = {}
 for _name, _text in sorted(_HTML5.items(), key=lambda kv: kv[0] != kv[0].lower()):
     _ENTITIES.setdefault(_name.lower(), _text)
@@ -99,7 +99,7 @@ def _decode_entity(m: re.Match[str]) -> str | None:
     return chr(cp) if 0 < cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else "\ufffd"
 
 
-def unescape(text: str, limit: int = _MAX_DECODES) -> tuple[str, list[Anchor]]:
+def unescape(text: str, limit: int = MAX_DECODES) -> tuple[str, list[Anchor]]:
     """Decode character references (at most ``limit``) the way a browser does in attribute values.
 
     Returns the decoded text and anchors to map offsets back. A second round decodes what
@@ -107,18 +107,18 @@ def unescape(text: str, limit: int = _MAX_DECODES) -> tuple[str, list[Anchor]]:
     """
     if "&" not in text:
         return text, []
-    decoded, anchors = _rewrite(text, _RX_ENTITY, _decode_entity, limit)
+    decoded, anchors = rewrite(text, RX_ENTITY, _decode_entity, limit)
     if anchors and "&" in decoded and len(anchors) < limit:
-        decoded = _rewrite(decoded, _RX_ENTITY, _decode_entity, limit - len(anchors))[0]
+        decoded = rewrite(decoded, RX_ENTITY, _decode_entity, limit - len(anchors))[0]
     return decoded, anchors
 
 
 #: JS escapes (``\x3c``, ``\u0061``, ``\u{61}``). Not octal: that would eat CSS escapes
 #: such as ``\0075``, which the CSS reader decodes itself.
-_RX_JS_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4}))")
+RX_JS_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4}))")
 
 
-def _decode_js_escape(m: re.Match[str]) -> str | None:
+def decode_js_escape(m: re.Match[str]) -> str | None:
     cp = int(m.group(1) or m.group(2) or m.group(3), 16)
     return chr(cp) if cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else None
 
@@ -129,17 +129,17 @@ _URL_JUNK = re.compile(r"[\x00-\x20\x7f-\x9f]+|<!--.*?-->|<!\[cdata\[|\]\]>?", r
 _URL_LEAD_JUNK = re.compile(r"[^\x21-\x7e]+")
 
 
-def _url_norm(raw: str) -> str:
+def url_norm(raw: str) -> str:
     """An attribute value as a URL parser reads its scheme: decoded, junk removed, lower-case."""
-    v = raw[:_VALUE_WINDOW]
+    v = raw[:VALUE_WINDOW]
     if "&" in v:
-        v = _lower(unescape(v, 128)[0])
+        v = lowered(unescape(v, 128)[0])
     v = _URL_JUNK.sub("", v)
     lead = _URL_LEAD_JUNK.match(v)
     return v[lead.end() :] if lead is not None else v
 
 
-def _b64_text(data: str) -> str:
+def b64_text(data: str) -> str:
     """The start of a base64 payload as lower-case text ('' when it is not base64)."""
     data = data[: len(data) - len(data) % 4]
     try:
@@ -160,18 +160,18 @@ def _css_escape(m: re.Match[str]) -> str:
     return "" if other in "\r\n" else other
 
 
-def _css_norm(text: str) -> str:
+def css_norm(text: str) -> str:
     """CSS as a browser tokenises it: comments dropped, escapes decoded, lower-case."""
     if "/*" in text:
         text = _CSS_COMMENT.sub("", text)
     if "\\" in text:
-        text = _rewrite(text, _CSS_ESCAPE, _css_escape, _MAX_DECODES)[0]
+        text = rewrite(text, _CSS_ESCAPE, _css_escape, MAX_DECODES)[0]
     return text.lower()
 
 
-_SCHEME_FIRST = frozenset("jvlmd&%\\") | frozenset(chr(c) for c in (*range(0x20), 0x7F))
+SCHEME_FIRST = frozenset("jvlmd&%\\") | frozenset(chr(c) for c in (*range(0x20), 0x7F))
 #: UTF-7 (``+ADw-script+AD4-``; ``+`` may have become a space in a form) and US-ASCII
 #: 7-bit (``¼script¾``: the high bit set on ``<`` and ``>``) encodings of markup.
-_RX_UTF7 = re.compile(r"(?:^|(?<=[+\s]))AD([w4IcC])-")
-_UTF7_MAP = {"w": "<", "4": ">", "I": '"', "c": "'", "C": "'"}
-_USASCII = str.maketrans({"\xbc": "<", "\xbe": ">", "\xa2": '"'})
+RX_UTF7 = re.compile(r"(?:^|(?<=[+\s]))AD([w4IcC])-")
+UTF7_MAP = {"w": "<", "4": ">", "I": '"', "c": "'", "C": "'"}
+USASCII = str.maketrans({"\xbc": "<", "\xbe": ">", "\xa2": '"'})

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..matcher import compile_pattern
-from .decoding import _lower, unescape
-from .judgement import _is_probe, _is_script_url, detect, detect_strict, scan
-from .words import _MAX_DECODES, _PROBE_MAX, PREFILTER, Span
+from .decoding import lowered, unescape
+from .judgement import detect, detect_strict, is_probe, is_script_url, scan
+from .words import MAX_DECODES, PREFILTER, PROBE_MAX, Span
 
 _XML_START = re.compile(r"\s*<(?:\?xml|[a-z_][\w.-]*:[\w.-]+[\s>/]|[a-z_][\w.-]*\s[^>]*xmlns)", re.I)
 _XML_PIECES = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|\Z)|=\s*\"([^\"]*)\"|=\s*'([^']*)'|>([^<]+)", re.S)
@@ -33,7 +33,7 @@ def detect_raw_body(value: str, strict: bool = False) -> Span | None:
         starts: list[int] = []  # offset of each piece in the joined text
         where: list[Span] = []  # the piece's span in the document
         size = 0
-        decodes = 4 * _MAX_DECODES  # character references decoded in the whole document
+        decodes = 4 * MAX_DECODES  # character references decoded in the whole document
         for m in _XML_PIECES.finditer(value):
             k = m.lastindex or 1
             piece = m.group(k)
@@ -44,7 +44,7 @@ def detect_raw_body(value: str, strict: bool = False) -> Span | None:
                 decodes -= len(anchors)
             else:
                 text = piece
-            if _is_script_url(_lower(text)):  # a piece that is a script URL on its own
+            if is_script_url(lowered(text)):  # a piece that is a script URL on its own
                 return m.span(k)
             starts.append(size)
             where.append(m.span(k))
@@ -70,7 +70,7 @@ def detect_probe(value: str) -> Span | None:
     Its own rule (941120), on parameter values only: a JSON key may well be ``onError``.
     """
     n = len(value)
-    return (0, n) if 0 < n <= _PROBE_MAX and _is_probe(value) else None
+    return (0, n) if 0 < n <= PROBE_MAX and is_probe(value) else None
 
 
 def make_detector(param: Any = None) -> Callable[[str], Span | None]:

@@ -3,7 +3,7 @@
 A candidate pattern is scanned by RE2 (linear time, and fast when matches are rare) over
 the value encoded one byte per character, then matched by ``re`` at each hit for its
 groups and look-arounds. All patterns read the lower-cased value; a boundary before a
-word is checked in Python (``_ScanBase._iter``) so that each pattern starts with a literal.
+word is checked in Python (``ScanBase.candidates``) so that each pattern starts with a literal.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _re2_options() -> Any:
     return opts
 
 
-class _Finder:
+class Finder:
     """One candidate pattern: RE2 finds where it may match, ``re`` confirms and gives the groups."""
 
     __slots__ = ("r2", "rx", "source")
@@ -60,7 +60,7 @@ class _Finder:
     ) -> None:
         self.rx = re.compile(pattern, flags)
         self.source = _re2_form(re2_pattern if re2_pattern is not None else pattern)
-        if word:  # a word start: RE2 skips ``condition=`` as ``_Scan._iter`` would (a superset of it)
+        if word:  # a word start: RE2 skips ``condition=`` as ``ScanBase.candidates`` would (a superset)
             self.source = rf"\b(?:{self.source})"
         if flags & re.S:
             self.source = "(?s)" + self.source
@@ -70,28 +70,28 @@ class _Finder:
 
 
 #: ``<`` + a tag that is dangerous by name (optionally namespaced: ``<x:script``).
-_F_DANGER_TAG = _Finder(
+F_DANGER_TAG = Finder(
     r"<(?:[a-z][a-z0-9_.-]{0,24}:)?"
     r"(script|iframe|frame|frameset|object|embed|applet|base|meta|link|style|xml|vmlframe|layer|ilayer"
     r"|bgsound|import|\?import)(?![a-z0-9_.:-])"
 )
 #: A script tag assembled from pieces: ``'<scr'+'ipt>'``, ``echo('<scr)';echo('ipt>...')``.
-_F_SPLIT_SCRIPT = _Finder(r"<scr[^<>]{0,60}?['\"`+][^<>]{0,60}?ipt[\s/>]")
+F_SPLIT_SCRIPT = Finder(r"<scr[^<>]{0,60}?['\"`+][^<>]{0,60}?ipt[\s/>]")
 #: Paranoia 2: markup that is unusual in user content even without an active attribute.
-_F_STRICT_TAG = _Finder(
+F_STRICT_TAG = Finder(
     r"<(/?)(?:[a-z][a-z0-9_.-]{0,24}:)?"
     r"(svg|math|form|meta|link|style|script|textarea|title|noscript|xmp|noembed|noframes|template|isindex)"
     r"(?![a-z0-9_.:-])"
 )
 #: An event-handler attribute: ``on`` + letters, optional junk (``onload!#$%&()=``), then ``=``.
-_F_HANDLER = _Finder(r"on([a-z]{3,40})[^\s=>\"'a-z0-9]{0,40}\s{0,16}=", word=True)
+F_HANDLER = Finder(r"on([a-z]{3,40})[^\s=>\"'a-z0-9]{0,40}\s{0,16}=", word=True)
 #: Event bindings of client-side frameworks (AngularJS, Vue, Alpine): code like ``on...=``.
-_F_FRAMEWORK_HANDLER = _Finder(
+F_FRAMEWORK_HANDLER = Finder(
     r"(?:ng-[a-z-]{2,30}|v-on:[a-z.-]{2,30}|x-on:[a-z.-]{2,30}|@[a-z][a-z.-]{1,30})\s{0,16}="
 )
 #: A URL attribute whose value starts like a script or data URL, possibly obfuscated with
 #: entities or control characters (``&#106;avascript:``, ``jav&#x09;ascript:``, ``\x01javascript:``).
-_F_URL_ATTR = _Finder(
+F_URL_ATTR = Finder(
     r"(href|src|action|formaction|data|xlink:href|background|lowsrc|dynsrc|poster|codebase|ping|cite"
     r"|longdesc|code|classid)\s{0,16}=\s{0,16}([\"'`]?)\s{0,16}"
     r"(?:[\x00-\x1f\x7f-\xff]|&(?:#|[a-z]{2,12};)){0,32}"
@@ -99,25 +99,25 @@ _F_URL_ATTR = _Finder(
     word=True,
 )
 #: ``srcdoc``: a whole document in an attribute.
-_F_SRCDOC = _Finder(r"srcdoc\s{0,16}=", word=True)
+F_SRCDOC = Finder(r"srcdoc\s{0,16}=", word=True)
 #: SMIL animation values that set an attribute to a script URL or markup: ``values="x;javascript:..."``.
-_F_SMIL = _Finder(r"(values|to|from|by)\s{0,16}=\s{0,16}[\"'`]?[^\"'`>]{0,256}?(?:script|<)", word=True)
+F_SMIL = Finder(r"(values|to|from|by)\s{0,16}=\s{0,16}[\"'`]?[^\"'`>]{0,256}?(?:script|<)", word=True)
 #: IE data binding attributes: they render a data island's content as HTML.
-_F_DATABIND = _Finder(r"data(?:src|fld|formatas)\s{0,16}=", word=True)
+F_DATABIND = Finder(r"data(?:src|fld|formatas)\s{0,16}=", word=True)
 #: A quote, optional closers, a JS operator, then something called: ``';alert(1)//``, ``"-alert(1)-"``.
-_F_QUOTE_BREAK = _Finder(
+F_QUOTE_BREAK = Finder(
     r"(['\"`])[\s)\]}]{0,8}((?:[;,+\-*/%|&^?:<>=!~]{1,3}|(?:in|instanceof|typeof|void|new|delete)\s)"
     r"\s{0,8}[\w$.\[\]'\"+`]{0,60}?[\w$\])][(`])"
 )
 #: What follows an injected call when the rest of the original string must still parse.
-_RX_JS_TAIL = re.compile(r"\s{0,8}(?://|<!--|-->|;|[-+*/%|&^,?:<>=]{1,3}\s{0,8}\\?['\"`]|\)\s{0,8}[;,]|\})")
+RX_JS_TAIL = re.compile(r"\s{0,8}(?://|<!--|-->|;|[-+*/%|&^,?:<>=]{1,3}\s{0,8}\\?['\"`]|\)\s{0,8}[;,]|\})")
 #: A quote, an operator, then a write to a property that navigates or runs code: ``';location=...``.
-_F_QUOTE_ASSIGN = _Finder(
+F_QUOTE_ASSIGN = Finder(
     r"(['\"`])[\s)\]}]{0,8}(?:[;,+\-*/%|&^?:<>!~]{1,3}|in\s)\s{0,8}(?:[\w$]{1,30}\s{0,4}\.\s{0,4}){0,4}"
     r"(?:location|onerror|onload|valueof|tostring|cookie|innerhtml|outerhtml|href|src|domain)\s{0,4}=(?!=)"
 )
 #: A call of a JS sink, the Function constructor, a cookie/domain read or write, a markup write.
-_F_SINK = _Finder(
+F_SINK = Finder(
     r"(?:(alert|prompt|confirm)(?=[(`])"  # English words too: only ``alert(``, not ``alert (``
     r"|(eval|settimeout|setinterval|execscript|msgbox|fromcharcode)\s{0,4}(?=[(`])"
     r"|(new\s{1,4}function\s{0,4}\(|function\s{0,4}\(\s{0,4}['\"`])"
@@ -129,53 +129,53 @@ _F_SINK = _Finder(
     word=True,
 )
 #: A timer given code as a string, or a sink: ``setTimeout('alert(1)')``, ``setTimeout(alert,0)``.
-_RX_TIMER_EVAL = re.compile(r"\s{0,4}[(`]\s{0,4}(?:['\"`]|(?:alert|prompt|confirm|eval)\b)")
-_RX_GLOBAL_DOT = re.compile(r"(?<![\w$.])(?:window|top|self|parent|this|globalthis|frames)\s{0,4}\.\s{0,4}\Z")
+RX_TIMER_EVAL = re.compile(r"\s{0,4}[(`]\s{0,4}(?:['\"`]|(?:alert|prompt|confirm|eval)\b)")
+RX_GLOBAL_DOT = re.compile(r"(?<![\w$.])(?:window|top|self|parent|this|globalthis|frames)\s{0,4}\.\s{0,4}\Z")
 #: Bracket access on a global object: ``top['al'+'ert'](1)``, ``self[/*x*/'alert'](1)``.
-_F_GLOBAL = _Finder(
+F_GLOBAL = Finder(
     # No space before ``[`` (unless a comment hides it): ``this [link](url)`` is Markdown.
     r"(?:top|window|self|this|parent|frames|globalthis|document|content|opener)(?:\s{0,4}/\*.{0,64}?\*/\s{0,4})?\[",
     word=True,
 )
 #: Function-constructor and parenthesis-free call tricks.
-_F_CTOR = _Finder(
+F_CTOR = Finder(
     r"constructor\s{0,8}\.\s{0,8}constructor\s{0,8}\(|\[\s{0,8}['\"`]constructor['\"`]\s{0,8}\]\s{0,8}\("
     r"|\.\s{0,8}(?:call|apply|bind)\s{0,8}`|import\s{0,4}\(\s{0,4}['\"`]"
 )
 #: AngularJS-style client-side template expressions: ``{{constructor.constructor('alert(1)')()}}``.
-_F_TEMPLATE = _Finder(
+F_TEMPLATE = Finder(
     r"\{\{(?:[^}]|\}(?!\})){0,300}?(?:constructor|\$eval|\$on\b|\$parse|__proto__|\$window|fromcharcode"
     r"|\b(?:alert|prompt|confirm)\s{0,8}\(|\)\s{0,8}\()",
     re.S,
 )
 #: Expressions of a JS template literal: ``${alert(1)}``.
-_F_TEMPLATE_LITERAL = _Finder(r"\$\{\s{0,8}[\w$.\[\]'\"]{1,60}?\s{0,4}[(`]")
+F_TEMPLATE_LITERAL = Finder(r"\$\{\s{0,8}[\w$.\[\]'\"]{1,60}?\s{0,4}[(`]")
 #: Netscape JS entities in attribute values: ``<br size="&{alert(1)}">``.
-_F_JS_ENTITY = _Finder(r"&\{")
+F_JS_ENTITY = Finder(r"&\{")
 #: JSFuck / hieroglyphy fragments (Markdown's ``![](url)`` is followed by ``(``, never by these).
-_F_JSFUCK = _Finder(r"!\s{0,4}\+\s{0,4}\[\s{0,4}\]|!\s{0,4}\[\s{0,4}\]\s{0,4}[+)\]]|\+\s{0,4}\[\s{0,4}\]")
+F_JSFUCK = Finder(r"!\s{0,4}\+\s{0,4}\[\s{0,4}\]|!\s{0,4}\[\s{0,4}\]\s{0,4}[+)\]]|\+\s{0,4}\[\s{0,4}\]")
 #: ``javascript:`` and friends inside a value.
-_F_SCHEME = _Finder(r"(?:java|vb|live)script\s{0,4}:", word=True)
+F_SCHEME = Finder(r"(?:java|vb|live)script\s{0,4}:", word=True)
 #: ``data:`` documents inside a value: ``data:text/html;base64,...``.
-_F_DATA_DOC = _Finder(
+F_DATA_DOC = Finder(
     r"data:\s{0,4}(?:text/html|application/xhtml|image/svg\+xml|text/xml)([^,]{0,64}),", word=True
 )
 #: CSS that runs script or binds behaviour, on the normalised CSS view.
-_F_CSS_BAD = _Finder(
+F_CSS_BAD = Finder(
     r"(?:^|[:=,(])\s{0,16}expression\s{0,16}(\()"
     r"|url\s{0,16}\(\s{0,16}['\"]?\s{0,16}(?:javascript|vbscript|livescript)\s{0,16}(?::|$)"
     r"|behaviou?r\s{0,16}:\s{0,16}url|binding\s{0,16}:\s{0,16}url"
     # @import of a style sheet that is not https (a web font is): at a rule's start.
     r"|(?:^|[>{};'\"]|<style[^>]{0,64}>)\s{0,16}@import(?!\s{0,16}(?:url\s{0,16}\(\s{0,16})?['\"]?\s{0,8}https://)"
 )
-#: Is there any CSS to read? (A necessary condition of what ``_F_CSS_BAD`` finds after normalising.)
+#: Is there any CSS to read? (A necessary condition of what ``F_CSS_BAD`` finds after normalising.)
 _CSS_HINT = r"style|expr|ession|behavio|binding|@import|@\\|url\s{0,8}\(|\\[0-9a-f]"
 
 #: A script URL's body when it is code: punctuation, or ``name(`` / ``name=`` / ``name[``.
-_SCHEME_BODY = re.compile(r"[\"'`/(\[{!+\-~\\%]|[a-z_$][\w$.]*[=(\[`]")
+SCHEME_BODY = re.compile(r"[\"'`/(\[{!+\-~\\%]|[a-z_$][\w$.]*[=(\[`]")
 #: Characters a (possibly obfuscated) ``javascript:``/``vbscript:``/``data:`` value can start with.
 #: Whole-value filter probes: an encoded ``<`` (``&#x003C``, ``&lt``, ``\x3c``).
-_RX_PROBE = re.compile(r"&(?:lt|#0*60|#x0*3c);?|\\(?:x3c|u0*3c|u\{0*3c\})")
+RX_PROBE = re.compile(r"&(?:lt|#0*60|#x0*3c);?|\\(?:x3c|u0*3c|u\{0*3c\})")
 
 
 #: Checks and the candidate patterns (on the lower-cased text; the entity-decoded text is
@@ -187,31 +187,31 @@ class Check(NamedTuple):
     sources: tuple[str, ...]
 
 
-_CHECKS: tuple[Check, ...] = (
-    Check("danger_tags", (_F_DANGER_TAG.source, _F_SPLIT_SCRIPT.source)),
-    Check("handlers", (_F_HANDLER.source, _F_FRAMEWORK_HANDLER.source)),
-    Check("url_attrs", (_F_URL_ATTR.source, _F_SRCDOC.source, _F_SMIL.source, _F_DATABIND.source)),
+CHECKS: tuple[Check, ...] = (
+    Check("danger_tags", (F_DANGER_TAG.source, F_SPLIT_SCRIPT.source)),
+    Check("handlers", (F_HANDLER.source, F_FRAMEWORK_HANDLER.source)),
+    Check("url_attrs", (F_URL_ATTR.source, F_SRCDOC.source, F_SMIL.source, F_DATABIND.source)),
     Check("css", (_re2_form(_CSS_HINT),)),
-    Check("schemes", (_F_SCHEME.source, _F_DATA_DOC.source)),
-    Check("quote_breaks", (_F_QUOTE_BREAK.source,)),
-    Check("quote_assigns", (_F_QUOTE_ASSIGN.source,)),
-    Check("sinks", (_F_SINK.source,)),
-    Check("globals_", (_F_GLOBAL.source, _F_CTOR.source)),
-    Check("templates", (_F_TEMPLATE.source, _F_TEMPLATE_LITERAL.source)),
-    Check("misc", (_F_JS_ENTITY.source, _F_JSFUCK.source)),
-    Check("strict_tags", (_F_STRICT_TAG.source,)),
+    Check("schemes", (F_SCHEME.source, F_DATA_DOC.source)),
+    Check("quote_breaks", (F_QUOTE_BREAK.source,)),
+    Check("quote_assigns", (F_QUOTE_ASSIGN.source,)),
+    Check("sinks", (F_SINK.source,)),
+    Check("globals_", (F_GLOBAL.source, F_CTOR.source)),
+    Check("templates", (F_TEMPLATE.source, F_TEMPLATE_LITERAL.source)),
+    Check("misc", (F_JS_ENTITY.source, F_JSFUCK.source)),
+    Check("strict_tags", (F_STRICT_TAG.source,)),
 )
-_GATE_CHECK: list[int] = []  # gate pattern index -> index in _CHECKS
-_GATES: Any = None
+GATE_CHECK: list[int] = []  # gate pattern index -> index in CHECKS
+GATES: Any = None
 if _re2 is not None:  # pragma: no branch - without RE2 every check runs
-    _GATES = _re2.Set.SearchSet(_re2_options())
-    for _n, (_check, _sources) in enumerate(_CHECKS):
+    GATES = _re2.Set.SearchSet(_re2_options())
+    for _n, (_check, _sources) in enumerate(CHECKS):
         for _source in _sources:
-            _GATES.Add(loosen(_source).encode("latin-1"))  # large counted repeats open: a small DFA
-            _GATE_CHECK.append(_n)
-    _GATES.Compile()
+            GATES.Add(loosen(_source).encode("latin-1"))  # large counted repeats open: a small DFA
+            GATE_CHECK.append(_n)
+    GATES.Compile()
 
 
-def _latin1(text: str) -> bytes:
+def latin1(text: str) -> bytes:
     """One byte per character (what RE2 scans): characters beyond Latin-1 become ``?``."""
     return text.encode("latin-1", "replace")

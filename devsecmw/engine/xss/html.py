@@ -7,21 +7,21 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .decoding import _b64_text
+from .decoding import b64_text
 from .words import (
-    _ACTIVE_DATA,
-    _DATA_HOST_TAGS,
-    _IMAGE_TAGS,
-    _MAX_ATTRS,
-    _SCRIPT_SCHEMES,
-    _VALUE_WINDOW,
+    ACTIVE_DATA,
+    DATA_HOST_TAGS,
+    IMAGE_TAGS,
+    MAX_ATTRS,
+    SCRIPT_SCHEMES,
+    VALUE_WINDOW,
 )
 
 _TAG_NAME = re.compile(r"[a-z][^\s/>]*")
 _ATTR_SEP = re.compile(r"[\s/]*")
 _ATTR_NAME = re.compile(r"[^\s/>][^\s/>=]*")
 _ATTR_EQ = re.compile(r"\s*=\s*")
-_UNQUOTED = re.compile(r"[^\s>]*")
+UNQUOTED = re.compile(r"[^\s>]*")
 
 
 class Attr(NamedTuple):
@@ -55,7 +55,7 @@ class Tag:
 
 
 def parse_tag(low: str, lt: int, limit: int) -> Tag:
-    """Parse the start tag at ``low[lt] == '<'`` up to ``limit`` (at most ``_MAX_ATTRS`` attributes).
+    """Parse the start tag at ``low[lt] == '<'`` up to ``limit`` (at most ``MAX_ATTRS`` attributes).
 
     The HTML5 rules that payloads play with are kept: ``/`` separates attributes
     (``<svg/onload=...>``), a quoted value may hold ``>`` (``<img alt=">" onerror=...>``),
@@ -67,7 +67,7 @@ def parse_tag(low: str, lt: int, limit: int) -> Tag:
     i = m.end()
     tag = Tag(m.group(), [], i)
     attrs = tag.attrs
-    while len(attrs) < _MAX_ATTRS:
+    while len(attrs) < MAX_ATTRS:
         sep = _ATTR_SEP.match(low, i, limit)
         i = sep.end() if sep is not None else i
         if i >= limit:
@@ -90,7 +90,7 @@ def parse_tag(low: str, lt: int, limit: int) -> Tag:
             attrs.append(Attr(n.group(), start, i + 1, end))
             i = end + 1
         else:
-            u = _UNQUOTED.match(low, i, limit)
+            u = UNQUOTED.match(low, i, limit)
             end = u.end() if u is not None else i
             attrs.append(Attr(n.group(), start, i, end))
             i = end
@@ -98,44 +98,44 @@ def parse_tag(low: str, lt: int, limit: int) -> Tag:
     return tag
 
 
-_RX_ACTIVE_MARKUP = re.compile(
+RX_ACTIVE_MARKUP = re.compile(
     r"<(?:script|svg|iframe|frame|img|object|embed|body|math|style|link|meta|base)[\s/>]"
     r"|\bon[a-z]{3,}\s*=|script:"
 )
 
 
-def _dangerous_url(norm: str, tag: str = "") -> bool:
+def dangerous_url(norm: str, tag: str = "") -> bool:
     """A normalised URL that runs script where ``tag`` would load or follow it."""
-    if norm.startswith(_SCRIPT_SCHEMES) or norm.startswith("mhtml:"):
+    if norm.startswith(SCRIPT_SCHEMES) or norm.startswith("mhtml:"):
         return True
     if not norm.startswith("data:"):
         return False
     mime = norm[5:69]
-    if mime.startswith(_ACTIVE_DATA):
-        return not (mime.startswith("image/svg") and tag in _IMAGE_TAGS)
+    if mime.startswith(ACTIVE_DATA):
+        return not (mime.startswith("image/svg") and tag in IMAGE_TAGS)
     if mime.startswith(("image/", "audio/", "video/", "font/")):
         return False  # rendered as media whatever the payload says
-    if tag in _DATA_HOST_TAGS:
+    if tag in DATA_HOST_TAGS:
         return True
     comma = norm.find(",", 5, 200)
     if comma < 0:
         return False
     payload = norm[comma + 1 : comma + 400]
     if "base64" in norm[5:comma]:
-        payload = _b64_text(payload)
-    return _RX_ACTIVE_MARKUP.search(payload) is not None
+        payload = b64_text(payload)
+    return RX_ACTIVE_MARKUP.search(payload) is not None
 
 
-def _in_escaped_tag(low: str, p: int) -> bool:
+def in_escaped_tag(low: str, p: int) -> bool:
     """Is ``low[p]`` inside markup written with entities (``&lt;img`` before it, no ``>`` since)?"""
-    esc = low.rfind("&lt;", max(0, p - _VALUE_WINDOW), p)
+    esc = low.rfind("&lt;", max(0, p - VALUE_WINDOW), p)
     if esc < 0 or not low[esc + 4 : esc + 5].isalpha():
         return False
     between = low[esc:p]
     return "<" not in between and ">" not in between and "&gt" not in between
 
 
-def _after_breakout(low: str, p: int) -> bool:
+def after_breakout(low: str, p: int) -> bool:
     """Is ``low[p]`` preceded (over spaces and ``/``) by a quote or the start of the value?"""
     j = p - 1
     stop = max(-1, p - 32)

@@ -62,49 +62,49 @@ EVENT_NAMES = _words(
 )
 
 #: JS functions that execute code or show that it ran: calling one is what a payload is for.
-_SINKS = _words("alert prompt confirm eval settimeout setinterval execscript msgbox fromcharcode")
+SINKS = _words("alert prompt confirm eval settimeout setinterval execscript msgbox fromcharcode")
 #: Globals whose methods or properties a payload reaches for.
-_GLOBALS = _words("top window self parent frames globalthis document location")
+GLOBALS = _words("top window self parent frames globalthis document location")
 #: Properties whose assignment navigates, writes markup or steals: ``document.cookie=...``.
-_SINK_PROPS = _words("cookie location href src innerhtml outerhtml domain onerror onload action")
+SINK_PROPS = _words("cookie location href src innerhtml outerhtml domain onerror onload action")
 #: Keywords after which an operand is expected (``new X``, ``typeof x``, ``return f()``).
-_JS_PREFIX_KW = _words(
+JS_PREFIX_KW = _words(
     "new typeof void delete return throw await yield case do else var let const async function if"
     " while for with try catch finally"
 )
-_JS_BINARY_KW = frozenset({"in", "instanceof", "of"})
+JS_BINARY_KW = frozenset({"in", "instanceof", "of"})
 
-_SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
+SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
 #: ``data:`` media types a browser renders as a document or runs as a script.
-_ACTIVE_DATA = (
+ACTIVE_DATA = (
     *("text/html", "application/xhtml", "image/svg", "text/xml", "application/xml"),
     *("text/javascript", "application/javascript", "application/x-javascript", "text/ecmascript"),
     *("application/ecmascript", "text/vbscript", "text/x-scriptlet"),
 )
 #: Tags that load and run foreign content whatever their attributes.
-_ACTIVE_TAGS = frozenset({"script", "object", "embed", "applet", "vmlframe", "iframe", "frame", "frameset"})
+ACTIVE_TAGS = frozenset({"script", "object", "embed", "applet", "vmlframe", "iframe", "frame", "frameset"})
 #: Tags where a ``data:`` URL of any media type is active (the document or script it loads runs).
-_DATA_HOST_TAGS = frozenset({"script", "iframe", "frame", "object", "embed", "applet"})
+DATA_HOST_TAGS = frozenset({"script", "iframe", "frame", "object", "embed", "applet"})
 #: Tags that show an image: an SVG ``data:`` URL there runs no script.
-_IMAGE_TAGS = frozenset({"img", "image", "input", "picture", "source"})
+IMAGE_TAGS = frozenset({"img", "image", "input", "picture", "source"})
 #: What ``<link rel>`` / ``<meta http-equiv>`` / charsets of an ordinary pasted page say.
-_PLAIN_LINK_RELS = frozenset(
+PLAIN_LINK_RELS = frozenset(
     {"stylesheet", "icon", "shortcut", "apple-touch-icon", "preconnect", "dns-prefetch", "canonical"}
     | {"alternate", "preload", "manifest", "author", "license", "prev", "next"}
 )
-_PLAIN_META_EQUIV = frozenset({"content-type", "x-ua-compatible", "content-language"})
-_PLAIN_CHARSETS = _words("utf-8 utf8 iso-8859-1 windows-1252 us-ascii shift_jis euc-jp gb2312 big5")
+PLAIN_META_EQUIV = frozenset({"content-type", "x-ua-compatible", "content-language"})
+PLAIN_CHARSETS = _words("utf-8 utf8 iso-8859-1 windows-1252 us-ascii shift_jis euc-jp gb2312 big5")
 #: Raw-text elements: their end tag lets a value escape a script, style or title (paranoia 2).
-_RAWTEXT_TAGS = frozenset({"script", "style", "textarea", "title", "noscript", "xmp", "noembed", "noframes"})
+RAWTEXT_TAGS = frozenset({"script", "style", "textarea", "title", "noscript", "xmp", "noembed", "noframes"})
 
 # Limits.
 
-_BUDGET_BASE = 48  # candidates verified per value: this many,
-_BUDGET_PER = 1024  # plus one per this many characters
-_TAG_WINDOW = 2048  # how far back an attribute may be from its ``<tag``
-_VALUE_WINDOW = 512  # how much of an attribute value is decoded and inspected
-_JS_WINDOW = 256  # how much JS is tokenised from a candidate
-_JS_TOKENS = 48
-_MAX_ATTRS = 48
-_MAX_DECODES = 256  # character references / JS escapes decoded in a whole value
-_PROBE_MAX = 48  # whole-value probes are short
+BUDGET_BASE = 48  # candidates verified per value: this many,
+BUDGET_PER = 1024  # plus one per this many characters
+TAG_WINDOW = 2048  # how far back an attribute may be from its ``<tag``
+VALUE_WINDOW = 512  # how much of an attribute value is decoded and inspected
+JS_WINDOW = 256  # how much JS is tokenised from a candidate
+JS_TOKENS = 48
+MAX_ATTRS = 48
+MAX_DECODES = 256  # character references / JS escapes decoded in a whole value
+PROBE_MAX = 48  # whole-value probes are short
