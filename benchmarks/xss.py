@@ -1,4 +1,4 @@
-"""The XSS detector (``devsecmw/engine/xss.py``) on its own: microseconds per value.
+"""The XSS detector (``devsecmw/engine/xss/``) on its own: microseconds per value.
 
     python benchmarks/xss.py [--repeat 5]
 

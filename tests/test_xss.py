@@ -1,4 +1,4 @@
-"""XSS detection (941xxx): the tokenizer in ``devsecmw/engine/xss.py`` and its rules.
+"""XSS detection (941xxx): the package ``devsecmw/engine/xss/`` and its rules.
 
 Per technique and per context the value could land in (HTML text, quoted or unquoted
 attribute, script string, style), the benign rich text that must pass, the pieces
@@ -8,7 +8,9 @@ and whole requests through the engine and the ASGI middleware.
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from devsecmw.engine import xss
 from devsecmw.engine.matcher import compile_pattern
 from devsecmw.engine.rules import Rule
 from devsecmw.engine.transforms import apply_chain
+from devsecmw.engine.xss.finders import _re2_form
 
 RULES = {r.id: r for r in rules_of("941-xss.json")}
 PL1 = RULES["941100"]
@@ -433,6 +436,37 @@ def test_unescape_maps_offsets_back() -> None:
     decoded, anchors = xss.unescape(text)
     assert decoded == "a<b>cjd"  # the second round reveals &#106;
     assert xss._map_back(anchors, decoded.index("b")) == text.index("b")
+
+
+def test_pieces_answer_with_named_records() -> None:
+    low = "<a href='x' hidden>"
+    src = xss.parse_tag(low, 0, len(low)).attr("href")
+    assert src is not None and low[src.value_start : src.value_end] == "x" and low[src.start] == "h"
+    hidden = xss.parse_tag(low, 0, len(low)).attr("hidden")
+    assert hidden is not None and hidden.value_start == -1
+    call = xss.js_call("top.alert(1); x", 0, 16)
+    assert call == (len("top.alert(1)"), "alert")
+    assert xss.js_call("the good parts", 0, 14) == (-1, "")
+    _, anchors = xss.unescape("&lt;b")
+    assert anchors == [(1, 4)]  # (new, old): after the replacement, 1 in the decoded text is 4
+
+
+def test_re2_forms_drop_look_arounds_whole() -> None:
+    # A look-around holding a class with a leading "]" ends at its own ")", not inside the class.
+    assert _re2_form(r"a(?=[])])b") == "ab"
+    assert _re2_form(r"x(?![a-z0-9_.:-])") == "x"
+    assert _re2_form(r"[\s]\s") == "[\\t-\\r\\x1c-\\x20\\x85\\xa0][\\t-\\r\\x1c-\\x20\\x85\\xa0]"
+
+
+def test_the_package_stays_readable() -> None:
+    # Issue 9: no module over ~600 lines, no function over ~80.
+    root = Path(xss.__file__).parent
+    for path in root.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        assert source.count("\n") <= 600, path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef):
+                assert (node.end_lineno or 0) - node.lineno < 80, (path.name, node.name)
 
 
 def test_make_detector_validates_its_parameter() -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
 
 logger = logging.getLogger("devsecmw")
 
@@ -201,6 +201,60 @@ class _ReSet:
         return [i for i, rx in enumerate(self._each) if rx.search(data)]
 
 
+class RegexPiece(NamedTuple):
+    """One piece of a pattern as :func:`walk_pattern` reads it."""
+
+    start: int  # offset in the pattern
+    text: str  # as written
+    #: ``escape`` (``\\x``), ``class`` (``[`` or ``[^`` opening a character class), ``end``
+    #: (its ``]``), ``posix`` (``[:alpha:]`` inside a class), ``repeat`` (``{m}``, ``{m,}``,
+    #: ``{m,n}``), ``group`` (``(``), ``close`` (``)``), ``char`` (any other character).
+    kind: str
+    in_class: bool  # inside a character class (a class's own ``[``/``]`` are not)
+
+
+_REPEAT = re.compile(r"\{\d+(?:,\d*)?\}")
+
+
+def walk_pattern(pattern: str) -> Iterator[RegexPiece]:
+    """The pieces of a regex (RE2 or ``re`` syntax) in order; their texts join to ``pattern``.
+
+    The one walker of the package's pattern rewriters (:func:`loosen`, the XSS detector's
+    RE2 forms): escapes, character classes (a leading ``]`` is a member, ``[:alpha:]``
+    inside one is a POSIX class), counted repeats and group parentheses are told apart,
+    so that a rewriter only says what it changes.
+    """
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            yield RegexPiece(i, pattern[i : i + 2], "escape", in_class)
+            i += 2
+        elif in_class:
+            if c == "[" and pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) > 0:
+                yield RegexPiece(i, pattern[i : close + 2], "posix", True)
+                i = close + 2
+                continue
+            in_class = c != "]"
+            yield RegexPiece(i, c, "char" if in_class else "end", in_class)
+            i += 1
+        elif c == "[":
+            j = i + 2 if pattern.startswith("[^", i) else i + 1
+            yield RegexPiece(i, pattern[i:j], "class", False)
+            in_class = True
+            if j < n and pattern[j] == "]":  # "[]...", "[^]...": the "]" is a member, not the end
+                yield RegexPiece(j, "]", "char", True)
+                j += 1
+            i = j
+        else:
+            m = _REPEAT.match(pattern, i) if c == "{" else None
+            end = m.end() if m is not None else i + 1
+            kind = "repeat" if m is not None else "group" if c == "(" else "close" if c == ")" else "char"
+            yield RegexPiece(i, pattern[i:end], kind, False)
+            i = end
+
+
 _COUNTED = re.compile(r"\{(\d+),(\d+)\}")
 
 
@@ -215,33 +269,12 @@ def loosen(pattern: str, keep: int = 8) -> str:
     if "{" not in pattern:
         return pattern
     out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            for lead in "^]":  # "[^]..." and "[]...": the "]" is a member, not the end
-                if i < n and pattern[i] == lead:
-                    out.append(lead)
-                    i += 1
-            continue
-        elif c == "{":
-            m = _COUNTED.match(pattern, i)
-            if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
-                out.append("{" + m.group(1) + ",}")
-                i = m.end()
-                continue
-        out.append(c)
-        i += 1
+    for piece in walk_pattern(pattern):
+        m = _COUNTED.fullmatch(piece.text) if piece.kind == "repeat" else None
+        if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
+            out.append("{" + m.group(1) + ",}")
+        else:
+            out.append(piece.text)
     return "".join(out)
 
 
@@ -282,9 +315,11 @@ __all__ = [
     "Encoded",
     "MultiMatcher",
     "Pattern",
+    "RegexPiece",
     "char_span",
     "compile_pattern",
     "compile_set",
     "encode",
     "loosen",
+    "walk_pattern",
 ]
