@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ...body import looks_urlencoded
 from ..transforms import unescape_html
 from .contexts import MAX_QUOTE_RUNS, readings
-from .embedded import _EMBEDDED, ANCHOR_TOKENS, MAX_ANCHORS, anchors
+from .embedded import ANCHOR_TOKENS, EMBEDDED_FEATURES, MAX_ANCHORS, anchors
 from .grammar.closing import complete, finish
 from .grammar.parser import run
 from .grammar.state import MAX_DEPTH, ParseState
@@ -116,17 +117,27 @@ def detect_strict(value: str) -> Span | None:
 #: Texts at least this long remember their last answer: a body of one field is judged as
 #: that field (942100) and as the body (942102), the same text twice.
 MEMO_FROM = 4096
-_last: tuple[object, str, Span | None] = (None, "", None)  # (judge, text, answer); one slot
+
+
+class _Memo(NamedTuple):
+    """The one remembered answer: replaced whole, so it is consistent whatever other threads do."""
+
+    judge: object
+    text: str
+    span: Span | None
+
+
+_last = _Memo(None, "", None)
 
 
 def _detect(value: str, judge: Callable[[ParseState], int | None]) -> Span | None:
     global _last
     if len(value) >= MEMO_FROM:
-        last_judge, last_text, last_span = _last  # one tuple: consistent whatever other threads do
-        if last_judge is judge and last_text == value:
-            return last_span
+        last = _last
+        if last.judge is judge and last.text == value:
+            return last.span
         span = _detect_uncached(value, judge)
-        _last = (judge, value, span)
+        _last = _Memo(judge, value, span)
         return span
     return _detect_uncached(value, judge)
 
@@ -159,7 +170,7 @@ def _embedded(value: str, budget: int) -> Span | None:
             # Text may follow an appended payload, as long as the payload itself is whole:
             # what is still open when the text starts does not count ("sleep(8 hours)").
             finish(p, closing=False)
-        for name in _EMBEDDED:
+        for name in EMBEDDED_FEATURES:
             if name in p.feats:
                 return (start, max(p.end, end))
     return None

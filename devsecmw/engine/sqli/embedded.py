@@ -35,7 +35,7 @@ _ANCHOR_PATTERN = (
     r"exec(?:ute)?" + _B + r"+(?:master\.|xp_|sp_))"
 )
 _ANCHOR_RE: Any = _re2.compile(_ANCHOR_PATTERN) if _re2 is not None else re.compile(_ANCHOR_PATTERN)
-_EMBEDDED = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})
+EMBEDDED_FEATURES = frozenset({"union", "fn_strong", "waitfor", "into_file", "stack"})
 
 
 _ANCHOR_WORDS = (

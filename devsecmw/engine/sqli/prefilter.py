@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .vocabulary import _FN_ALONE, _FN_SQL, _STMT_NEXT, _SYSOBJ_ALONE, _SYSPROC
+from .vocabulary import FN_ALONE, FN_SQL, STMT_NEXT, SYSOBJ_ALONE, SYSPROC
 
 
 def _alternation(words: frozenset[str] | set[str]) -> str:
@@ -19,13 +19,13 @@ def _alternation(words: frozenset[str] | set[str]) -> str:
 #: covered: its rule carries a broader prefilter of its own.
 PREFILTER = (
     # Quotes, comparisons, comments, casts, @@variables, pipes: most injections have one.
-    # (typographic quotes too: see _BEST_FIT).
+    # (typographic quotes too: see contexts._BEST_FIT).
     "(?i)['\"`#=<>\u2018\u2019\u02bc\u00b4\uff07\u2032\u201c\u201d\uff02\u2033]"
     r"|--|/\*|::|@@|@\?|\?[|&]|\|\||&&|"
     # ";" only where a statement can start after it, or at the very end: not "; Win64".
-    r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(_STMT_NEXT) | _FN_SQL) + r")\b)|"
+    r";[\s+]*(?:$|[;(]|(?:" + _alternation(frozenset(STMT_NEXT) | FN_SQL) + r")\b)|"
     # Calls that are injections alone, and MySQL's 1.e( glue.
-    r"\b(?:" + _alternation(_FN_ALONE | _FN_SQL) + r")[\s+]*\(|\d\.e\b|"
+    r"\b(?:" + _alternation(FN_ALONE | FN_SQL) + r")[\s+]*\(|\d\.e\b|"
     # Keywords that make an injection without any of the characters above.
     # ("[\s+]": a raw form body spells spaces "+").
     r"\b(?:exec(?:ute)?[\s+]*[(@]|exec(?:ute)?[\s+]+(?:xp|sp)_|declare[\s+]+@|"
@@ -35,5 +35,5 @@ PREFILTER = (
     r"\b(?:union|select|having|waitfor|(?:order|group)[\s+]+by|case(?:[\s+]+\S+)?[\s+]+when|"
     r"into[\s+]+(?:out|dump)file|procedure[\s+]+analy[sz]e|execute[\s+]+immediate|exec[\s+]+master|"
     # ") AS total FROM": a select-list tail (the alias is one token).
-    r"as[\s+]+[^\s+]{1,128}[\s+]+from|" + _alternation(_SYSOBJ_ALONE | _SYSPROC) + r")\b"
+    r"as[\s+]+[^\s+]{1,128}[\s+]+from|" + _alternation(SYSOBJ_ALONE | SYSPROC) + r")\b"
 )

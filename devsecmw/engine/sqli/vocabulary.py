@@ -5,39 +5,39 @@ from __future__ import annotations
 
 import re
 
-_LOGIC_WORDS = frozenset({"and", "or", "xor"})
-_LOGIC_OPS = frozenset({"||", "&&"})
-_CLOSERS = {"[": "]", "{": "}"}
-_JSON_OPS = frozenset({"<@", "@>", "?|", "?&", "@?", "@@"})
-_CMP_OPS = frozenset(
+LOGIC_WORDS = frozenset({"and", "or", "xor"})
+LOGIC_OPS = frozenset({"||", "&&"})
+CLOSERS = {"[": "]", "{": "}"}
+JSON_OPS = frozenset({"<@", "@>", "?|", "?&", "@?", "@@"})
+CMP_OPS = frozenset(
     {"=", "<>", "!=", "<", ">", "<=", ">=", "<=>", "==", "!<", "!>", "<@", "@>", "?", "?|", "?&", "@?", "@@"}
 )  # the last ones: PostgreSQL JSON containment and key tests
-_CMP_WORDS = frozenset({"like", "rlike", "regexp", "ilike", "glob", "similar"})
-_BIN_OPS = frozenset({"+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>", ":=", "->", "->>"})
-_BIN_WORDS = frozenset({"div", "mod", "collate", "escape"})
-_UNARY_OPS = frozenset({"-", "+", "~", "!"})
-_UNARY_WORDS = frozenset({"not", "binary", "interval", "prior", "distinct", "all", "any", "some"})
-_LITERAL_WORDS = frozenset({"null", "true", "false", "unknown", "default"})
+CMP_WORDS = frozenset({"like", "rlike", "regexp", "ilike", "glob", "similar"})
+BIN_OPS = frozenset({"+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>", ":=", "->", "->>"})
+BIN_WORDS = frozenset({"div", "mod", "collate", "escape"})
+UNARY_OPS = frozenset({"-", "+", "~", "!"})
+UNARY_WORDS = frozenset({"not", "binary", "interval", "prior", "distinct", "all", "any", "some"})
+LITERAL_WORDS = frozenset({"null", "true", "false", "unknown", "default"})
 # Niladic functions of the standard: operands without parentheses that leak information.
-_INFO_WORDS = frozenset(
+INFO_WORDS = frozenset(
     {"current_user", "session_user", "system_user", "current_schema", "current_database", "user_name"}
 )
-_POSTFIX_WORDS = frozenset({"notnull", "isnull"})
+POSTFIX_WORDS = frozenset({"notnull", "isnull"})
 # Operand kinds that are literals ("strt": a string MySQL reads as a non-zero number, so true).
-_LITS = frozenset({"num", "str", "strt", "lit"})
-_TRUTHY = re.compile(r"\s*[+-]?(?:0*[1-9]|0*\.0*[1-9])")
+LITS = frozenset({"num", "str", "strt", "lit"})
+TRUTHY = re.compile(r"\s*[+-]?(?:0*[1-9]|0*\.0*[1-9])")
 #: Reserved words that are also function names: an operand only when "(" follows.
-_CALLABLE_RESERVED = frozenset({"like", "glob", "replace", "insert", "mod", "if", "left", "right", "values"})
-_CLAUSE_WORDS = frozenset(
+CALLABLE_RESERVED = frozenset({"like", "glob", "replace", "insert", "mod", "if", "left", "right", "values"})
+CLAUSE_WORDS = frozenset(
     {"where", "having", "limit", "offset", "from", "order", "group", "procedure", "into"}
 )
 
 #: Reserved words prose also uses: "x' and y --" is no evidence, "x' collate y --" is.
-_PROSE_KEYWORDS = frozenset({"and", "or", "not", "as", "xor", "to", "of", "for", "with", "on", "by"})
+PROSE_KEYWORDS = frozenset({"and", "or", "not", "as", "xor", "to", "of", "for", "with", "on", "by"})
 
 #: Words SQL reserves: never an identifier, so prose that puts one where an operand
 #: or an alias belongs stops the parse.
-_RESERVED = frozenset(
+RESERVED = frozenset(
     {
         "select", "from", "where", "union", "intersect", "except", "order", "group", "by", "having",
         "into", "and", "or", "xor", "not", "is", "in", "like", "rlike", "regexp",
@@ -51,7 +51,7 @@ _RESERVED = frozenset(
 )  # fmt: skip
 
 #: Type names of a PostgreSQL cast (``x::int``).
-_SQL_TYPES = frozenset(
+SQL_TYPES = frozenset(
     {"int", "integer", "int2", "int4", "int8", "smallint", "bigint", "numeric", "decimal", "real",
      "float", "float4", "float8", "double", "text", "varchar", "char", "character", "bool", "boolean",
      "json", "jsonb", "xml", "bytea", "date", "timestamp", "time", "interval", "uuid", "inet", "oid",
@@ -59,14 +59,14 @@ _SQL_TYPES = frozenset(
 )  # fmt: skip
 
 #: Words that end an expression or a clause: never an alias after AS.
-_STRUCTURAL = frozenset(
+STRUCTURAL = frozenset(
     {"select", "from", "where", "union", "group", "order", "having", "and", "or", "xor", "not", "on",
      "join", "into", "when", "then", "else", "end", "as", "by", "is", "in", "like", "between"}
 )  # fmt: skip
 
 #: Statement heads after ``;`` (or where MSSQL lets a statement follow without one),
 #: with the words that must come next for the head to be a statement and not prose.
-_STMT_NEXT: dict[str, frozenset[str] | None] = {
+STMT_NEXT: dict[str, frozenset[str] | None] = {
     "insert": frozenset({"into", "ignore", "low_priority", "delayed", "high_priority"}),
     "replace": None,  # [INTO] name
     "delete": frozenset({"from"}),
@@ -113,18 +113,18 @@ _STMT_NEXT: dict[str, frozenset[str] | None] = {
     "use": None,
 }  # fmt: skip
 #: Every keyword (for the odd-case evasion check and the prose check after a break-out).
-_KEYWORDS = _RESERVED | frozenset(_STMT_NEXT) | _LITERAL_WORDS | _POSTFIX_WORDS | _CMP_WORDS
+KEYWORDS = RESERVED | frozenset(STMT_NEXT) | LITERAL_WORDS | POSTFIX_WORDS | CMP_WORDS
 
 #: Statement words that also start prose or a plain value ("Set up", "Shutdown at 5"): no
 #: statement head when they begin an unquoted value.
-_NOT_AT_START = frozenset({"if", "do", "use", "begin", "set", "call", "kill", "handler", "shutdown"})
+NOT_AT_START = frozenset({"if", "do", "use", "begin", "set", "call", "kill", "handler", "shutdown"})
 
 #: Statements MSSQL accepts without a ``;`` in front (``1' WAITFOR DELAY '0:0:5'``).
-_IMPLICIT_STMT = frozenset({"waitfor", "exec", "execute", "declare", "shutdown", "dbcc"})
+IMPLICIT_STMT = frozenset({"waitfor", "exec", "execute", "declare", "shutdown", "dbcc"})
 
 #: Functions (and a few other names) only SQL has: string building, information about
 #: the server, time delays, error-based extraction, file and network access.
-_FN_SQL = frozenset(
+FN_SQL = frozenset(
     {
         "sleep", "benchmark", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "randomblob", "extractvalue",
         "updatexml", "xmltype", "load_file", "load_extension", "version", "database", "schema", "user",
@@ -148,12 +148,12 @@ _FN_SQL = frozenset(
     }
 )  # fmt: skip
 #: Calls that are an injection wherever they parse: delays and error-based extraction.
-_FN_ATTACK = frozenset(
+FN_ATTACK = frozenset(
     {"sleep", "benchmark", "pg_sleep", "extractvalue", "updatexml", "load_file", "randomblob"}
 )
 #: Calls a value may be made of alone (``sleep(5)``, ``database()``, ``concat(0x7e,``)
 #: rather than a call inside an injected condition.
-_FN_ALONE = frozenset(
+FN_ALONE = frozenset(
     {
         "sleep", "benchmark", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "randomblob", "extractvalue",
         "updatexml", "xmltype", "load_file", "load_extension", "db_name", "suser_name", "suser_sname",
@@ -171,14 +171,14 @@ _FN_ALONE = frozenset(
     }
 )  # fmt: skip
 #: SQL functions named like English words: a call of one on a lone bare name is prose.
-_WORD_FNS = frozenset(
+WORD_FNS = frozenset(
     {"sleep", "user", "database", "version", "schema", "compress", "uncompress", "concat", "coalesce",
      "substring", "substr", "char", "ascii", "mid", "hex", "floor", "exp", "cast", "convert", "instr",
      "locate", "overlay", "banner", "nchar", "ord", "elt", "benchmark", "trim", "left", "right", "if"}
 )  # fmt: skip
 
 #: Names of system catalogues and objects (as a whole name or one part of a dotted one).
-_SYSOBJ = frozenset(
+SYSOBJ = frozenset(
     {
         "information_schema", "sysobjects", "syscolumns", "sysusers", "sysdatabases", "systables",
         "syslogins", "sysprocesses", "all_tables", "all_tab_columns", "all_users", "user_tables",
@@ -191,7 +191,7 @@ _SYSOBJ = frozenset(
     }
 )  # fmt: skip
 #: Server procedures and packages an injection calls (MSSQL, Oracle): never ordinary values.
-_SYSPROC = frozenset(
+SYSPROC = frozenset(
     {"xp_cmdshell", "xp_dirtree", "xp_regread", "xp_regwrite", "xp_fileexist", "xp_subdirs",
      "xp_servicecontrol", "xp_availablemedia", "xp_terminate_process", "xp_loginconfig",
      "xp_ntsec_enumdomains", "xp_regdeletekey", "xp_makecab", "sp_executesql", "sp_oacreate",
@@ -201,7 +201,7 @@ _SYSPROC = frozenset(
 )  # fmt: skip
 
 #: Catalogue names specific enough to be an injection as the whole value.
-_SYSOBJ_ALONE = frozenset(
+SYSOBJ_ALONE = frozenset(
     {"information_schema", "sysobjects", "syscolumns", "pg_catalog", "pg_shadow", "msysobjects",
      "msysaccessobjects", "sqlite_master", "all_tab_columns", "sysdatabases", "tempdb", "msdb",
      "schema_name", "pg_authid", "sysusers", "mysql.user", "mysql.db", "sys.user$", "sys.objects",
@@ -210,4 +210,4 @@ _SYSOBJ_ALONE = frozenset(
 
 
 #: Keywords the odd-case check counts (UnIoN SeLeCt): the ones PREFILTER looks for.
-_PREFILTER_WORDS = frozenset({"union", "select", "having", "waitfor", "order", "group", "case"})
+PREFILTER_WORDS = frozenset({"union", "select", "having", "waitfor", "order", "group", "case"})

@@ -4,7 +4,7 @@ SQL read so far is whole enough to judge."""
 from __future__ import annotations
 
 from ..tokens import OP
-from ..vocabulary import _CLAUSE_WORDS, _CMP_OPS, _LITS
+from ..vocabulary import CLAUSE_WORDS, CMP_OPS, LITS
 from .conditions import close_logic, mark
 from .functions import fn_call
 from .selects import end_select, select_real
@@ -38,7 +38,7 @@ def _cut(p: ParseState) -> None:
     last = p.last
     if p.st == OPD and last is not None:
         # AND 7639=(  OR 120=121=  : a condition cut where its right operand begins.
-        at_operator = last.kind == OP and last.text in _CMP_OPS and frames[-1].cmp_kind != ""
+        at_operator = last.kind == OP and last.text in CMP_OPS and frames[-1].cmp_kind != ""
         at_paren = (
             last.text == "("
             and len(frames) > 1
@@ -60,9 +60,9 @@ def _literal_groups(p: ParseState) -> None:
     frames = p.frames
     for i in range(len(frames) - 1, 0, -1):
         fr, parent = frames[i], frames[i - 1]
-        if fr.kind != GROUP or fr.ops != 1 or fr.first not in _LITS:
+        if fr.kind != GROUP or fr.ops != 1 or fr.first not in LITS:
             break
-        if parent.cmp_kind in _LITS:
+        if parent.cmp_kind in LITS:
             p.feat("litcmp", fr.start)
             for f in frames[:i]:
                 if f.logic is not None:
@@ -84,7 +84,7 @@ def complete(p: ParseState) -> bool:
         # the fragment of an injection whose rest the attacker did not need to send.
         if last.text in ("(", ",", "case") and p.open_calls:
             return True
-        if last.text in _CLAUSE_WORDS or last.text == "by":
+        if last.text in CLAUSE_WORDS or last.text == "by":
             return True  # FROM information_schema.tables LIMIT  (cut at a clause)
         if "union_bare" in p.feats or "stack_bare" in p.feats:
             return True

@@ -6,7 +6,7 @@ that keeps a string going (``O''Brien``)."""
 from __future__ import annotations
 
 from ..tokens import STR, Token
-from ..vocabulary import _PREFILTER_WORDS
+from ..vocabulary import PREFILTER_WORDS
 from .closing import finish
 from .state import OPR, START, STMT, ParseState
 
@@ -62,6 +62,6 @@ def keyword(p: ParseState, tok: Token) -> None:
     """A keyword read: counted, and UnIoN SeLeCt (case games are evasion) noted."""
     p.keywords += 1
     word = p.value[tok.start : tok.end]
-    if tok.text in _PREFILTER_WORDS and not (word.islower() or word.isupper() or word.istitle()):
+    if tok.text in PREFILTER_WORDS and not (word.islower() or word.isupper() or word.istitle()):
         p.odd += 1
         p.feat("oddcase", tok.start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..tokens import NAME, OP, Token
-from ..vocabulary import _BIN_WORDS, _CMP_WORDS, _LITS, _LOGIC_WORDS, _POSTFIX_WORDS
+from ..vocabulary import BIN_WORDS, CMP_WORDS, LITS, LOGIC_WORDS, POSTFIX_WORDS
 from .state import FUNC, GROUP, NEED, OPD, OPR, TYPE, Frame, Logic, ParseState
 
 
@@ -21,7 +21,7 @@ def operand_done(p: ParseState, kind: str, text: str, tok: Token) -> None:
     lk = fr.cmp_kind
     if lk:
         fr.cmp_kind = ""
-        if (lk in _LITS and kind in _LITS) or (lk == kind == "ident" and fr.cmp_text == text):
+        if (lk in LITS and kind in LITS) or (lk == kind == "ident" and fr.cmp_text == text):
             p.feat("litcmp", tok.start)
             mark(p, "litcmp")
     fr.ops += 1
@@ -32,7 +32,7 @@ def operand_done(p: ParseState, kind: str, text: str, tok: Token) -> None:
     lg = fr.logic
     if lg is not None:
         lg.operands += 1
-        if kind in _LITS:
+        if kind in LITS:
             lg.lits += 1
         lg.lone_literal = lg.operands == 1 and kind in ("num", "lit", "strt")
     p.operand_kind = kind
@@ -94,7 +94,7 @@ def compare(p: ParseState, tok: Token) -> None:
     """A comparison operator: its right operand follows."""
     fr = p.frames[-1]
     kind, text = p.operand_kind, p.operand_text
-    if kind == "paren" and p.closed_first in _LITS:
+    if kind == "paren" and p.closed_first in LITS:
         kind = p.closed_first  # ("x")=("x")
     if kind:
         fr.cmp_kind, fr.cmp_text = kind, text
@@ -114,13 +114,13 @@ def compare_done(p: ParseState, tok: Token) -> None:
 def condition_word(p: ParseState, tok: Token) -> bool | None:
     """A word after an operand that continues a condition (or AS); None: not one of them."""
     t = tok.text
-    if t in _LOGIC_WORDS:
+    if t in LOGIC_WORDS:
         if t == "and" and p.between:
             p.between -= 1
             p.st = OPD
             return True
         return logic(p, tok)
-    if t in _CMP_WORDS:
+    if t in CMP_WORDS:
         compare(p, tok)
         return True
     if t == "sounds":
@@ -130,7 +130,7 @@ def condition_word(p: ParseState, tok: Token) -> bool | None:
         p.st, p.need = NEED, "is"
         compare_done(p, tok)
         return True
-    if t in _POSTFIX_WORDS:
+    if t in POSTFIX_WORDS:
         compare_done(p, tok)
         return True
     if t == "in":
@@ -146,7 +146,7 @@ def condition_word(p: ParseState, tok: Token) -> bool | None:
     if t == "not":
         p.st, p.need = NEED, "not"
         return True
-    if t in _BIN_WORDS:
+    if t in BIN_WORDS:
         p.st = OPD
         return True
     if t == "as":
@@ -161,11 +161,10 @@ def _as(p: ParseState) -> None:
         return
     p.st, p.need = NEED, "alias"
     last = p.last
-    alias = p.alias
-    alias.closes_app = last is not None and last.end == p.app_close_end
-    alias.strong = (
+    p.alias_closes_app = last is not None and last.end == p.app_close_end
+    p.alias_strong = (
         p.after_breakout
-        or alias.closes_app
+        or p.alias_closes_app
         or p.operand_kind in ("num", "fn")
         or (last is not None and last.kind == NAME)
     )
@@ -195,7 +194,7 @@ def _need_distinct_from(p: ParseState, tok: Token) -> bool:
 
 def _need_not(p: ParseState, tok: Token) -> bool:
     t = tok.text
-    if t in _CMP_WORDS:  # NOT LIKE, NOT REGEXP: a comparison like the others
+    if t in CMP_WORDS:  # NOT LIKE, NOT REGEXP: a comparison like the others
         compare(p, tok)
         return True
     if t == "between":

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from ..tokens import NAME, NUM, OP, PUNCT, VAR, WORD, Token
 from ..vocabulary import (
-    _FN_ALONE,
-    _FN_ATTACK,
-    _FN_SQL,
-    _SQL_TYPES,
-    _SYSOBJ,
-    _SYSOBJ_ALONE,
-    _SYSPROC,
-    _WORD_FNS,
+    FN_ALONE,
+    FN_ATTACK,
+    FN_SQL,
+    SQL_TYPES,
+    SYSOBJ,
+    SYSOBJ_ALONE,
+    SYSPROC,
+    WORD_FNS,
 )
 from .conditions import mark, operand_done
 from .selects import select_real
@@ -22,15 +22,15 @@ from .state import FUNC, GROUP, NEED, OPD, OPR, Frame, ParseState
 def fn_call(p: ParseState, name: str, pos: int, args: Frame) -> None:
     """A call of ``name`` ended (its arguments are ``args``)."""
     p.feat("fn_any", pos)
-    if name in _WORD_FNS and args.ops == 1 and args.first == "ident":
+    if name in WORD_FNS and args.ops == 1 and args.first == "ident":
         # "user (admin)", "sleep (well)": a word and a parenthesis, not a call anyone sends.
         mark(p, "fn")
         return
-    if name in _FN_SQL:
+    if name in FN_SQL:
         p.feat("fn_sql", pos)
-    if name in _FN_ALONE:
+    if name in FN_ALONE:
         p.feat("fn_alone", pos)
-    if name in _FN_ATTACK:
+    if name in FN_ATTACK:
         p.feat("fn_strong", pos)
     mark(p, "fn")
     select_real(p)
@@ -38,14 +38,14 @@ def fn_call(p: ParseState, name: str, pos: int, args: Frame) -> None:
 
 def word_info(p: ParseState, word: str, tok: Token) -> None:
     """A name: an SQL function named without a call, a system catalogue or procedure."""
-    if "_" in word and word in _FN_SQL:
+    if "_" in word and word in FN_SQL:
         p.feat("fn_named", tok.start)  # SELECT pg_sleep
         select_real(p)
-    if word in _SYSOBJ:
+    if word in SYSOBJ:
         p.feat("sysobj", tok.start)
-    if word in _SYSOBJ_ALONE:
+    if word in SYSOBJ_ALONE:
         p.feat("sysobj_alone", tok.start)
-    if word in _SYSPROC:
+    if word in SYSPROC:
         p.feat("sysproc", tok.start)
 
 
@@ -72,7 +72,7 @@ def dotted(p: ParseState, tok: Token) -> bool:
         name = t if k == WORD else t.strip("`[]").lower()
         word_info(p, name, tok)
         qualified = p.operand_text + "." + name
-        if qualified in _SYSOBJ_ALONE:
+        if qualified in SYSOBJ_ALONE:
             p.feat("sysobj_alone", tok.start)
         operand_done(p, "ident", name, tok)
         p.last_fn = name
@@ -92,7 +92,7 @@ def typename(p: ParseState, tok: Token) -> bool:
     """A type name after ``::`` or after AS in CAST."""
     k, t = tok.kind, tok.text
     if k == WORD and p.type_words == 0 and p.last is not None and p.last.text == "::":
-        if t in _SQL_TYPES:
+        if t in SQL_TYPES:
             p.feat("cast", tok.start)  # password::int  (PostgreSQL error-based extraction)
         else:
             return False  # std::string is C++, not SQL

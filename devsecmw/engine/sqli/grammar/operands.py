@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 from ..tokens import NAME, NUM, OP, PUNCT, STR, VAR, WORD, Token
 from ..vocabulary import (
-    _CALLABLE_RESERVED,
-    _INFO_WORDS,
-    _LITERAL_WORDS,
-    _RESERVED,
-    _TRUTHY,
-    _UNARY_OPS,
-    _UNARY_WORDS,
+    CALLABLE_RESERVED,
+    INFO_WORDS,
+    LITERAL_WORDS,
+    RESERVED,
+    TRUTHY,
+    UNARY_OPS,
+    UNARY_WORDS,
 )
 from .conditions import close_logic, mark, operand_done
 from .functions import fn_call, word_info
@@ -63,7 +63,7 @@ def operand(p: ParseState, tok: Token) -> bool:
             return True
         return False
     if k == OP:
-        if t in _UNARY_OPS:
+        if t in UNARY_OPS:
             return True
         if t == "*" and (fr.clause == "select" or fr.kind == FUNC):
             select_real(p)
@@ -82,18 +82,18 @@ def _string(p: ParseState, tok: Token, fr: Frame) -> bool:
     body = t[t.index(t[-1] if tok.closed else t[0]) + 1 :] if t[0] in "'\"" else t
     if p.quote and any(c.isspace() for c in body):
         p.spaced_str = True
-    operand_done(p, "strt" if _TRUTHY.match(body) else "str", t, tok)
+    operand_done(p, "strt" if TRUTHY.match(body) else "str", t, tok)
     return True
 
 
 def operand_word(p: ParseState, tok: Token) -> bool:
     t = tok.text
     fr = p.frames[-1]
-    if t in _LITERAL_WORDS:
+    if t in LITERAL_WORDS:
         select_real(p)
         operand_done(p, "lit", t, tok)
         return True
-    if t in _INFO_WORDS:
+    if t in INFO_WORDS:
         p.feat("info", tok.start)
         select_real(p)
         operand_done(p, "ident", t, tok)
@@ -109,7 +109,7 @@ def operand_word(p: ParseState, tok: Token) -> bool:
     if t == "top" and fr.clause == "select" and last is not None and last.text in ("select", "distinct"):
         p.st, p.need = NEED, "top"  # MS-SQL SELECT TOP 1 ...: a count, then the select list
         return True
-    if t in _UNARY_WORDS:
+    if t in UNARY_WORDS:
         if t in ("distinct", "all", "any", "some") and not (fr.kind == FUNC or fr.clause == "select"):
             return t in ("all", "any", "some") and fr.cmp_kind != ""
         return True
@@ -124,12 +124,12 @@ def operand_word(p: ParseState, tok: Token) -> bool:
         return True
     if t == "when" and fr.kind == CASE and last is not None and last.text == "case":
         return True  # CASE WHEN cond THEN ...
-    if t in _CALLABLE_RESERVED:
+    if t in CALLABLE_RESERVED:
         # LIKE('a', b), IF(c, x, y), REPLACE(...): reserved words that are also functions.
         operand_done(p, "ident", t, tok)
         p.must_call = True
         return True
-    if t in _RESERVED:
+    if t in RESERVED:
         return False  # a reserved word where an operand belongs: prose, not SQL
     word_info(p, t, tok)
     operand_done(p, "ident", t, tok)

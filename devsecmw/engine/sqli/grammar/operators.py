@@ -4,7 +4,7 @@ expression (a condition, a clause, CASE's words, a statement, an alias)."""
 from __future__ import annotations
 
 from ..tokens import NAME, NUM, OP, PUNCT, STR, VAR, WORD, Token
-from ..vocabulary import _BIN_OPS, _CLOSERS, _CMP_OPS, _JSON_OPS, _LOGIC_OPS, _RESERVED
+from ..vocabulary import BIN_OPS, CLOSERS, CMP_OPS, JSON_OPS, LOGIC_OPS, RESERVED
 from .conditions import close_logic, compare, condition_word, logic
 from .functions import open_paren
 from .operands import case_word, close_paren, operand
@@ -15,9 +15,8 @@ from .statements import semicolon, statement_word
 
 def operator(p: ParseState, tok: Token) -> bool:
     k, t = tok.kind, tok.text
-    stmt = p.stmt
-    if stmt.exec_args and len(p.frames) == 1 and t != ".":
-        stmt.exec_args = False  # EXEC xp_cmdshell 'dir': arguments without "("
+    if p.exec_args and len(p.frames) == 1 and t != ".":
+        p.exec_args = False  # EXEC xp_cmdshell 'dir': arguments without "("
         if k in (STR, NUM, VAR):
             return operand(p, tok)
     if p.must_call:
@@ -42,7 +41,7 @@ def _punctuation(p: ParseState, tok: Token) -> bool:
     t = tok.text
     fr = p.frames[-1]
     if t in (")", "]", "}"):
-        closer = _CLOSERS.get(fr.fn, ")") if fr.kind == GROUP else ")"
+        closer = CLOSERS.get(fr.fn, ")") if fr.kind == GROUP else ")"
         if t != closer:
             return False  # "(]" is not SQL; ")" alone closes the application's "("
         return close_paren(p, tok)
@@ -71,12 +70,12 @@ def _punctuation(p: ParseState, tok: Token) -> bool:
 
 def _operator(p: ParseState, tok: Token) -> bool:
     t = tok.text
-    if t in _LOGIC_OPS:
+    if t in LOGIC_OPS:
         return logic(p, tok)
-    if t in _CMP_OPS:
+    if t in CMP_OPS:
         if p.after_breakout:
             p.feat("cmp_first", tok.start)
-        if t in _JSON_OPS:
+        if t in JSON_OPS:
             p.feat("json_op", tok.start)
         compare(p, tok)
         return True
@@ -84,7 +83,7 @@ def _operator(p: ParseState, tok: Token) -> bool:
         p.st = TYPE
         p.type_words = 0
         return True
-    if t in _BIN_OPS:
+    if t in BIN_OPS:
         if p.after_breakout:
             p.feat("op_first", tok.start)
         p.st = OPD
@@ -109,7 +108,7 @@ def operator_word(p: ParseState, tok: Token) -> bool:
     if t == "with" and fr.clause == "group":
         p.st, p.need = NEED, "rollup"
         return True
-    if p.alias_ok and t not in _RESERVED:
+    if p.alias_ok and t not in RESERVED:
         p.alias_ok = False  # an alias without AS
         return True
     return False

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterator
 
 from ..tokens import COMMENT, NUM, OP, OTHER, PUNCT, STR, WORD, Token
 from ..vocabulary import (
-    _CLAUSE_WORDS,
-    _CMP_OPS,
-    _KEYWORDS,
-    _LOGIC_OPS,
-    _LOGIC_WORDS,
-    _NOT_AT_START,
-    _PROSE_KEYWORDS,
-    _STMT_NEXT,
+    CLAUSE_WORDS,
+    CMP_OPS,
+    KEYWORDS,
+    LOGIC_OPS,
+    LOGIC_WORDS,
+    NOT_AT_START,
+    PROSE_KEYWORDS,
+    STMT_NEXT,
 )
 from . import conditions, operands, selects, statements
 from .closing import finish
@@ -50,19 +50,19 @@ def _start(p: ParseState, tok: Token) -> bool:
         if t == "select":
             begin_select(p, "start", tok)
             return True
-        if t in _STMT_NEXT and t not in _NOT_AT_START:
+        if t in STMT_NEXT and t not in NOT_AT_START:
             p.feat("stmt_start", tok.start)
-            p.stmt.at_start = True
+            p.stmt_at_start = True
             return statement(p, tok)
-        if t in _LOGIC_WORDS:
+        if t in LOGIC_WORDS:
             p.feat("logic_start", tok.start)  # AND x=1: the continuation of a condition
             return operator(p, tok)
-        if t in ("union", "intersect", "except") or t in _CLAUSE_WORDS:
+        if t in ("union", "intersect", "except") or t in CLAUSE_WORDS:
             return operator(p, tok)
         if t in ("not", "like", "rlike", "regexp", "is", "in", "between", "as", "div", "mod"):
             return operator(p, tok) if t != "not" else operand(p, tok)
-    elif (k == PUNCT and t in ");,") or (k == OP and t in _LOGIC_OPS) or (k == OP and t in _CMP_OPS):
-        if k == OP and t in _LOGIC_OPS:
+    elif (k == PUNCT and t in ");,") or (k == OP and t in LOGIC_OPS) or (k == OP and t in CMP_OPS):
+        if k == OP and t in LOGIC_OPS:
             p.feat("logic_start", tok.start)
         return operator(p, tok)
     return operand(p, tok)
@@ -91,10 +91,10 @@ def run(p: ParseState, tokens: Iterator[Token], limit: int) -> None:
             continue
         if p.glue == tok.start and (kind == WORD or tok.text in ("(", ",")):
             p.feat("sci_glue", tok.start)
-        if kind == WORD and tok.text in _KEYWORDS:
+        if kind == WORD and tok.text in KEYWORDS:
             keyword(p, tok)
-        if p.quote and not p.sqlish and (kind != WORD or tok.text in _KEYWORDS):
-            p.sqlish = kind != WORD or tok.text not in _PROSE_KEYWORDS
+        if p.quote and not p.sqlish and (kind != WORD or tok.text in KEYWORDS):
+            p.sqlish = kind != WORD or tok.text not in PROSE_KEYWORDS
         if not handlers[p.st](p, tok):
             if kind == OTHER and tok.end >= len(p.value.rstrip()):
                 break  # one stray character at the very end: ' or 1=1 \u2013 (a mangled --)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..tokens import NAME, NUM, STR, VAR, WORD, Token
-from ..vocabulary import _RESERVED, _STRUCTURAL
+from ..vocabulary import RESERVED, STRUCTURAL
 from .conditions import close_logic, operand_done
 from .state import FUNC, GROUP, NEED, OPD, OPR, SUBQ, TOP, Frame, ParseState, Select
 
@@ -51,13 +51,12 @@ def select_tail(p: ParseState) -> None:
 
     Prose says "known as Bob from Texas"; SQL aliases something SQL-like (a number, a
     call, a closing parenthesis, a `name`) and quotes an alias as one token."""
-    alias = p.alias
-    tok = alias.token
-    if tok is None or p.last is not tok or not alias.strong:
+    tok = p.alias_token
+    if tok is None or p.last is not tok or not p.alias_strong:
         return
     if tok.kind in (NAME, STR) and tok.closed and not any(c.isspace() for c in tok.text):
         p.feat("select_tail", tok.start)
-    elif alias.closes_app:
+    elif p.alias_closes_app:
         p.feat("select_tail_cut", tok.start)  # decisive only when the value ends here
 
 
@@ -170,10 +169,10 @@ def _need_select(p: ParseState, tok: Token, origin: str) -> bool:
 
 def _need_alias(p: ParseState, tok: Token) -> bool:
     k = tok.kind
-    if (k in (WORD, NAME) and tok.text not in _STRUCTURAL) or k == STR:
+    if (k in (WORD, NAME) and tok.text not in STRUCTURAL) or k == STR:
         p.st = OPR
         p.alias_ok = False
-        p.alias.token = tok
+        p.alias_token = tok
         return True
     return False
 
@@ -188,7 +187,7 @@ def _need_into(p: ParseState, tok: Token) -> bool:
         p.frames[-1].clause = "select"  # INTO @a, @b
         operand_done(p, "var", t, tok)
         return True
-    if k in (WORD, NAME) and t not in _RESERVED:
+    if k in (WORD, NAME) and t not in RESERVED:
         operand_done(p, "ident", t, tok)
         return True
     return False
@@ -203,7 +202,7 @@ def _need_file(p: ParseState, tok: Token) -> bool:
 
 def _need_procedure_name(p: ParseState, tok: Token) -> bool:
     t = tok.text
-    if tok.kind == WORD and t not in _RESERVED:  # PROCEDURE analyse(
+    if tok.kind == WORD and t not in RESERVED:  # PROCEDURE analyse(
         operand_done(p, "ident", t, tok)
         p.last_fn = "procedure"  # remembered until the call: see functions.open_call
         return True

@@ -77,40 +77,20 @@ class Frame:
         self.first = ""  # the kind of the first one ("(1)" is a literal too)
 
 
-class Alias:
-    """``x AS alias``: the alias token, whether x is SQL-like (a number, a call, a closing
-    parenthesis, a `name`, the break-out itself) and whether x closed the application's "("."""
-
-    __slots__ = ("closes_app", "strong", "token")
-
-    def __init__(self) -> None:
-        self.token: Token | None = None
-        self.strong = False
-        self.closes_app = False
-
-
-class Statement:
-    """The statement whose head is being read (after ``;`` or at the start of a value)."""
-
-    __slots__ = ("at_start", "exec_args", "head")
-
-    def __init__(self) -> None:
-        self.head = ""  # its first word ("" when none is being read)
-        self.at_start = False  # that statement began the (unquoted) value
-        self.exec_args = False  # EXEC proc 'arg', 2: arguments follow the name without "("
-
-
 class ParseState:
     """One pass over the tokens of one context; ``feats`` maps a feature to its first position."""
 
     __slots__ = (
         "after_breakout",
-        "alias",
+        "alias_closes_app",
         "alias_ok",
+        "alias_strong",
+        "alias_token",
         "app_close_end",
         "between",
         "closed_first",
         "end",
+        "exec_args",
         "fail",
         "feats",
         "frames",
@@ -131,7 +111,8 @@ class ParseState:
         "spaced_str",
         "sqlish",
         "st",
-        "stmt",
+        "stmt_at_start",
+        "stmt_head",
         "stop",
         "type_words",
         "value",
@@ -156,8 +137,17 @@ class ParseState:
         self.between = 0  # pending BETWEEN ... AND at the current depth (count)
         self.type_words = 0  # words of the type name being read
         self.closed_first = ""  # the kind of the only operand of the group just closed
-        self.alias = Alias()
-        self.stmt = Statement()
+        # "x AS alias": the alias token, whether x is SQL-like (a number, a call, a closing
+        # parenthesis, a `name`, the break-out itself) and whether x closed the application's "(".
+        self.alias_token: Token | None = None
+        self.alias_strong = False
+        self.alias_closes_app = False
+        # The statement whose head is being read (after ";" or at the start of the value):
+        # its first word, whether it began the (unquoted) value, and whether arguments
+        # follow its name without "(" (EXEC proc 'arg', 2).
+        self.stmt_head = ""
+        self.stmt_at_start = False
+        self.exec_args = False
         # What was seen: features, and the evidence of prose or SQL.
         self.feats: dict[str, int] = {}
         self.after_breakout = bool(quote)  # nothing but ")" read since the break-out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..tokens import NAME, NUM, PUNCT, STR, VAR, WORD, Token
-from ..vocabulary import _FN_SQL, _IMPLICIT_STMT, _RESERVED, _STMT_NEXT, _SYSPROC
+from ..vocabulary import FN_SQL, IMPLICIT_STMT, RESERVED, STMT_NEXT, SYSPROC
 from .closing import finish
 from .conditions import close_logic, operand_done
 from .operands import operand
@@ -39,14 +39,14 @@ def statement_word(p: ParseState, tok: Token) -> bool | None:
     if len(p.frames) != 1:
         return None
     fr = p.frames[0]
-    if p.stmt.head == "if" and (t in _STMT_NEXT or t == "else"):
+    if p.stmt_head == "if" and (t in STMT_NEXT or t == "else"):
         # IF (cond) SELECT ... ELSE DROP ...: a statement follows the condition.
         close_logic(p, fr)
         if t == "else":
             p.st = STMT
             return True
         return statement(p, tok)
-    if t in _IMPLICIT_STMT or (p.after_breakout and t in _STMT_NEXT):
+    if t in IMPLICIT_STMT or (p.after_breakout and t in STMT_NEXT):
         close_logic(p, fr)
         return statement(p, tok)
     return None
@@ -62,12 +62,12 @@ def statement(p: ParseState, tok: Token) -> bool:
         p.frames.append(Frame(GROUP, "where", tok.start))
         p.st = OPD
         return True
-    if k == WORD and t not in _STMT_NEXT and t in _FN_SQL:
+    if k == WORD and t not in STMT_NEXT and t in FN_SQL:
         # ;IIF(1=1,1,1/0), ;SLEEP(5): a call standing as a statement.
         p.st = OPD
         p.feat("stack_call", tok.start)
         return operand(p, tok)
-    if k != WORD or t not in _STMT_NEXT:
+    if k != WORD or t not in STMT_NEXT:
         return False
     if t == "shutdown":  # takes nothing: "; SHUTDOWN --", "'; shutdown with nowait"
         return _stacked(p, tok)
@@ -75,15 +75,15 @@ def statement(p: ParseState, tok: Token) -> bool:
         begin_select(p, "stack", tok)
         return True
     p.st, p.need = NEED, "stmt"
-    p.stmt.head = t
+    p.stmt_head = t
     return True
 
 
 def _statement_next(p: ParseState, tok: Token) -> bool:
     """The word after a statement head."""
-    head = p.stmt.head
+    head = p.stmt_head
     k, t = tok.kind, tok.text
-    allowed = _STMT_NEXT.get(head) if head != "update_set" else _UPDATE_SET
+    allowed = STMT_NEXT.get(head) if head != "update_set" else _UPDATE_SET
     if allowed is not None:
         if k != WORD or t not in allowed:
             return False
@@ -94,7 +94,7 @@ def _statement_next(p: ParseState, tok: Token) -> bool:
     if head == "declare":
         return k == VAR and _stacked(p, tok)
     if head == "set":
-        if k == VAR or (k == WORD and t not in _RESERVED):
+        if k == VAR or (k == WORD and t not in RESERVED):
             return _stacked(p, tok)
         return False
     if head in ("exec", "execute"):
@@ -102,13 +102,13 @@ def _statement_next(p: ParseState, tok: Token) -> bool:
     if head == "shutdown":
         return False  # SHUTDOWN takes no operand; handled at the end of the pass
     if head in ("truncate", "replace"):
-        if k == NAME or (k == WORD and (t not in _RESERVED or t in ("table", "into"))):
+        if k == NAME or (k == WORD and (t not in RESERVED or t in ("table", "into"))):
             return _stacked(p, tok)
         return False
     if head == "copy":
-        if k == WORD and t not in _RESERVED:
+        if k == WORD and t not in RESERVED:
             p.st, p.need = NEED, "stmt"
-            p.stmt.head = "copy_dir"
+            p.stmt_head = "copy_dir"
             return True
         return False
     if head == "copy_dir":
@@ -120,7 +120,7 @@ def _statement_next(p: ParseState, tok: Token) -> bool:
     if head in ("if", "do", "use", "handler"):
         p.st = OPD
         if head != "if":
-            p.stmt.head = ""
+            p.stmt_head = ""
         return operand(p, tok)
     return False
 
@@ -131,15 +131,15 @@ def _exec(p: ParseState, tok: Token) -> bool:
         return _stacked(p, tok)
     if k == WORD and t == "immediate":  # Oracle dynamic SQL
         p.feat("exec_dynamic", tok.start)
-        if p.stmt.at_start:
-            p.stmt.at_start = False
+        if p.stmt_at_start:
+            p.stmt_at_start = False
             p.feat("stmt_head", tok.start)
-            p.stmt.head = ""
+            p.stmt_head = ""
             p.st = OPD
             return True
         return _stacked(p, tok)
     if k == WORD and (t.startswith(("xp_", "sp_")) or t in ("master", "dbo", "sys")):
-        p.stmt.exec_args = True
+        p.exec_args = True
         return _stacked(p, tok)
     return False
 
@@ -147,10 +147,10 @@ def _exec(p: ParseState, tok: Token) -> bool:
 def _named(p: ParseState, tok: Token, head: str) -> bool:
     # A name must follow; the call or the rest is read as an expression.
     t = tok.text
-    if tok.kind == WORD and t not in _RESERVED:
+    if tok.kind == WORD and t not in RESERVED:
         if head == "update":  # UPDATE users SET ...
             p.st, p.need = NEED, "stmt"
-            p.stmt.head = "update_set"
+            p.stmt_head = "update_set"
             return True
         p.feat("stack_weak", tok.start)
         operand_done(p, "ident", t, tok)
@@ -161,7 +161,7 @@ def _named(p: ParseState, tok: Token, head: str) -> bool:
 
 def _stacked(p: ParseState, tok: Token) -> bool:
     """A statement's head is read: a stacked statement, or one that began the value."""
-    if p.stmt.at_start:
+    if p.stmt_at_start:
         # "DELETE FROM users;--" is an injection, "delete from cart" a button label:
         # read on (a table name, then ";" or a comment) and judge on what follows.
         _head_at_start(p, tok)
@@ -174,14 +174,14 @@ def _stacked(p: ParseState, tok: Token) -> bool:
 
 
 def _head_at_start(p: ParseState, tok: Token) -> None:
-    p.stmt.at_start = False
+    p.stmt_at_start = False
     p.feat("stmt_head", tok.start)
-    p.stmt.head = ""
-    if tok.kind == WORD and tok.text in _SYSPROC:
+    p.stmt_head = ""
+    if tok.kind == WORD and tok.text in SYSPROC:
         p.feat("sysproc", tok.start)
         operand_done(p, "ident", tok.text, tok)
-        p.stmt.exec_args = True
-    elif tok.kind == WORD and tok.text not in _RESERVED:
+        p.exec_args = True
+    elif tok.kind == WORD and tok.text not in RESERVED:
         operand_done(p, "ident", tok.text, tok)
         p.frames[0].clause = "from"
     elif tok.kind == VAR:
