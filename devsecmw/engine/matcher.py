@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 logger = logging.getLogger("devsecmw")
@@ -204,6 +204,43 @@ class _ReSet:
 _COUNTED = re.compile(r"\{(\d+),(\d+)\}")
 
 
+def units(pattern: str) -> Iterator[tuple[int, str, bool]]:
+    """A regex in the units a rewrite works on, as ``(index, unit, in_class)``: the one walker
+    of pattern syntax (rewrites that each tracked escapes and classes disagreed at the edges).
+
+    A unit is an escape (``\\d``: two characters), the opening of a character class with what
+    is literal right after it (``[``, ``[^``, then one ``]`` or ``-``: ``[]``, ``[^-``), a POSIX
+    class inside a class (``[:alpha:]``), or one character. ``in_class``: inside a class (its
+    closing ``]`` included); an opening is not.
+    """
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            yield i, pattern[i : i + 2], in_class
+            i += 2
+        elif in_class:
+            close = pattern.find(":]", i + 2) if pattern.startswith("[:", i) else -1
+            if close > 0:  # [[:alpha:]]: its "]" does not end the class
+                yield i, pattern[i : close + 2], True
+                i = close + 2
+            else:
+                in_class = c != "]"
+                yield i, c, True
+                i += 1
+        elif c == "[":
+            j = i + 2 if pattern.startswith("[^", i) else i + 1
+            if j < n and pattern[j] in "]-":  # a member there, not the end or a range
+                j += 1
+            in_class = True
+            yield i, pattern[i:j], False
+            i = j
+        else:
+            yield i, c, False
+            i += 1
+
+
 def loosen(pattern: str, keep: int = 8) -> str:
     """A prefilter that matches wherever ``pattern`` does: upper bounds above ``keep`` dropped.
 
@@ -215,33 +252,17 @@ def loosen(pattern: str, keep: int = 8) -> str:
     if "{" not in pattern:
         return pattern
     out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            out.append(pattern[i : i + 2])
-            i += 2
+    skip = 0
+    for i, unit, in_class in units(pattern):
+        if i < skip:
             continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            for lead in "^]":  # "[^]..." and "[]...": the "]" is a member, not the end
-                if i < n and pattern[i] == lead:
-                    out.append(lead)
-                    i += 1
-            continue
-        elif c == "{":
+        if unit == "{" and not in_class:
             m = _COUNTED.match(pattern, i)
             if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
                 out.append("{" + m.group(1) + ",}")
-                i = m.end()
+                skip = m.end()
                 continue
-        out.append(c)
-        i += 1
+        out.append(unit)
     return "".join(out)
 
 
@@ -287,4 +308,5 @@ __all__ = [
     "compile_set",
     "encode",
     "loosen",
+    "units",
 ]
