@@ -40,7 +40,7 @@ and blocking decisions live in :mod:`devsecmw.scoring`.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import redact
 from ..config import Config
@@ -115,47 +115,32 @@ class Entry:
     memo: dict[Chain, str]
 
 
-@dataclass(slots=True)
 class GroupInput:
-    """What one scan group inspects: its entries, their distinct texts (text -> index in the
-    joined scan), the entries of each plan (so a rule finds the values it targets at once),
-    and the texts of long values -> the one chain they are a view of (``None``: several, or
-    also a short value's text; only long texts are worth a scan of their own)."""
+    """What one scan group inspects. (Plain slots: built per group per inspection, and a
+    dataclass's default factories would cost a cold head ~1 µs.)"""
 
-    entries: list[Entry] = field(default_factory=list)
-    texts: dict[str, int] = field(default_factory=dict)
-    by_plan: dict[Plan, list[int]] = field(default_factory=dict)
-    single: dict[str, Chain | None] = field(default_factory=dict)
+    __slots__ = ("by_plan", "entries", "single", "texts")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        #: Distinct texts of the entries' views -> their index in the joined scan.
+        self.texts: dict[str, int] = {}
+        #: The entries of each plan (so a rule finds the values it targets at once).
+        self.by_plan: dict[Plan, list[int]] = {}
+        #: Texts of long values -> the one chain they are a view of (``None``: several, or also
+        #: a short value's text). Only long texts are worth a scan of their own.
+        self.single: dict[str, Chain | None] = {}
 
 
-@dataclass(slots=True)
 class PlanState:
     """Per plan met in one inspection: its entries (what ``GroupInput.by_plan`` holds) and the
     entry that first computed the views of each value (reused for the same value elsewhere)."""
 
-    entries: list[int] = field(default_factory=list)
-    computed: dict[str, Entry] = field(default_factory=dict)
+    __slots__ = ("computed", "entries")
 
-
-@dataclass(slots=True)
-class GroupRun:
-    """A group's outcome: the indexes of the entries that fired, whether its text was scanned
-    in one piece, and what it scanned (for a later group that reuses the scan)."""
-
-    flagged: set[int]
-    whole: bool
-    seen: Seen
-
-
-@dataclass(slots=True)
-class Outcome:
-    """Signals, the keys of the values that produced one, and whether inspection completed
-    in one piece (not stopped by the budget, no scan split in chunks: a part judged clean
-    then is judged clean alone, whatever else came with it)."""
-
-    signals: list[Signal]
-    flagged: set[str]
-    complete: bool
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+        self.computed: dict[str, Entry] = {}
 
 
 def _check_switched_off(config: Config) -> None:
@@ -203,10 +188,10 @@ class Engine:
         values = body_values(request)
         if not values:
             return []
-        done = self._inspect_values(ph, values, budget)
-        if key is not None and done.complete and not done.flagged:
+        signals, flagged, complete = self._inspect_values(ph, values, budget)
+        if key is not None and complete and not flagged:
             self.clean_bodies.add_all([key])
-        return done.signals
+        return signals
 
     def _inspect_head(self, ph: Phase, request: HttpRequest, budget: Budget | None) -> list[Signal]:
         """The head by parts: a part seen before with no signal (a browser sends the same
@@ -214,34 +199,39 @@ class Engine:
         skipped whole, without even being parsed."""
         parts = self.clean_parts._d  # read lock-free: a dict lookup is atomic
         away = bool(request.query_string) and offsite(request)
-        keys = head_keys(request, away)
+        line, cookies, block, size = head_keys(request, away)
         todo: dict[int, Hashable] = {}  # part -> its key
         values: list[Value] = []
-        if keys.line not in parts:
-            todo[LINE] = keys.line
+        if line not in parts:
+            todo[LINE] = line
             values += line_values(request, away)
-        if keys.cookies is not None and keys.cookies not in parts:
-            todo[COOKIES] = keys.cookies
+        if cookies is not None and cookies not in parts:
+            todo[COOKIES] = cookies
             values += cookie_values(request)
-        if keys.block not in parts:
-            todo[HEADERS] = keys.block
+        if block not in parts:
+            todo[HEADERS] = block
             values += header_values(request)
         if not values:
             return []
-        done = self._inspect_values(ph, values, budget)
-        if done.complete:
-            dirty = {PART_OF.get(k, HEADERS) for k in done.flagged}
+        signals, flagged, complete = self._inspect_values(ph, values, budget)
+        if complete:
+            dirty = {PART_OF.get(k, HEADERS) for k in flagged}
             # Digests are kept whatever the size; a long header block is not worth keeping.
             clean = [
                 key
                 for part, key in todo.items()
-                if part not in dirty and (part != HEADERS or keys.size <= PART_MAX)
+                if part not in dirty and (part != HEADERS or size <= PART_MAX)
             ]
             if clean:
                 self.clean_parts.add_all(clean)
-        return done.signals
+        return signals
 
-    def _inspect_values(self, ph: Phase, values: list[Value], budget: Budget | None) -> Outcome:
+    def _inspect_values(
+        self, ph: Phase, values: list[Value], budget: Budget | None
+    ) -> tuple[list[Signal], set[str], bool]:
+        """Signals, the keys of the values that produced one, and whether inspection completed
+        in one piece (not stopped by the budget, no scan split in chunks: a part judged clean
+        then is judged clean alone, whatever else came with it)."""
         inputs = self._views(ph, values, budget)
         signals: list[Signal] = []
         flagged_keys: set[str] = set()
@@ -256,10 +246,10 @@ class Engine:
             if budget is not None and budget.expired():
                 break
             prior = scanned.get(group.after.earlier) if group.after is not None else None
-            run = self._run_group(group, w, prior, signals, budget)
-            scanned[g] = run.seen
-            complete = complete and run.whole
-            flagged = run.flagged
+            flagged, whole, seen = self._run_group(group, w, prior, signals, budget)
+            if seen is not None:
+                scanned[g] = seen
+            complete = complete and whole
             flagged_keys.update(ents[i].key for i in flagged)
             if budget is None or not budget.exhausted:
                 clean: list[tuple[str, str]] = [
@@ -269,7 +259,7 @@ class Engine:
                 ]
                 if clean:
                     self.clean_values.add_all(clean)
-        return Outcome(signals, flagged_keys, complete and (budget is None or not budget.exhausted))
+        return signals, flagged_keys, complete and (budget is None or not budget.exhausted)
 
     def _views(self, ph: Phase, values: list[Value], budget: Budget | None) -> list[GroupInput]:
         """Each group's entries and texts: one entry per distinct (key, value, utf8), one
@@ -336,26 +326,26 @@ class Engine:
 
     def _run_group(
         self, group: Group, w: GroupInput, prior: Seen | None, out: list[Signal], budget: Budget | None
-    ) -> GroupRun:
-        """Evaluate the group's candidate rules: the rules without a prefilter, and those whose
-        prefilter the group's scan found."""
+    ) -> tuple[set[int], bool, Seen | None]:
+        """Evaluate the group's candidate rules (those without a prefilter, and those whose
+        prefilter the group's scan found): the indexes of the entries that fired, whether its
+        text was scanned in one piece, and, when a later group reuses the scan (see
+        :class:`~.plan.Reuse`), what it scanned with all its rules and the rules found there."""
         candidates = group.always
         scan: JoinedText | None = None
         whole = True
-        seen = Seen()
+        seen: Seen | None = None
         if group.matcher is not None:
             scan = JoinedText(w.texts)
-            found = scan_group(group, scan, w.single, prior, budget)
-            whole = found.whole
-            if found.hits:
-                scanned = group.scanned
-                candidates = sorted([*candidates, *(scanned[i] for i in found.hits)], key=by_index)
-                seen = Seen(found.texts, {scanned[i].index for i in found.hits})
-            else:
-                seen = Seen(found.texts)
+            hits, whole, texts = scan_group(group, scan, w.single, prior, budget)
+            scanned = group.scanned
+            if hits:
+                candidates = sorted([*candidates, *(scanned[i] for i in hits)], key=by_index)
+            if group.reused:
+                seen = Seen(texts, {scanned[i].index for i in hits})
         flagged: set[int] = set()
         if not candidates:
-            return GroupRun(flagged, whole, seen)
+            return flagged, whole, seen
         encoded: dict[str, Encoded] = {}
         targeted = list(w.by_plan.items())
         for c in candidates:
@@ -379,7 +369,7 @@ class Engine:
             if c.joined is not None and scan is not None and len(todo) > 2:
                 todo = _narrow(c, w.entries, todo, scan)
             self._confirm(c, w.entries, todo, scan, encoded, out, flagged)
-        return GroupRun(flagged, whole, seen)
+        return flagged, whole, seen
 
     def _confirm(
         self,

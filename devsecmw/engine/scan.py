@@ -4,7 +4,7 @@ RE2 set of the group's prefilters, then located text by text for confirmation.""
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 
 from .budget import Budget
@@ -113,26 +113,17 @@ def scan_in_chunks(matcher: MultiMatcher, data: Encoded, budget: Budget | None) 
 @dataclass(slots=True)
 class Seen:
     """What a group's run scanned with all its rules (``texts``) and the rules (phase indexes)
-    found there: a later group that reuses the scan (:class:`~.plan.Reuse`) reads it."""
+    found there: the later group that reuses the scan (:class:`~.plan.Reuse`) reads it."""
 
-    texts: set[str] = field(default_factory=set)
-    rules: set[int] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class Hits:
-    """A group scan's answer: the hits (indexes into ``group.scanned``), whether no scan was
-    split in chunks, and the texts scanned with all the group's rules."""
-
-    hits: list[int]
-    whole: bool
     texts: set[str]
+    rules: set[int]
 
 
 def scan_group(
     group: Group, scan: JoinedText, single: dict[str, Chain | None], prior: Seen | None, budget: Budget | None
-) -> Hits:
-    """Scan a group's joined text.
+) -> tuple[list[int], bool, set[str]]:
+    """Scan a group's joined text: the hits (indexes into ``group.scanned``), whether no scan
+    was split in chunks, and the texts scanned with all the group's rules.
 
     Long texts that are the view of one chain alone are scanned by that chain's rules
     only (another rule's prefilter there could never lead to a signal). Texts an earlier
@@ -145,7 +136,7 @@ def scan_group(
     if not (single and group.by_chain) and reuse is None:
         data = scan.data
         everything = set(scan.texts) if group.reused else set()
-        return Hits(scan_in_chunks(group.matcher, data, budget), len(data) <= SCAN_CHUNK, everything)
+        return scan_in_chunks(group.matcher, data, budget), len(data) <= SCAN_CHUNK, everything
     alone: dict[Chain, list[Encoded]] = {}
     covered: list[Encoded] = []
     rest: list[Encoded] = []
@@ -179,13 +170,12 @@ def scan_group(
         data = join_encoded(parts)
         whole = whole and len(data) <= SCAN_CHUNK
         hits.update(chain_set.scanned[i] for i in scan_in_chunks(chain_set.matcher, data, budget))
-    return Hits(sorted(hits), whole, rest_texts)
+    return sorted(hits), whole, rest_texts
 
 
 __all__ = [
     "SCAN_CHUNK",
     "SCAN_OVERLAP",
-    "Hits",
     "JoinedText",
     "Seen",
     "join_encoded",
