@@ -236,7 +236,8 @@ class Engine:
         signals: list[Signal] = []
         flagged_keys: set[str] = set()
         complete = True
-        #: Per group run: the texts it scanned with all its rules, and the rules found there.
+        #: Per group whose scan a later group reuses: the texts it scanned with all its rules,
+        #: and the rules found there.
         scanned: dict[int, Seen] = {}
         for g, group in enumerate(ph.groups):
             w = inputs[g]
