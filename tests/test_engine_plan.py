@@ -1,20 +1,15 @@
 """Planning (``devsecmw.engine.plan``): prefilters rewritten for joined scans, through the one
-pattern walker (``matcher.units``) that ``loosen`` uses too, and compiled sets shared by the
-engines of identical rules."""
+pattern walker (``matcher.walk_pattern``) that ``loosen`` uses too, and compiled sets shared by
+the engines of identical rules."""
 
 from __future__ import annotations
 
 import pytest
 from engine_helpers import rule
-from hypothesis import given
-from hypothesis import strategies as st
 
 from devsecmw.engine import Engine
 from devsecmw.engine.engine import join_texts, joined_pattern
-from devsecmw.engine.matcher import compile_pattern, loosen, units
-
-#: Pattern syntax the walker must tell apart, in any order (valid or not).
-PIECES = ["[", "]", "^", "$", "\\", "-", ":", "{", "}", ",", "0", "9", "a", ".", "[:alpha:]", "\\A", "\\z"]
+from devsecmw.engine.matcher import compile_pattern, loosen
 
 
 @pytest.mark.parametrize(
@@ -58,29 +53,18 @@ def test_joined_pattern_never_spans_values(pattern: str, values: list[str]) -> N
     assert compile_pattern(joined_pattern(pattern)).search(join_texts(values)) is None
 
 
-@given(st.lists(st.sampled_from(PIECES), max_size=16).map("".join))
-def test_units_cover_the_pattern_in_order(pattern: str) -> None:
-    # Every character in exactly one unit, at its index: a rewrite that copies units copies
-    # the pattern.
-    parts = list(units(pattern))
-    assert "".join(u for _, u, _ in parts) == pattern
-    assert [i for i, _, _ in parts] == [sum(len(u) for _, u, _ in parts[:k]) for k in range(len(parts))]
-
-
 @pytest.mark.parametrize(
-    ("pattern", "in_class"),
+    ("pattern", "joined"),
     [
-        ("a[b]c", [False, False, True, True, False]),
-        ("[]a]b", [False, True, True, False]),  # "[]": the "]" is a member
-        ("[^]a]", [False, True, True]),
-        ("[^-a]", [False, True, True]),
-        ("[[:alpha:]x]y", [False, True, True, True, False]),  # the POSIX class's "]" ends nothing
-        ("\\[a", [False, False]),  # an escaped "[" opens no class
-        ("[\\]]", [False, True, True]),
+        ("[^]a]", "[^\uffff\\]a]"),  # a leading "]" or "-" stays a member after the separator
+        ("[^-a]", "[^\uffff\\-a]"),
+        ("[]^$.]", "[]^$.]"),  # inside a class nothing is rewritten
+        ("\\^\\.\\$", "\\^\\.\\$"),  # nor are escaped metacharacters
+        ("\\Aa\\S\\W\\Db\\z", "(?:^|\uffff)a[^\\s\uffff][^\\w\uffff][^\\d\uffff]b(?:$|\uffff)"),
     ],
 )
-def test_units_know_what_is_inside_a_class(pattern: str, in_class: list[bool]) -> None:
-    assert [inside for _, _, inside in units(pattern)] == in_class
+def test_joined_pattern_rewrites_only_outside_classes(pattern: str, joined: str) -> None:
+    assert joined_pattern(pattern) == joined
 
 
 def test_loosen_and_joined_pattern_share_the_walker() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devsecmw.engine import matcher
 from devsecmw.engine.matcher import (
@@ -13,6 +15,7 @@ from devsecmw.engine.matcher import (
     compile_set,
     encode,
     loosen,
+    walk_pattern,
 )
 
 
@@ -85,6 +88,42 @@ def test_set_split_across_several_re2_sets_keeps_indexes(monkeypatch: pytest.Mon
 )
 def test_loosen(pattern: str, loosened: str) -> None:
     assert loosen(pattern) == loosened
+
+
+def test_loosen_reads_posix_classes_as_members() -> None:
+    # ``{0,99}`` inside ``[[:alpha:]...]`` is four members of the class, not a repeat.
+    assert loosen("[[:alpha:]{0,99}]") == "[[:alpha:]{0,99}]"
+    assert loosen("[[:alpha:]]{0,99}") == "[[:alpha:]]{0,}"
+
+
+def test_walk_pattern_tells_the_pieces_apart() -> None:
+    pieces = list(walk_pattern(r"a(?=[^]\s)])\({2,30}[[:digit:]x]"))
+    assert [(p.text, p.kind, p.in_class) for p in pieces] == [
+        ("a", "char", False),
+        ("(", "group", False),
+        ("?", "char", False),
+        ("=", "char", False),
+        ("[^", "class", False),
+        ("]", "char", True),  # a leading "]" is a member
+        ("\\s", "escape", True),
+        (")", "char", True),
+        ("]", "end", False),
+        (")", "close", False),
+        ("\\(", "escape", False),
+        ("{2,30}", "repeat", False),
+        ("[", "class", False),
+        ("[:digit:]", "posix", True),
+        ("x", "char", True),
+        ("]", "end", False),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=list("[]^\\(){},:?=!<a1s-"), max_size=40))
+def test_walk_pattern_pieces_cover_the_pattern_in_order(pattern: str) -> None:
+    pieces = list(walk_pattern(pattern))
+    assert "".join(p.text for p in pieces) == pattern
+    assert [p.start for p in pieces] == [sum(len(q.text) for q in pieces[:i]) for i in range(len(pieces))]
 
 
 @pytest.mark.parametrize("text", ["{{" + "a" * 300 + "__class__", "{{ x.__class__ }}", "{{ nothing }}"])

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 logger = logging.getLogger("devsecmw")
 
@@ -201,44 +201,61 @@ class _ReSet:
         return [i for i, rx in enumerate(self._each) if rx.search(data)]
 
 
-_COUNTED = re.compile(r"\{(\d+),(\d+)\}")
+class RegexPiece(NamedTuple):
+    """One piece of a pattern as :func:`walk_pattern` reads it."""
+
+    start: int  # offset in the pattern
+    text: str  # as written
+    #: ``escape`` (``\\x``), ``class`` (``[`` or ``[^`` opening a character class), ``end``
+    #: (its ``]``), ``posix`` (``[:alpha:]`` inside a class), ``repeat`` (``{m}``, ``{m,}``,
+    #: ``{m,n}``), ``group`` (``(``), ``close`` (``)``), ``char`` (any other character).
+    kind: str
+    in_class: bool  # inside a character class (a class's own ``[``/``]`` are not)
 
 
-def units(pattern: str) -> Iterator[tuple[int, str, bool]]:
-    """A regex in the units a rewrite works on, as ``(index, unit, in_class)``: the one walker
-    of pattern syntax (rewrites that each tracked escapes and classes disagreed at the edges).
+_REPEAT = re.compile(r"\{\d+(?:,\d*)?\}")
 
-    A unit is an escape (``\\d``: two characters), the opening of a character class with what
-    is literal right after it (``[``, ``[^``, then one ``]`` or ``-``: ``[]``, ``[^-``), a POSIX
-    class inside a class (``[:alpha:]``), or one character. ``in_class``: inside a class (its
-    closing ``]`` included); an opening is not.
+
+def walk_pattern(pattern: str) -> Iterator[RegexPiece]:
+    """The pieces of a regex (RE2 or ``re`` syntax) in order; their texts join to ``pattern``.
+
+    The one walker of the package's pattern rewriters (:func:`loosen`, the XSS detector's
+    RE2 forms): escapes, character classes (a leading ``]`` is a member, ``[:alpha:]``
+    inside one is a POSIX class), counted repeats and group parentheses are told apart,
+    so that a rewriter only says what it changes.
     """
     i, n = 0, len(pattern)
     in_class = False
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
-            yield i, pattern[i : i + 2], in_class
+            yield RegexPiece(i, pattern[i : i + 2], "escape", in_class)
             i += 2
         elif in_class:
-            close = pattern.find(":]", i + 2) if pattern.startswith("[:", i) else -1
-            if close > 0:  # [[:alpha:]]: its "]" does not end the class
-                yield i, pattern[i : close + 2], True
+            if c == "[" and pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) > 0:
+                yield RegexPiece(i, pattern[i : close + 2], "posix", True)
                 i = close + 2
-            else:
-                in_class = c != "]"
-                yield i, c, True
-                i += 1
+                continue
+            in_class = c != "]"
+            yield RegexPiece(i, c, "char" if in_class else "end", in_class)
+            i += 1
         elif c == "[":
             j = i + 2 if pattern.startswith("[^", i) else i + 1
-            if j < n and pattern[j] in "]-":  # a member there, not the end or a range
-                j += 1
+            yield RegexPiece(i, pattern[i:j], "class", False)
             in_class = True
-            yield i, pattern[i:j], False
+            if j < n and pattern[j] == "]":  # "[]...", "[^]...": the "]" is a member, not the end
+                yield RegexPiece(j, "]", "char", True)
+                j += 1
             i = j
         else:
-            yield i, c, False
-            i += 1
+            m = _REPEAT.match(pattern, i) if c == "{" else None
+            end = m.end() if m is not None else i + 1
+            kind = "repeat" if m is not None else "group" if c == "(" else "close" if c == ")" else "char"
+            yield RegexPiece(i, pattern[i:end], kind, False)
+            i = end
+
+
+_COUNTED = re.compile(r"\{(\d+),(\d+)\}")
 
 
 def loosen(pattern: str, keep: int = 8) -> str:
@@ -252,17 +269,12 @@ def loosen(pattern: str, keep: int = 8) -> str:
     if "{" not in pattern:
         return pattern
     out: list[str] = []
-    skip = 0
-    for i, unit, in_class in units(pattern):
-        if i < skip:
-            continue
-        if unit == "{" and not in_class:
-            m = _COUNTED.match(pattern, i)
-            if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
-                out.append("{" + m.group(1) + ",}")
-                skip = m.end()
-                continue
-        out.append(unit)
+    for piece in walk_pattern(pattern):
+        m = _COUNTED.fullmatch(piece.text) if piece.kind == "repeat" else None
+        if m and int(m.group(2)) > keep and int(m.group(2)) >= int(m.group(1)):
+            out.append("{" + m.group(1) + ",}")
+        else:
+            out.append(piece.text)
     return "".join(out)
 
 
@@ -303,10 +315,11 @@ __all__ = [
     "Encoded",
     "MultiMatcher",
     "Pattern",
+    "RegexPiece",
     "char_span",
     "compile_pattern",
     "compile_set",
     "encode",
     "loosen",
-    "units",
+    "walk_pattern",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import operators as ops
 from .chains import Chain, Planner, canonical
-from .matcher import MultiMatcher, Pattern, compile_pattern, compile_set, encode, loosen, units
+from .matcher import MultiMatcher, Pattern, compile_pattern, compile_set, encode, loosen, walk_pattern
 from .rules import BODY_KEYS, HEAD_KEYS, Rule, RuleError
 
 #: Between values in a joined scan: a noncharacter no rule looks for. Anchors are rewritten
@@ -51,22 +51,25 @@ def joined_pattern(pattern: str) -> str:
     """
     out: list[str] = []
     start, end = f"(?:^|{SEP})", f"(?:$|{SEP})"
-    for _, unit, in_class in units(pattern):
-        if in_class:
-            out.append(unit)
-        elif unit[0] == "[":
-            # The separator first in a negated class; a leading "]" or "-" escaped (literal).
-            out.append("[^" + SEP + "".join("\\" + c for c in unit[2:]) if unit.startswith("[^") else unit)
-        elif unit in ("^", "\\A"):
+    negated = False  # the previous piece opened a negated class
+    for piece in walk_pattern(pattern):
+        text, kind = piece.text, piece.kind
+        if piece.in_class:
+            # After the separator, a leading "]" or "-" (literal there) escaped to stay so.
+            out.append("\\" + text if negated and text in ("]", "-") else text)
+        elif kind == "class":
+            out.append("[^" + SEP if text == "[^" else text)  # the separator first
+        elif kind == "escape" and text[1:] in _NOT_SEP:
+            out.append(_NOT_SEP[text[1:]])
+        elif text in ("^", "\\A"):
             out.append(start)
-        elif unit in ("$", "\\z"):
+        elif text in ("$", "\\z"):
             out.append(end)
-        elif unit == ".":
+        elif text == ".":
             out.append(f"[^{SEP}]")
-        elif unit[0] == "\\" and unit[1:] in _NOT_SEP:
-            out.append(_NOT_SEP[unit[1:]])
         else:
-            out.append(unit)
+            out.append(text)
+        negated = kind == "class" and text == "[^"
     return loosen("".join(out))
 
 
