@@ -1,8 +1,9 @@
 """The engine on hand-made rules: what it finds, where, and what it never does.
 
 Rules here are built from JSON like user rule files, so each test shows the
-engine's behaviour on one mechanism (joined scans, anchors, views, the clean
-cache, the time budget) independently of the packaged rule set.
+engine's behaviour on one mechanism (joined scans, anchors, views, the time
+budget) independently of the packaged rule set. Planning and caching have their
+own files (``test_engine_plan.py``, ``test_engine_cache.py``).
 """
 
 from __future__ import annotations
@@ -13,46 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from engine_helpers import found, get, post, rule
 
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
-from devsecmw.engine.engine import BODY_PART_MAX, CACHE_SIZE, _digest, join_texts, joined_pattern
-from devsecmw.engine.matcher import compile_pattern
-from devsecmw.engine.rules import Rule, RuleError, parse_rule
+from devsecmw.engine.rules import Rule, RuleError
 from devsecmw.request import HttpRequest, from_asgi_scope
 from devsecmw.signals import Signal
-
-
-def rule(rid: str, value: str, targets: list[str], transforms: list[str] | None = None, **kw: Any) -> Rule:
-    raw = {
-        "id": rid,
-        "name": f"test rule {rid}",
-        "type": kw.pop("type", "sqli"),
-        "targets": targets,
-        "transforms": transforms or [],
-        "operator": kw.pop("operator", "rx"),
-        "value": value,
-        **kw,
-    }
-    return parse_rule(raw, "test.json")
-
-
-def get(target: str, headers: list[tuple[str, str]] | None = None) -> HttpRequest:
-    path, _, qs = target.partition("?")
-    return HttpRequest("GET", target, path, query_string=qs, headers=headers or [])
-
-
-def post(body: bytes, ctype: str) -> HttpRequest:
-    req = HttpRequest("POST", "/p", "/p", headers=[("content-type", ctype)])
-    req.add_body(body, 1 << 20)
-    req.body_complete = True
-    return req
-
-
-def found(engine: Engine, req: HttpRequest) -> set[tuple[str | None, str]]:
-    sigs = engine.inspect(req, "head") + engine.inspect(req, "body")
-    return {(s.rule_id, s.location) for s in sigs}
 
 
 # ---------------------------------------------------------------------------- what is found
@@ -139,99 +108,6 @@ def test_invalid_utf8_rule_fires_only_on_invalid_values() -> None:
     assert found(e, get("/?a=%FF%FE")) == {("900013", "query:a")}
 
 
-# ---------------------------------------------------------------------------- cache
-def test_clean_header_values_are_cached_but_attacks_never_are() -> None:
-    e = Engine(rules=[rule("900014", "evil", ["headers"])])
-    benign = [("accept", "text/html"), ("user-agent", "Mozilla/5.0")]
-    assert found(e, get("/", headers=benign)) == set()
-    assert ("header:accept", "text/html") in e.clean_values
-    attack = [("accept", "text/html"), ("user-agent", "evil/1.0")]
-    for _ in range(3):  # the attack is found every time, never cached as clean
-        assert found(e, get("/", headers=attack)) == {("900014", "header:user-agent")}
-    assert ("header:user-agent", "evil/1.0") not in e.clean_values
-
-
-def test_parameter_values_are_never_cached() -> None:
-    e = Engine(rules=[rule("900015", "evil", ["args", "args.names"])])
-    found(e, get("/?name=value"))
-    assert ("query.names", "name") in e.clean_values
-    assert not any(k == "query" for k, _ in list(e.clean_values._d))
-
-
-def test_cache_is_bounded() -> None:
-    e = Engine(rules=[rule("900016", "evil", ["headers"])])
-    for i in range(CACHE_SIZE + 50):
-        e.inspect(get("/", headers=[("x-request-id", f"id-{i}")]), "head")
-    assert len(e.clean_values) <= CACHE_SIZE
-
-
-def test_clean_head_parts_are_skipped_whole_and_attacks_never_cached() -> None:
-    e = Engine(rules=[rule("900019", "evil", ["args", "cookies", "headers"])])
-    headers = [("cookie", "sid=abc"), ("accept", "text/html")]
-    assert found(e, get("/?q=book", headers=headers)) == set()
-    assert len(e.clean_parts) == 3  # request line, Cookie header, header block
-    # The same parts again: nothing is even parsed (a query that was never split stays so).
-    again = get("/?q=book", headers=headers)
-    assert e.inspect(again, "head") == []
-    assert again._query is None and again._cookies is None
-    # Each part is inspected again as soon as it differs.
-    assert found(e, get("/?q=evil", headers=headers)) == {("900019", "query:q")}
-    assert found(e, get("/?q=book", headers=[("cookie", "sid=evil"), *headers[1:]])) == {
-        ("900019", "cookie:sid")
-    }
-    assert found(e, get("/?q=book", headers=[*headers, ("x-a", "evil")])) == {("900019", "header:x-a")}
-    for _ in range(2):  # an attack is found every time: its part is never cached
-        assert found(e, get("/?q=evil", headers=headers)) == {("900019", "query:q")}
-
-
-def test_cache_keys_leave_credentials_out() -> None:
-    e = Engine(rules=[rule("900020", "evil", ["args", "cookies", "headers"])])
-    headers = [("authorization", "Bearer s3cret"), ("cookie", "sid=s3cret"), ("accept", "x")]
-    req = get("/reset/s3cret?token=s3cret", headers=headers)
-    assert e.inspect(req, "head") == []
-    form = post(b"user=ann&password=s3cret", "application/x-www-form-urlencoded")
-    assert e.inspect(form, "body") == []
-    assert len(e.clean_parts) == 3 and len(e.clean_bodies) == 1
-    kept = [*e.clean_parts._d, *e.clean_bodies._d, *e.clean_values._d]
-    assert not any("s3cret" in repr(k) or b"s3cret" in repr(k).encode() for k in kept)
-
-
-def test_clean_small_bodies_are_cached_but_attacks_never_are() -> None:
-    e = Engine(rules=[rule("900024", "evil", ["body", "body.names"])])
-    assert found(e, post(b'{"a": "book"}', "application/json")) == set()
-    assert len(e.clean_bodies) == 1
-    again = post(b'{"a": "book"}', "application/json")
-    assert e.inspect(again, "body") == []
-    assert again._body is None  # not even parsed
-    # Other bytes, another type (the same bytes read as a form), an attack: inspected.
-    assert found(e, post(b"a=book", "application/x-www-form-urlencoded")) == set()
-    assert found(e, post(b"evil=1", "application/x-www-form-urlencoded")) == {("900024", "body:form:evil")}
-    assert found(e, post(b"evil=1", "text/plain")) == {("900024", "body:form:evil")}
-    for _ in range(2):
-        assert found(e, post(b'{"a": "evil"}', "application/json")) == {("900024", "body:json:a")}
-    assert len(e.clean_bodies) == 2
-
-
-def test_large_bodies_are_never_cached() -> None:
-    e = Engine(rules=[rule("900025", "evil", ["body"])])
-    found(e, post(b"a=" + b"x" * (BODY_PART_MAX + 1), "application/x-www-form-urlencoded"))
-    assert len(e.clean_bodies) == 0
-
-
-def test_digests_tell_every_split_apart() -> None:
-    # The part and body caches keep digests: texts that join alike must still differ.
-    cases = [("a", "b"), ("ab",), ("a\x00", "b"), ("a", "\x00b"), ("1:a",), ("a", "b", "")]
-    assert len({_digest(*texts) for texts in cases}) == len(cases)
-    assert _digest("a", body=b"b") != _digest("ab") != _digest("a", body=b"")
-
-
-def test_exhausted_budget_caches_no_head_part() -> None:
-    e = Engine(rules=[rule("900021", "evil", ["args"])])
-    e.inspect(get("/?q=1", headers=[("accept", "text/html")]), "head", Budget(deadline=-1.0))
-    assert len(e.clean_parts) == 0
-    assert found(e, get("/?q=evil")) == {("900021", "query:q")}
-
-
 # ---------------------------------------------------------------------------- budget
 class FakeClock:
     def __init__(self, step: float) -> None:
@@ -315,47 +191,6 @@ def test_middleware_counts_an_exhausted_budget(otel: Any, monkeypatch: pytest.Mo
 
 
 # ---------------------------------------------------------------------------- joined scans
-@pytest.mark.parametrize(
-    ("pattern", "values", "expected"),
-    [
-        (r"^abc$", ["x", "abc", "y"], True),
-        (r"^abc$", ["xabc", "abcx"], False),
-        (r"\Aabc\z", ["q", "abc"], True),
-        (r"[\^$]x", ["a^x"], True),  # "^" and "$" inside a class are literals
-        (r"\$\{x", ["${x"], True),
-        (r"a{2,300}b", ["c", "aab"], True),
-        (r"[^a-z]", ["abc", "\uffff"], True),  # a value holding the separator itself
-        (r"^[^x]{3}$", ["ab\uffff"], True),
-        (r"a.c", ["a\uffffc"], True),
-    ],
-)
-def test_joined_pattern_matches_where_the_pattern_does(
-    pattern: str, values: list[str], expected: bool
-) -> None:
-    joined = compile_pattern(joined_pattern(pattern))
-    plain = compile_pattern(pattern)
-    assert any(plain.search(v) for v in values) == expected
-    # Whenever some value matches alone, the joined text matches (a superset).
-    if expected:
-        assert joined.search(join_texts(values)) is not None
-
-
-@pytest.mark.parametrize(
-    ("pattern", "values"),
-    [
-        (r"[^A-Za-z]", ["GET", "abc"]),
-        (r"^.{5,}$", ["abc", "de"]),
-        (r"a\S+b", ["a", "b"]),
-        (r"a\W", ["a", "b"]),
-        (r"[^]a-]x", ["a", "x"]),
-    ],
-)
-def test_joined_pattern_never_spans_values(pattern: str, values: list[str]) -> None:
-    # Negated classes, "." and \S/\W/\D stop at the separator: no candidate out of thin air.
-    assert not any(compile_pattern(pattern).search(v) for v in values)
-    assert compile_pattern(joined_pattern(pattern)).search(join_texts(values)) is None
-
-
 def test_value_holding_the_separator_is_still_found() -> None:
     e = Engine(rules=[rule("900022", "^[^a-z]$", ["args"])])
     assert found(e, get("/?a=abc&b=%EF%BF%BF&c=def")) == {("900022", "query:b")}
@@ -402,15 +237,6 @@ def test_split_scans_find_what_one_scan_finds(mix: str) -> None:
         for g, by_chain, after in saved:
             g.by_chain, g.after = by_chain, after
     assert fast
-
-
-def test_engines_with_the_same_rules_share_compiled_sets() -> None:
-    rules = [rule("900018", "x", ["args"])]
-    a, b = Engine(rules=rules), Engine(rules=[rule("900018", "x", ["args"])])
-    assert a._phases is b._phases
-    assert a.clean_values is not b.clean_values  # per-engine state stays per engine
-    c = Engine(rules=[rule("900018", "y", ["args"])])
-    assert c._phases is not a._phases
 
 
 def test_paranoia_level_selects_rules() -> None:
