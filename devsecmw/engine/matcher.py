@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 logger = logging.getLogger("devsecmw")
@@ -258,6 +259,7 @@ def walk_pattern(pattern: str) -> Iterator[RegexPiece]:
 _COUNTED = re.compile(r"\{(\d+),(\d+)\}")
 
 
+@lru_cache(maxsize=4096)  # a pure function of its arguments; rules share patterns across groups
 def loosen(pattern: str, keep: int = 8) -> str:
     """A prefilter that matches wherever ``pattern`` does: upper bounds above ``keep`` dropped.
 
