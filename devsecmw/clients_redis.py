@@ -74,15 +74,12 @@ class RedisClientTable:
                 url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
             )
         self._redis = client
-        self.window = float(window)
-        self.flag_ttl = float(flag_ttl)
-        self.thresholds = thresholds or Thresholds()
-        self._limits = self.thresholds.as_tuple()
-        self._reasons = tuple(
-            f"{name} >= {limit} in {self.window:g}s"
-            for name, limit in zip(COUNTERS, self._limits, strict=True)
-        )
-        self.local = fallback or ClientTable(window=window, flag_ttl=flag_ttl, thresholds=self.thresholds)
+        # The local table is the fall-back and the one source of the windows, thresholds and
+        # flag reasons (a given ``fallback`` brings its own: they are the same on both paths).
+        local = fallback or ClientTable(window=window, flag_ttl=flag_ttl, thresholds=thresholds)
+        self.local = local
+        self.window, self.flag_ttl, self.thresholds = local.window, local.flag_ttl, local.thresholds
+        self._limits, self._reasons = local._limits, local._reasons
         self._prefix = prefix
         self._retry_after = retry_after
         self._cache_ttl = cache_ttl

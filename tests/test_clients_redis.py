@@ -25,6 +25,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,10 @@ needs_server = pytest.mark.skipif(
 from devsecmw.clients_redis import RedisClientTable  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
+@contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of its own on 127.0.0.1 (free port, no persistence): its URL and process,
+    stopped by PID at the end (gracefully first)."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
     port = free_port()
@@ -65,14 +68,21 @@ def redis_url() -> Iterator[str]:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         pytest.fail("redis-server did not start")
                     time.sleep(0.05)
-            yield url
+            yield url, proc
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -164,32 +174,15 @@ def test_unreachable_redis_falls_back_to_the_local_table() -> None:
 
 
 @needs_server
-def test_redis_going_down_mid_way_keeps_counting_locally(redis_url: str) -> None:
-    # A server of its own, killed half-way.
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"redis://127.0.0.1:{port}/0"
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    redis.Redis.from_url(url, socket_timeout=0.5).ping()
-                    break
-                except redis.RedisError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
-            a = _table(url)
-            assert a.observe("192.0.2.3", attack=True, status=None) is None
-        finally:
-            proc.kill()
-            proc.wait()
+def test_redis_going_down_mid_way_keeps_counting_locally() -> None:
+    with redis_server() as (url, proc):  # a server of its own, killed half-way
+        a = _table(url)
+        assert a.observe("192.0.2.3", attack=True, status=None) is None
+        proc.kill()
+        proc.wait()
         reasons = [a.observe("192.0.2.3", attack=True, status=None) for _ in range(5)]
-        assert a.errors >= 1
-        assert reasons[-1] == "attack >= 5 in 60s"  # the local table counts from here on
+    assert a.errors >= 1
+    assert reasons[-1] == "attack >= 5 in 60s"  # the local table counts from here on
 
 
 def test_client_store_is_validated_at_start_up() -> None:
