@@ -8,6 +8,8 @@ is then first on ``sys.path``, and ``from _common import ...`` finds this module
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
 from typing import Any
 
 Header = tuple[bytes, bytes]
@@ -53,3 +55,24 @@ def providers() -> tuple[Any, Any]:
     tp = TracerProvider()
     tp.add_span_processor(SpanProcessor())  # the base class: on_end does nothing
     return tp, MeterProvider()
+
+
+#: The development corpus beside the repository (``../shared/corpus/dev``), and where
+#: ``fetch_corpora.py`` writes the public sources converted (its default cache).
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
+FETCHED = Path.home() / ".cache" / "devsecmw" / "corpora" / "dev"
+
+
+def corpus_files(given: list[str] | None = None) -> list[str]:
+    """The files named, else the shared corpus, else the fetched one; ``[]`` when none is there."""
+    return (
+        list(given or [])
+        or sorted(glob.glob(str(SHARED / "*.jsonl")))
+        or sorted(glob.glob(str(FETCHED / "*.jsonl")))
+    )
+
+
+NO_CORPUS = (
+    f"# no corpus given and none at {SHARED} or {FETCHED}: nothing to measure "
+    "(python benchmarks/fetch_corpora.py downloads and converts the public sources)"
+)

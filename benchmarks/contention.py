@@ -22,7 +22,6 @@ none. Exits cleanly, printing a note, when no corpus is found.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import threading
@@ -32,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detection import DEFAULT, request_of
+from _common import NO_CORPUS, corpus_files
+from detection import request_of
 
 from devsecmw.config import Config
 from devsecmw.core import Runtime
@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-thread", type=int, default=1000)
     ap.add_argument("--every", type=int, default=7, help="only every n-th attack row")
     args = ap.parse_args(argv)
-    files = args.files or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
+    files = corpus_files(args.files)
     if not files:
-        print(f"# no corpus given and none at {DEFAULT}: nothing to measure")
+        print(NO_CORPUS)
         return 0
     rows = []
     for path in files:

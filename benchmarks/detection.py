@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import glob
 import json
 import sys
 import time
@@ -26,14 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import NO_CORPUS, corpus_files
+
 from devsecmw.config import Config
 from devsecmw.engine import Engine
 from devsecmw.request import HttpRequest, percent_decode
 from devsecmw.signals import ATTACK_TYPES
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
-#: Where ``benchmarks/fetch_corpora.py`` writes the public sources, converted (its default).
-FETCHED = Path.home() / ".cache" / "devsecmw" / "corpora" / "dev"
 
 # Signal types accepted as the right category for each label (as the referee accepts them).
 ACCEPT: dict[str, set[str]] = {
@@ -82,16 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="only every n-th row (the referee's sample)")
     ap.add_argument("--misses", help="write missed attacks and false positives (JSON) here")
     args = ap.parse_args(argv)
-    files = (
-        args.files
-        or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
-        or sorted(glob.glob(str(FETCHED / "*.jsonl")))
-    )
+    files = corpus_files(args.files)
     if not files:
-        print(
-            f"# no corpus given and none at {DEFAULT} or {FETCHED}: nothing to measure "
-            "(python benchmarks/fetch_corpora.py downloads and converts the public sources)"
-        )
+        print(NO_CORPUS)
         return 0
     engine = Engine(Config(paranoia_level=args.paranoia))
     stats: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)

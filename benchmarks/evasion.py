@@ -19,7 +19,6 @@ csic, ...). A rule changed while looking at one source shows its effect on the o
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import random
 import re
@@ -33,7 +32,8 @@ from urllib.parse import quote, unquote_plus
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from detection import ACCEPT, DEFAULT, request_of
+from _common import NO_CORPUS, corpus_files
+from detection import ACCEPT, request_of
 
 from devsecmw.config import Config
 from devsecmw.engine import Engine
@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paranoia", type=int, default=1)
     ap.add_argument("--show", type=int, default=0, help="print this many lost rows per mutation")
     args = ap.parse_args(argv)
-    files = args.files or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
+    files = corpus_files(args.files)
     if not files:
-        print(f"# no corpus given and none at {DEFAULT}: nothing to measure")
+        print(NO_CORPUS)
         return 0
     engine = Engine(Config(paranoia_level=args.paranoia))
     rng = random.Random(11)

@@ -54,9 +54,8 @@ r3, t3 = rss(), time.process_time()
 out.update(import_s=t1 - t0, import_mib=r1 - r0, construct_s=t2 - t1, construct_mib=r2 - r1,
            first_s=t3 - t2, first_mib=r3 - r2, after_first_mib=r3)
 if traffic:
-    import glob
-    files = sorted(glob.glob(str(varied.DEFAULT / "*.jsonl")))
-    files = files or sorted(glob.glob(str(varied.FETCHED / "*.jsonl")))
+    from _common import corpus_files
+    files = corpus_files()
     rows = varied.load(files, "benign")[:traffic] if files else []
     for i, req in enumerate(rows):
         loop.run_until_complete(varied.once(app, req, i))

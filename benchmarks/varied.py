@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import glob
 import json
 import random
 import statistics
@@ -32,10 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import providers
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
-FETCHED = Path.home() / ".cache" / "devsecmw" / "corpora" / "dev"
+from _common import NO_CORPUS, corpus_files, providers
 
 Request = tuple[str, bytes, bytes, list[tuple[bytes, bytes]], bytes]
 
@@ -163,13 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=2400, help="requests per kind of row (benign, attack)")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args(argv)
-    files = (
-        args.files
-        or sorted(glob.glob(str(DEFAULT / "*.jsonl")))
-        or sorted(glob.glob(str(FETCHED / "*.jsonl")))
-    )
+    files = corpus_files(args.files)
     if not files:
-        print(f"# no corpus given and none at {DEFAULT} or {FETCHED}: nothing to measure")
+        print(NO_CORPUS)
         return 0
     for want in ("benign", "attack"):
         rows = load(files, want)[: args.n + 20]
