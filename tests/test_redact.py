@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,18 @@ from hypothesis import strategies as st
 
 from devsecmw import redact
 from devsecmw.config import Config, ConfigError
+
+#: The package and each of its modules.
+_MODULES = [redact] + [
+    importlib.import_module(f"{redact.__name__}.{m.name}") for m in pkgutil.iter_modules(redact.__path__)
+]
+
+
+def _patch_everywhere(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
+    """Replace ``name`` in every module of the package that holds it (where the code reads it)."""
+    for module in _MODULES:
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
 
 
 @pytest.mark.parametrize(
@@ -290,12 +304,15 @@ def test_attribute_limit_option() -> None:
 
 # ------------------------------------------------------------------ linear, bounded work (reproducer 1)
 def test_redaction_runs_no_regular_expression_module() -> None:
-    """No backtracking engine runs on request data here: the module imports neither ``re`` nor
-    ``regex`` (its only pattern is the RE2 gate, linear by construction)."""
-    tree = ast.parse(inspect.getsource(redact))
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not imported & {"re", "regex"}, imported
+    """No backtracking engine runs on request data here: no module of the package imports ``re``
+    or ``regex`` (its only patterns are the RE2 gates, linear by construction)."""
+    assert len(_MODULES) > 1
+    for module in _MODULES:
+        tree = ast.parse(inspect.getsource(module))
+        nodes = list(ast.walk(tree))
+        imported = {a.name.split(".")[0] for n in nodes if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in nodes if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"re", "regex"}, (module.__name__, imported)
 
 
 @pytest.mark.parametrize("kib", [3, 6, 12, 24, 1024])
@@ -315,7 +332,7 @@ def test_scrubbing_looks_at_a_bounded_prefix_whatever_the_query(
 
     # What every scan is handed: the decoder, the gate, the userinfo and name scans.
     for name in ("_clean", "_prepare", "_userinfo_spans"):
-        monkeypatch.setattr(redact, name, counting(getattr(redact, name)))
+        _patch_everywhere(monkeypatch, name, counting(getattr(redact, name)))
     real_fold = redact._Fold
 
     class CountingFold(real_fold):  # type: ignore[misc, valid-type]
@@ -323,7 +340,7 @@ def test_scrubbing_looks_at_a_bounded_prefix_whatever_the_query(
             seen.append(len(text))
             super().__init__(text, decode)
 
-    monkeypatch.setattr(redact, "_Fold", CountingFold)
+    _patch_everywhere(monkeypatch, "_Fold", CountingFold)
     query = "q=" + "eyJ" * (kib * 1024 // 3)
     out = redact.scrub_query(query)
     assert len(out) <= redact.DEFAULT_ATTRIBUTE_LIMIT and "eyJeyJeyJ" not in out
@@ -457,7 +474,7 @@ def test_token_scans_walk_each_character_a_bounded_number_of_times(
         walked[0] += end - i + 1
         return end
 
-    monkeypatch.setattr(redact, "_run_end", counting)
+    _patch_everywhere(monkeypatch, "_run_end", counting)
     redact.scrub_header(text, (), 4096)
     redact.evidence("query:q", text, len(text) - 10, len(text))
     assert walked[0] <= 4 * (len(text) + 2 * 256 + redact.MAX_EVIDENCE)
