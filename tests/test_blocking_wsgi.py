@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import devsecmw.blocking
-import devsecmw.bodytap
+import devsecmw.bodytap.ahead
 import devsecmw.wsgi
 from devsecmw.config import Config
 from devsecmw.engine import Budget, Engine
@@ -574,7 +574,7 @@ def test_no_thread_to_be_had_means_the_head_alone_decides(otel: Any, monkeypatch
     def no_thread(target: Any) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(devsecmw.bodytap, "_spawn", no_thread)
+    monkeypatch.setattr(devsecmw.bodytap.ahead, "_spawn", no_thread)
     upload = Upload(SQLI_FORM[:10], SQLI_FORM[10:])
     env = environ_for("POST", stream=upload, ctype=FORM, length=len(SQLI_FORM))
     r = run(reading_app(), env, otel, mode="block", block_read_timeout=PATIENT)
