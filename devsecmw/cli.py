@@ -349,13 +349,7 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="devsecmw", description="Security signals from HTTP traffic, on OpenTelemetry."
-    )
-    parser.add_argument("--version", action="version", version=f"devsecmw {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a demo app behind devsecmw, send it traffic, summarise the telemetry",
@@ -374,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules = sub.add_parser("rules", help="list or validate detection rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     lst = rules_sub.add_parser("list", help="list the packaged rules (and extra rule files)")
@@ -388,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="+", metavar="FILE")
     val.set_defaults(func=cmd_rules_validate)
 
+
+def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scan = sub.add_parser(
         "scan",
         help="replay JSONL requests through the engine (offline)",
@@ -402,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
     scan.set_defaults(func=cmd_scan)
-    add_gameday_parsers(sub)
 
+
+def _add_tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tune = sub.add_parser(
         "tune",
         help="propose exclusions for the noisiest benign-looking locations",
@@ -420,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--format", choices=("table", "toml", "json"), default="table")
     tune.set_defaults(func=cmd_tune)
 
+
+def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg = sub.add_parser(
         "config",
         help="print the effective configuration and where each value comes from",
@@ -430,6 +431,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cfg.add_argument("--json", action="store_true", help="one JSON object: value, source and key per option")
     cfg.set_defaults(func=cmd_config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devsecmw", description="Security signals from HTTP traffic, on OpenTelemetry."
+    )
+    parser.add_argument("--version", action="version", version=f"devsecmw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # In this order: the help lists the commands as they are added.
+    _add_demo(sub)
+    _add_rules(sub)
+    _add_scan(sub)
+    add_gameday_parsers(sub)
+    _add_tune(sub)
+    _add_config(sub)
     return parser
 
 

@@ -127,43 +127,24 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str
     return lines
 
 
-def summarize(
-    spans: Iterable[Any],
-    metrics: Any = None,
-    sent: Sequence[Sent] | None = None,
-    *,
-    color: bool = False,
-    title: str | None = None,
-) -> str:
-    """The demo's terminal summary.
+def _heading(text: str, color: bool) -> list[str]:
+    return ["", _paint(text, "bold", color)]
 
-    ``spans``: finished SDK spans (``ReadableSpan``); ``metrics``: the SDK's
-    ``MetricsData`` (adds inspection time and internal errors); ``sent``: the
-    traffic generator's record (adds detection per attack category, matched on
-    trace ids).
-    """
-    reqs = _requests(spans)
-    out: list[str] = []
 
-    def heading(text: str) -> None:
-        out.append("")
-        out.append(_paint(text, "bold", color))
-
-    if title:
-        out.append(_paint(title, "bold", color))
-
-    # ---- requests by classification
+def _classification_lines(reqs: Sequence[_Request], color: bool) -> list[str]:
     by_cls = Counter(r.classification for r in reqs)
-    heading(f"Requests by classification ({len(reqs)} inspected)")
+    out = _heading(f"Requests by classification ({len(reqs)} inspected)", color)
     widest = max(by_cls.values(), default=0)
     for cls in CLASSIFICATIONS:
         n = by_cls.get(cls, 0)
         bar = "#" * (round(30 * n / widest) if widest else 0)
         out.append(f"  {_paint(cls.ljust(8), cls, color)} {n:5d}  {_paint(bar, cls, color)}")
+    return out
 
-    # ---- signals by type
+
+def _signal_type_lines(reqs: Sequence[_Request], color: bool) -> list[str]:
     by_type = Counter(t for r in reqs for t in r.types)
-    heading("Signals by type (devsecmw.signal span events)")
+    out = _heading("Signals by type (devsecmw.signal span events)", color)
     if not by_type:
         out.append("  (none)")
     for group, style in (("attack", "attack"), ("anomaly", "anomaly")):
@@ -178,8 +159,11 @@ def summarize(
         for i in range(0, len(type_cells), 4):
             row = "".join(c.ljust(width) for c in type_cells[i : i + 4]).rstrip()
             out.append(f"  {_paint(group.ljust(8), style, color)} {row}" if i == 0 else f"  {'':8} {row}")
+    return out
 
-    # ---- per route: attacks next to 5xx
+
+def _route_lines(reqs: Sequence[_Request], color: bool) -> list[str]:
+    """Per route: attacks next to 5xx."""
     routes: dict[str, _Route] = {}
     for r in reqs:
         rt = routes.setdefault(r.route, _Route())
@@ -189,7 +173,7 @@ def summarize(
         rt.attack_5xx += "attack_5xx" in r.types
         rt.auth += r.status in (401, 403)
         rt.not_found += r.status == 404
-    heading("Per route: attacks next to errors (why do 5xx spike when attacks spike?)")
+    out = _heading("Per route: attacks next to errors (why do 5xx spike when attacks spike?)", color)
     ordered = sorted(routes.items(), key=lambda kv: (-kv[1].attack_5xx, -kv[1].errors, -kv[1].attacks, kv[0]))
     out.extend(
         _table(
@@ -207,10 +191,13 @@ def summarize(
             f"  {total_a5} of {total_5xx} server errors ({100 * total_a5 // total_5xx}%) "
             "came with an attack on the same request."
         )
+    return out
 
-    # ---- attack_5xx trace ids
+
+def _attack_5xx_lines(reqs: Sequence[_Request], color: bool) -> list[str]:
+    """The attack_5xx trace ids."""
     a5 = [r for r in reqs if "attack_5xx" in r.types]
-    heading(f"Attacks that ended in a 5xx (attack_5xx): {len(a5)} - look them up by trace id")
+    out = _heading(f"Attacks that ended in a 5xx (attack_5xx): {len(a5)} - look them up by trace id", color)
     if not a5:
         out.append("  (none)")
     for r in a5[:MAX_TRACE_IDS]:
@@ -218,79 +205,91 @@ def summarize(
         out.append(f"  {_paint(r.trace_id, 'attack', color)}  {r.route}  {r.status}  {attack_kinds}")
     if len(a5) > MAX_TRACE_IDS:
         out.append(f"  ... and {len(a5) - MAX_TRACE_IDS} more")
+    return out
 
-    # ---- clients over a threshold
+
+def _flagged_client_lines(reqs: Sequence[_Request], color: bool) -> list[str]:
+    """Clients over a threshold (no section when there are none)."""
     flagged: dict[str, list[_Request]] = {}
     for r in reqs:
         if r.client is not None and "client_flagged" in r.types:
             flagged.setdefault(r.client, [])
-    if flagged:
-        for r in reqs:
-            if r.client in flagged:
-                flagged[r.client].append(r)
-        heading(f"Clients over a per-client threshold (client_flagged): {len(flagged)}")
-        out.extend(
-            _table(
-                ["client.address", "requests", "attacks", "flagged"],
+    if not flagged:
+        return []
+    for r in reqs:
+        if r.client in flagged:
+            flagged[r.client].append(r)
+    out = _heading(f"Clients over a per-client threshold (client_flagged): {len(flagged)}", color)
+    out.extend(
+        _table(
+            ["client.address", "requests", "attacks", "flagged"],
+            [
                 [
-                    [
-                        c,
-                        len(rs),
-                        sum(x.classification == "attack" for x in rs),
-                        sum("client_flagged" in x.types for x in rs),
-                    ]
-                    for c, rs in sorted(flagged.items(), key=lambda kv: -len(kv[1]))
-                ],
-            )
+                    c,
+                    len(rs),
+                    sum(x.classification == "attack" for x in rs),
+                    sum("client_flagged" in x.types for x in rs),
+                ]
+                for c, rs in sorted(flagged.items(), key=lambda kv: -len(kv[1]))
+            ],
         )
+    )
+    return out
 
-    # ---- detection per category (needs what was sent)
-    if sent is not None:
-        by_trace = {r.trace_id: r for r in reqs}
-        sent_n: Counter[str] = Counter()
-        seen_n: Counter[str] = Counter()
-        for s in sent:
-            if s.probe.kind != ATTACK:
-                continue
-            sent_n[s.probe.label] += 1
-            got = by_trace.get(s.probe.trace_id)
-            if got is not None and any(t in ATTACK_TYPES for t in got.types):
-                seen_n[s.probe.label] += 1
-        if sent_n:
-            heading(
-                f"Attacks sent, by category: {sum(seen_n.values())} of {sum(sent_n.values())} "
-                f"carried an attack signal"
-            )
-            grid = []
-            for cat in sorted(sent_n):
-                ok = seen_n[cat] == sent_n[cat]
-                grid.append((f"{cat} {seen_n[cat]}/{sent_n[cat]}", "benign" if ok else "attack"))
-            width = max(len(c) for c, _ in grid) + 2
-            for i in range(0, len(grid), 4):
-                out.append(
-                    "  "
-                    + "".join(_paint(c.ljust(width), style, color) for c, style in grid[i : i + 4]).rstrip()
-                )
-            missed = sorted(c for c in sent_n if seen_n[c] < sent_n[c])
-            if missed:
-                out.append(f"  not detected every time: {', '.join(missed)}")
-        false_pos = [
-            s
-            for s in sent
-            if s.probe.kind != ATTACK
-            and (got := by_trace.get(s.probe.trace_id)) is not None
-            and any(t in ATTACK_TYPES for t in got.types)
-        ]
-        if false_pos:
-            labels = ", ".join(sorted({s.probe.label for s in false_pos}))
-            out.append(
-                f"  benign requests with an attack signal (false positives): {len(false_pos)} ({labels})"
-            )
-        unanswered = [s for s in sent if s.status is None]
-        if unanswered:
-            out.append(f"  {len(unanswered)} requests got no response ({unanswered[0].error})")
 
-    # ---- metrics footer
+def _category_grid(sent_n: Counter[str], seen_n: Counter[str], color: bool) -> list[str]:
+    out = _heading(
+        f"Attacks sent, by category: {sum(seen_n.values())} of {sum(sent_n.values())} "
+        f"carried an attack signal",
+        color,
+    )
+    grid = []
+    for cat in sorted(sent_n):
+        ok = seen_n[cat] == sent_n[cat]
+        grid.append((f"{cat} {seen_n[cat]}/{sent_n[cat]}", "benign" if ok else "attack"))
+    width = max(len(c) for c, _ in grid) + 2
+    for i in range(0, len(grid), 4):
+        out.append(
+            "  " + "".join(_paint(c.ljust(width), style, color) for c, style in grid[i : i + 4]).rstrip()
+        )
+    missed = sorted(c for c in sent_n if seen_n[c] < sent_n[c])
+    if missed:
+        out.append(f"  not detected every time: {', '.join(missed)}")
+    return out
+
+
+def _detection_lines(reqs: Sequence[_Request], sent: Sequence[Sent], color: bool) -> list[str]:
+    """Detection per attack category, matched on trace ids with what was sent."""
+    out: list[str] = []
+    by_trace = {r.trace_id: r for r in reqs}
+    sent_n: Counter[str] = Counter()
+    seen_n: Counter[str] = Counter()
+    for s in sent:
+        if s.probe.kind != ATTACK:
+            continue
+        sent_n[s.probe.label] += 1
+        got = by_trace.get(s.probe.trace_id)
+        if got is not None and any(t in ATTACK_TYPES for t in got.types):
+            seen_n[s.probe.label] += 1
+    if sent_n:
+        out.extend(_category_grid(sent_n, seen_n, color))
+    false_pos = [
+        s
+        for s in sent
+        if s.probe.kind != ATTACK
+        and (got := by_trace.get(s.probe.trace_id)) is not None
+        and any(t in ATTACK_TYPES for t in got.types)
+    ]
+    if false_pos:
+        labels = ", ".join(sorted({s.probe.label for s in false_pos}))
+        out.append(f"  benign requests with an attack signal (false positives): {len(false_pos)} ({labels})")
+    unanswered = [s for s in sent if s.status is None]
+    if unanswered:
+        out.append(f"  {len(unanswered)} requests got no response ({unanswered[0].error})")
+    return out
+
+
+def _metrics_footer(metrics: Any, color: bool) -> list[str]:
     footer = []
     line = _histogram_line(metrics)
     if line:
@@ -306,9 +305,38 @@ def summarize(
             "devsecmw internal errors and cut-short inspections (devsecmw.errors): "
             f"{errors_by_kind.total()}{detail}"
         )
-    if footer:
-        out.append("")
-        out.extend(_paint(f, "dim", color) for f in footer)
+    if not footer:
+        return []
+    return ["", *(_paint(f, "dim", color) for f in footer)]
+
+
+def summarize(
+    spans: Iterable[Any],
+    metrics: Any = None,
+    sent: Sequence[Sent] | None = None,
+    *,
+    color: bool = False,
+    title: str | None = None,
+) -> str:
+    """The demo's terminal summary.
+
+    ``spans``: finished SDK spans (``ReadableSpan``); ``metrics``: the SDK's
+    ``MetricsData`` (adds inspection time and internal errors); ``sent``: the
+    traffic generator's record (adds detection per attack category, matched on
+    trace ids).
+    """
+    reqs = _requests(spans)
+    out: list[str] = []
+    if title:
+        out.append(_paint(title, "bold", color))
+    out.extend(_classification_lines(reqs, color))
+    out.extend(_signal_type_lines(reqs, color))
+    out.extend(_route_lines(reqs, color))
+    out.extend(_attack_5xx_lines(reqs, color))
+    out.extend(_flagged_client_lines(reqs, color))
+    if sent is not None:
+        out.extend(_detection_lines(reqs, sent, color))
+    out.extend(_metrics_footer(metrics, color))
     return "\n".join(out) + "\n"
 
 

@@ -148,9 +148,10 @@ def _failures() -> list[Probe]:
 
 
 # --------------------------------------------------------------------------- attacks
-def _attacks() -> dict[str, list[Probe]]:
+def _injection_attacks() -> dict[str, list[Probe]]:
+    """Injections into parameters: SQL, XSS, commands, paths, remote files, SSRF."""
     a = ATTACK
-    out: dict[str, list[Probe]] = {
+    return {
         "sqli": [
             get(a, "sqli", "/search", [("q", "' UNION SELECT username, password FROM users--")]),
             get(a, "sqli", "/search", [("q", "shirt' OR '1'='1")]),
@@ -183,6 +184,13 @@ def _attacks() -> dict[str, list[Probe]]:
             get(a, "ssrf", "/api/preview", [("url", "gopher://127.0.0.1:6379/_FLUSHALL")]),
             get(a, "ssrf", "/api/preview", [("url", "file:///etc/hosts")]),
         ],
+    }
+
+
+def _payload_attacks() -> dict[str, list[Probe]]:
+    """Payloads for a parser or an interpreter: XML entities, templates, NoSQL, JNDI, PHP, Java."""
+    a = ATTACK
+    return {
         "xxe": [
             post_raw(
                 a,
@@ -238,6 +246,13 @@ def _attacks() -> dict[str, list[Probe]]:
                 [("class.module.classLoader.resources.context.parent.pipeline.first.pattern", "%{c}i")],
             ),
         ],
+    }
+
+
+def _probe_attacks() -> dict[str, list[Probe]]:
+    """Server-side code, scanners, protocol abuse, session fixation and backdoors."""
+    a = ATTACK
+    return {
         "nodejs": [
             get(a, "nodejs", "/api/calc", [("expr", "require('child_process').execSync('id')")]),
             post_json(a, "nodejs", "/api/comments", {"text": "hi", "x": "process.mainModule.require('fs')"}),
@@ -270,7 +285,11 @@ def _attacks() -> dict[str, list[Probe]]:
             get(a, "backdoor", "/wso.php"),
         ],
     }
-    return out
+
+
+def _attacks() -> dict[str, list[Probe]]:
+    # The categories in the order the plan and the summary list them.
+    return {**_injection_attacks(), **_payload_attacks(), **_probe_attacks()}
 
 
 def catalogue() -> tuple[list[Probe], list[Probe], dict[str, list[Probe]]]:

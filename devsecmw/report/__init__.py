@@ -147,8 +147,8 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z" if t else "-"
 
 
-def summarize(spans: Iterable[Record]) -> dict[str, Any]:
-    """What the page shows, from span records (only those with devsecmw's verdict count)."""
+def _inspected(spans: Iterable[Record]) -> list[tuple[Record, Mapping[str, Any]]]:
+    """The records that carry devsecmw's verdict, with their attributes, oldest first."""
     reqs = []
     for r in spans:
         a = _attrs(r)
@@ -156,6 +156,72 @@ def summarize(spans: Iterable[Record]) -> dict[str, Any]:
             continue
         reqs.append((r, a))
     reqs.sort(key=lambda ra: _num(ra[0].get("start_time")))
+    return reqs
+
+
+def _add_flagged(clients: dict[str, dict[str, Any]], r: Record, a: Mapping[str, Any], ts: list[str]) -> None:
+    """Count a ``client_flagged`` request against its client (at most ``MAX_ROWS`` clients)."""
+    who = str(a.get("client.address") or "(not on the span)")
+    entry = clients.get(who)
+    if entry is None:
+        if len(clients) >= MAX_ROWS:
+            return
+        entry = clients[who] = {
+            "client": who,
+            "requests": 0,
+            "first": 0.0,
+            "last": 0.0,
+            "types": Counter(),
+        }
+    entry["requests"] += 1
+    t = _num(r.get("start_time"))
+    entry["first"] = min(entry["first"] or t, t)
+    entry["last"] = max(entry["last"], t)
+    entry["types"].update(x for x in ts if x in ATTACK_TYPES)
+
+
+def _summary_doc(
+    reqs: Sequence[tuple[Record, Mapping[str, Any]]],
+    totals: Counter[str],
+    types: Counter[str],
+    per_route: dict[str, Counter[str]],
+    attack_5xx: list[dict[str, Any]],
+    clients: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The counts, as the page reads them (top rows only)."""
+    chart = _chart(reqs)
+    return {
+        "totals": dict(totals),
+        "types": [
+            {"type": t, "kind": "attack" if t in ATTACK_TYPES else "anomaly", "requests": n}
+            for t, n in types.most_common(MAX_ROWS)
+        ],
+        "routes": [
+            {"route": k, **dict(v)}
+            for k, v in sorted(per_route.items(), key=lambda kv: (-kv[1]["attacks"] - kv[1]["5xx"], kv[0]))[
+                :MAX_ROWS
+            ]
+        ],
+        "attack_5xx": attack_5xx,
+        "clients": [
+            {
+                "client": e["client"],
+                "requests": e["requests"],
+                "first": _when(e["first"]),
+                "last": _when(e["last"]),
+                "types": [t for t, _ in e["types"].most_common(5)],
+            }
+            for e in sorted(clients.values(), key=lambda e: -int(e["requests"]))
+        ],
+        "chart": chart,
+        "first": _when(_num(reqs[0][0].get("start_time"))) if reqs else "-",
+        "last": _when(_num(reqs[-1][0].get("start_time"))) if reqs else "-",
+    }
+
+
+def summarize(spans: Iterable[Record]) -> dict[str, Any]:
+    """What the page shows, from span records (only those with devsecmw's verdict count)."""
+    reqs = _inspected(spans)
     totals: Counter[str] = Counter()
     types: Counter[str] = Counter()
     per_route: dict[str, Counter[str]] = {}
@@ -191,51 +257,8 @@ def summarize(spans: Iterable[Record]) -> dict[str, Any]:
                     }
                 )
         if "client_flagged" in ts:
-            who = str(a.get("client.address") or "(not on the span)")
-            entry = clients.get(who)
-            if entry is None:
-                if len(clients) >= MAX_ROWS:
-                    continue
-                entry = clients[who] = {
-                    "client": who,
-                    "requests": 0,
-                    "first": 0.0,
-                    "last": 0.0,
-                    "types": Counter(),
-                }
-            entry["requests"] += 1
-            t = _num(r.get("start_time"))
-            entry["first"] = min(entry["first"] or t, t)
-            entry["last"] = max(entry["last"], t)
-            entry["types"].update(x for x in ts if x in ATTACK_TYPES)
-    chart = _chart(reqs)
-    return {
-        "totals": dict(totals),
-        "types": [
-            {"type": t, "kind": "attack" if t in ATTACK_TYPES else "anomaly", "requests": n}
-            for t, n in types.most_common(MAX_ROWS)
-        ],
-        "routes": [
-            {"route": k, **dict(v)}
-            for k, v in sorted(per_route.items(), key=lambda kv: (-kv[1]["attacks"] - kv[1]["5xx"], kv[0]))[
-                :MAX_ROWS
-            ]
-        ],
-        "attack_5xx": attack_5xx,
-        "clients": [
-            {
-                "client": e["client"],
-                "requests": e["requests"],
-                "first": _when(e["first"]),
-                "last": _when(e["last"]),
-                "types": [t for t, _ in e["types"].most_common(5)],
-            }
-            for e in sorted(clients.values(), key=lambda e: -int(e["requests"]))
-        ],
-        "chart": chart,
-        "first": _when(_num(reqs[0][0].get("start_time"))) if reqs else "-",
-        "last": _when(_num(reqs[-1][0].get("start_time"))) if reqs else "-",
-    }
+            _add_flagged(clients, r, a, ts)
+    return _summary_doc(reqs, totals, types, per_route, attack_5xx, clients)
 
 
 def _chart(reqs: Sequence[tuple[Record, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -335,14 +358,8 @@ def _scorecard_html(doc: Mapping[str, Any]) -> str:
     return f"<section><h2>{_e(title)}</h2>{status}{table}</section>"
 
 
-def render_html(
-    spans: Sequence[Record], gamedays: Sequence[Mapping[str, Any]] = (), title: str | None = None
-) -> str:
-    """The page (a complete HTML document)."""
-    s = summarize(spans)
-    t = s["totals"]
-    title = title or "devsecmw report"
-    tiles = "".join(
+def _tiles(t: Mapping[str, Any]) -> str:
+    return "".join(
         f'<div class="tile"><b>{_e(t.get(k, 0))}</b><span>{_e(label)}</span></div>'
         for k, label in (
             ("requests", "requests inspected"),
@@ -352,6 +369,9 @@ def render_html(
             ("blocked", "blocked"),
         )
     )
+
+
+def _types_table(s: Mapping[str, Any]) -> str:
     top = max((row["requests"] for row in s["types"]), default=1)
     type_rows = [
         [
@@ -363,6 +383,10 @@ def render_html(
         ]
         for row in s["types"]
     ]
+    return _table(["type", "kind", "#requests", ""], type_rows, "types", "no signals")
+
+
+def _routes_table(s: Mapping[str, Any]) -> str:
     route_rows = [
         [
             _td(r["route"]),
@@ -372,6 +396,10 @@ def render_html(
         ]
         for r in s["routes"]
     ]
+    return _table(["route", "#requests", "#attacks", "#5xx"], route_rows, "routes", "no requests")
+
+
+def _attack_5xx_table(s: Mapping[str, Any]) -> str:
     a5_rows = [
         [
             _td(r["time"]),
@@ -382,6 +410,10 @@ def render_html(
         ]
         for r in s["attack_5xx"]
     ]
+    return _table(["time", "trace id", "route", "#status", "attack types"], a5_rows, "attack5xx", "none")
+
+
+def _clients_table(s: Mapping[str, Any]) -> str:
     client_rows = [
         [
             _td(c["client"]),
@@ -392,19 +424,35 @@ def render_html(
         ]
         for c in s["clients"]
     ]
-    data = json.dumps({"chart": s["chart"]}, separators=(",", ":"))
+    return _table(["client", "#requests", "first", "last", "attack types"], client_rows, "clients", "none")
+
+
+def _script_data(chart: Any) -> str:
+    """The chart's data as JSON safe inside a ``<script>`` element."""
+    data = json.dumps({"chart": chart}, separators=(",", ":"))
     # Inside <script>: no "</script>", no "<!--", no line separators that end a JS string.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    data = data.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return data.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def render_html(
+    spans: Sequence[Record], gamedays: Sequence[Mapping[str, Any]] = (), title: str | None = None
+) -> str:
+    """The page (a complete HTML document)."""
+    s = summarize(spans)
+    t = s["totals"]
+    title = title or "devsecmw report"
+    tiles = _tiles(t)
+    data = _script_data(s["chart"])
     css, js = _asset("report.css"), _asset("report.js")
     digest = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src data:"
     scorecards = "".join(_scorecard_html(g) for g in gamedays)
     generated = "generated " + time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
-    routes = _table(["route", "#requests", "#attacks", "#5xx"], route_rows, "routes", "no requests")
-    types = _table(["type", "kind", "#requests", ""], type_rows, "types", "no signals")
-    a5 = _table(["time", "trace id", "route", "#status", "attack types"], a5_rows, "attack5xx", "none")
-    clients = _table(["client", "#requests", "first", "last", "attack types"], client_rows, "clients", "none")
+    routes = _routes_table(s)
+    types = _types_table(s)
+    a5 = _attack_5xx_table(s)
+    clients = _clients_table(s)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_e(csp)}">
