@@ -311,3 +311,8 @@ def expand_tags(exclusions: Sequence[Exclusion], rules: Sequence[Any]) -> tuple[
             names.extend(ids)
         out.append(Exclusion(tuple(dict.fromkeys(names)), x.route, x.location))
     return tuple(out)
+
+
+def path_set(paths: Sequence[str]) -> tuple[set[str], tuple[str, ...]]:
+    """``ignore_paths``/``allow_paths`` as exact paths and prefixes (an entry ending in ``*``)."""
+    return {p for p in paths if not p.endswith("*")}, tuple(p[:-1] for p in paths if p.endswith("*"))

@@ -32,11 +32,12 @@ from .clients import (
     resolve_client,
 )
 from .config import BeforeEmit, Config, expand_tags
+from .config_values import path_set
 from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .leaks import LeakScanner, Sniffer
-from .request import HttpRequest, Limits
+from .request import HttpRequest, Limits, full_url, may_have_body
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 
@@ -49,8 +50,6 @@ _cpu = time.thread_time
 #: A phase shorter than this in wall time adds its wall time to the CPU spent (an upper bound:
 #: CPU time never exceeds it), saving a read of the CPU clock on nearly every request.
 _CPU_EXACT_FROM = 0.001
-#: Methods whose HTTP/1 requests carry no body unless a Content-Length or Transfer-Encoding says so.
-_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
 class Runtime:
@@ -84,8 +83,8 @@ class Runtime:
         #: The budget: CPU seconds, and the wall-clock ceiling (see :class:`~devsecmw.engine.Budget`).
         self.cpu_budget = config.time_budget
         self.wall_ceiling = config.wall_ceiling
-        self._ignore_exact, self._ignore_prefix = _path_set(config.ignore_paths)
-        self._allow_exact, self._allow_prefix = _path_set(config.allow_paths)
+        self._ignore_exact, self._ignore_prefix = path_set(config.ignore_paths)
+        self._allow_exact, self._allow_prefix = path_set(config.allow_paths)
         #: ``excluded_urls`` as one RE2 pattern, searched in the full URL (OpenTelemetry's way).
         self._excluded_urls = _url_pattern(config.excluded_urls)
         self.trusted_proxies = parse_networks(config.trusted_proxies, "trusted_proxies")
@@ -169,21 +168,12 @@ class Runtime:
         return insp
 
 
-def full_url(request: HttpRequest) -> str:
-    """``scheme://host/target``, what ``OTEL_PYTHON_EXCLUDED_URLS`` patterns are searched in."""
-    return f"{request.scheme}://{request.header('host') or request.server_address or ''}{request.target}"
-
-
 def _url_pattern(patterns: Sequence[str]) -> Pattern | None:
     if not patterns:
         return None
     from .engine.matcher import compile_pattern
 
     return compile_pattern("|".join(f"(?:{p})" for p in patterns))
-
-
-def _path_set(paths: Sequence[str]) -> tuple[set[str], tuple[str, ...]]:
-    return {p for p in paths if not p.endswith("*")}, tuple(p[:-1] for p in paths if p.endswith("*"))
 
 
 class Inspection:
@@ -387,7 +377,7 @@ class Inspection:
             if not runtime.blocking or runtime.config.body_limit <= 0 or self.status is not None:
                 return False
             req = self.request
-            return _may_have_body(req) and not runtime.allowlisted(req)
+            return may_have_body(req) and not runtime.allowlisted(req)
         except Exception as exc:
             self.runtime.report("read_ahead", exc)
             return False
@@ -428,7 +418,7 @@ class Inspection:
             req = self.request
             if req.body_complete or req.body_seen >= config.body_limit or req.header("expect") is not None:
                 return False
-            return _may_have_body(req)
+            return may_have_body(req)
         except Exception as exc:
             self.runtime.report("body_unread", exc)
             return False
@@ -604,17 +594,6 @@ class Inspection:
         if sniffer is None or self.runtime.leaks is None:
             return []
         return self.runtime.leaks.scan_sniffed(sniffer)
-
-
-def _may_have_body(req: HttpRequest) -> bool:
-    """False when there is surely no body: ``Content-Length: 0``, or an HTTP/1 GET, HEAD, OPTIONS,
-    DELETE or TRACE with neither ``Content-Length`` nor ``Transfer-Encoding``."""
-    length = req.header("content-length")
-    if req.header("transfer-encoding") is not None:
-        return True
-    if length is not None:
-        return length.strip() != "0"
-    return not (req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
 
 
 __all__ = ["Inspection", "Runtime"]

@@ -498,6 +498,26 @@ def from_wsgi_environ(environ: dict[str, Any]) -> HttpRequest:
     return request
 
 
+#: Methods whose HTTP/1 requests carry no body unless a Content-Length or Transfer-Encoding says so.
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+def may_have_body(req: HttpRequest) -> bool:
+    """False when there is surely no body: ``Content-Length: 0``, or an HTTP/1 GET, HEAD, OPTIONS,
+    DELETE or TRACE with neither ``Content-Length`` nor ``Transfer-Encoding``."""
+    length = req.header("content-length")
+    if req.header("transfer-encoding") is not None:
+        return True
+    if length is not None:
+        return length.strip() != "0"
+    return not (req.http_version in ("1.0", "1.1") and req.method in _BODYLESS)
+
+
+def full_url(request: HttpRequest) -> str:
+    """``scheme://host/target``, what ``OTEL_PYTHON_EXCLUDED_URLS`` patterns are searched in."""
+    return f"{request.scheme}://{request.header('host') or request.server_address or ''}{request.target}"
+
+
 __all__ = [
     "DEFAULT_LIMITS",
     "Field",
@@ -506,6 +526,8 @@ __all__ = [
     "decode_bytes",
     "from_asgi_scope",
     "from_wsgi_environ",
+    "full_url",
+    "may_have_body",
     "parse_cookies",
     "parse_qsl",
     "percent_decode",
