@@ -221,6 +221,16 @@ class ProxyNotice:
         )
 
 
+def counted(attack: bool, status: int | None) -> list[int]:
+    """The counters (indexes into :data:`COUNTERS`) one finished request adds to."""
+    idx = []
+    if attack:
+        idx.append(_ATTACK)
+    if status is not None and (status == 404 or status == 401 or status == 403 or status >= 500):
+        idx.append(_NOT_FOUND if status == 404 else _ERROR if status >= 500 else _AUTH)
+    return idx
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """Counts over one window that flag a client (0 switches a counter off)."""
@@ -293,11 +303,7 @@ class ClientTable:
         """Count one finished request; returns the reason when this request flags the client."""
         if client is None:
             return None
-        idx = []
-        if attack:
-            idx.append(_ATTACK)
-        if status is not None and (status == 404 or status == 401 or status == 403 or status >= 500):
-            idx.append(_NOT_FOUND if status == 404 else _ERROR if status >= 500 else _AUTH)
+        idx = counted(attack, status)
         if not idx and client not in self._table:
             return None  # a clean request from a client with no state: no clock, no lock, no memory
         now = self._clock()

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .clients import COUNTERS, ClientTable, Thresholds
+from .clients import COUNTERS, ClientTable, Thresholds, counted
 
 #: Local cache of flag look-ups (entries), bounded like the local table.
 _CACHE_MAX = 10_000
@@ -120,11 +120,7 @@ class RedisClientTable:
         """Count one finished request; returns the reason when this request flags the client."""
         if client is None:
             return None
-        idx = []
-        if attack:
-            idx.append(0)
-        if status is not None and (status == 404 or status == 401 or status == 403 or status >= 500):
-            idx.append(1 if status == 404 else 3 if status >= 500 else 2)
+        idx = counted(attack, status)
         if not idx:
             return None  # clean requests are not counted: no round trip
         if self._clock() < self._down_until:

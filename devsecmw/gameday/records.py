@@ -54,15 +54,20 @@ def _pb_attrs(kvs: Iterable[Any]) -> dict[str, Any]:
     return {kv.key: _pb_value(kv.value) for kv in kvs}
 
 
+def _parsed(message: Any, payload: bytes, what: str) -> Any:
+    """``message`` filled from ``payload``; ``ValueError`` on garbage."""
+    try:
+        message.ParseFromString(payload)
+    except Exception as exc:  # protobuf's DecodeError (its type stubs are not a dependency)
+        raise ValueError(f"not an OTLP {what} export: {exc}") from None
+    return message
+
+
 def from_protobuf(payload: bytes) -> list[Record]:
     """Span records of a serialized ``ExportTraceServiceRequest``; raises ``ValueError`` on garbage."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    message = ExportTraceServiceRequest()
-    try:
-        message.ParseFromString(payload)
-    except Exception as exc:  # protobuf's DecodeError (its type stubs are not a dependency)
-        raise ValueError(f"not an OTLP trace export: {exc}") from None
+    message = _parsed(ExportTraceServiceRequest(), payload, "trace")
     out: list[Record] = []
     for rs in message.resource_spans:
         service = str(_pb_attrs(rs.resource.attributes).get("service.name", ""))
@@ -98,11 +103,7 @@ def metric_points_from_protobuf(payload: bytes) -> list[Record]:
     ``{"service", "name", "attributes", "value", "time", "start_time"}`` each."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-    message = ExportMetricsServiceRequest()
-    try:
-        message.ParseFromString(payload)
-    except Exception as exc:  # protobuf's DecodeError (its type stubs are not a dependency)
-        raise ValueError(f"not an OTLP metrics export: {exc}") from None
+    message = _parsed(ExportMetricsServiceRequest(), payload, "metrics")
     out: list[Record] = []
     for rm in message.resource_metrics:
         service = str(_pb_attrs(rm.resource.attributes).get("service.name", ""))
