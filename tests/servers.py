@@ -29,42 +29,8 @@ def free_port() -> int:
 def gunicorn(app: str, cwd: Path, env: dict[str, str], probe: str, workers: int = 1) -> Iterator[str]:
     """Serve ``app`` (``module:attribute``, importable from ``cwd``) with ``workers`` sync workers;
     yields the base URL once a GET of ``probe`` gets any answer."""
-    import httpx
-
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "5",
-        "--log-level", "warning", app,
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{output}")
-            try:
-                httpx.get(base + probe, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start within {STARTUP_TIMEOUT:g} s")
-                time.sleep(0.1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its request first
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with gunicorn_ports(app, cwd, env, probe, workers=workers) as bases:
+        yield bases[0]
 
 
 @contextmanager
@@ -75,11 +41,12 @@ def gunicorn_ports(
     probe: str,
     *,
     ports: int = 1,
+    workers: int = 1,
     worker_class: str = "sync",
     args: Sequence[str] = (),
     ports_env: str | None = None,
 ) -> Iterator[list[str]]:
-    """Serve ``app`` with one worker of ``worker_class`` listening on ``ports`` free ports (the
+    """Serve ``app`` with ``workers`` workers of ``worker_class`` listening on ``ports`` free ports (the
     app can tell them apart by its socket; ``ports_env`` names an environment variable that
     gets them, comma-separated); yields their base URLs once each answers ``probe``."""
     numbers = [free_port() for _ in range(ports)]
@@ -87,7 +54,7 @@ def gunicorn_ports(
         env = {**env, ports_env: ",".join(map(str, numbers))}
     binds = [arg for n in numbers for arg in ("--bind", f"127.0.0.1:{n}")]
     cmd = [
-        sys.executable, "-m", "gunicorn", *binds, "--workers", "1",
+        sys.executable, "-m", "gunicorn", *binds, "--workers", str(workers),
         "--worker-class", worker_class, "--timeout", "30", "--graceful-timeout", "5",
         "--log-level", "warning", *args, app,
     ]  # fmt: skip
