@@ -36,7 +36,8 @@ from .config_values import path_set
 from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
-from .leaks import LeakScanner, Sniffer
+from .engine.response import ResponseRules, response_rules
+from .leaks import Sniffer
 from .request import HttpRequest, Limits, full_url, may_have_body
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
@@ -70,7 +71,7 @@ class Runtime:
         self.telemetry = Telemetry(
             tracer_provider, meter_provider, config.max_events, config.redact_names, config.attribute_limit
         )
-        self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
+        self.leaks: ResponseRules | None = response_rules(self.detector, config)
         #: The caps of parsing and inspection, handed to every request.
         self.limits = Limits(
             query=config.query_limit,
@@ -489,7 +490,7 @@ class Inspection:
         try:
             self.status = status
             self.response_headers = headers
-            if self.runtime.leaks is not None:
+            if self.runtime.leaks is not None and self.runtime.leaks.wants_body:
                 self._sniffer = Sniffer.for_response(headers, self.runtime.config.response_limit)
         except Exception as exc:
             self.runtime.report("response_start", exc)
@@ -591,9 +592,9 @@ class Inspection:
 
     def _leaks(self) -> list[Signal]:
         sniffer, self._sniffer = self._sniffer, None
-        if sniffer is None or self.runtime.leaks is None:
+        if self.runtime.leaks is None or self.blocked:  # a block response is devsecmw's own
             return []
-        return self.runtime.leaks.scan_sniffed(sniffer)
+        return self.runtime.leaks.inspect(None if sniffer is None else sniffer.data, self.response_headers)
 
 
 __all__ = ["Inspection", "Runtime"]
