@@ -286,6 +286,8 @@ def _shown(value: Any) -> Any:
         return {f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
     if callable(value):
         return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    if callable(getattr(value, "emit", None)):  # an output object: its class
+        return f"{type(value).__module__}:{type(value).__qualname__}"
     return value
 
 
