@@ -581,7 +581,13 @@ class Inspection:
         sniffer, self._sniffer = self._sniffer, None
         if self.runtime.leaks is None or self.blocked:  # a block response is devsecmw's own
             return []
-        return self.runtime.leaks.inspect(None if sniffer is None else sniffer.data, self.response_headers)
+        try:  # a failure here costs the response rules' signals, not the request's verdict
+            return self.runtime.leaks.inspect(
+                None if sniffer is None else sniffer.data, self.response_headers
+            )
+        except Exception as exc:
+            self.runtime.report("response_rules", exc)
+            return []
 
 
 __all__ = ["Inspection", "Runtime"]

@@ -267,3 +267,26 @@ def test_rules_validate_checks_response_rules_and_their_examples(
     clash = _file(tmp_path, {**RESPONSE_RULE, "id": "951110"}, name="clash.json")
     assert main(["rules", "validate", clash]) == 1
     assert "duplicate id" in capsys.readouterr().err
+
+
+def test_response_headers_may_be_any_iterable_of_pairs(tmp_path: Path) -> None:
+    runner = ResponseRules(load_all([_file(tmp_path, HEAD_RULE)]))
+    pairs = ((b"x-powered-by", b"PHP/5.6.40") for _ in range(2))
+    assert [s.rule_id for s in runner.inspect(None, pairs)] == ["999200", "999200"]
+
+
+@pytest.mark.internal_errors_expected
+def test_a_failing_response_rule_costs_its_signals_not_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, otel: Any
+) -> None:
+    def broken(self: ResponseRules, body: Any, headers: Any = ()) -> list[Signal]:
+        raise RuntimeError("response rules down")
+
+    monkeypatch.setattr(ResponseRules, "inspect", broken)
+    _call(
+        SecurityMiddleware(_app(SQL_ERROR), **otel.providers),
+        query=b"id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+    )
+    assert otel.span().attributes["devsecmw.classification"] == "attack"
+    assert "response_leak" not in otel.signal_types()
+    assert otel.error_count("response_rules", "RuntimeError") == 1

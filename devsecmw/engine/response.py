@@ -24,6 +24,7 @@ Signals are ``response:body`` / ``response:header:<name>``; the evidence goes th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from .. import redact
@@ -159,7 +160,7 @@ class ResponseRules:
     def _inspect_head(self, headers: Sequence[tuple[Any, Any]]) -> list[Signal]:
         out: list[Signal] = []
         limit = self._header_limit
-        for k, v in headers[: self._max_headers]:
+        for k, v in islice(headers, self._max_headers):  # ASGI allows any iterable of pairs
             name = (k.decode("latin-1") if isinstance(k, bytes | bytearray) else str(k))[:64].lower()
             value = v.decode("latin-1") if isinstance(v, bytes | bytearray) else str(v)
             line = f"{name}: {value[:limit]}"
