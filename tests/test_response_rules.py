@@ -290,3 +290,27 @@ def test_a_failing_response_rule_costs_its_signals_not_the_verdict(
     assert otel.span().attributes["devsecmw.classification"] == "attack"
     assert "response_leak" not in otel.signal_types()
     assert otel.error_count("response_rules", "RuntimeError") == 1
+
+
+def test_secret_rules_never_show_their_match_in_any_phase(tmp_path: Path, otel: Any) -> None:
+    request_rule = {
+        "id": "999300",
+        "name": "Local: an internal deploy key in a parameter",
+        "type": "backdoor",
+        "targets": ["args"],
+        "operator": "rx",
+        "value": "dk_[a-z0-9]{8}",
+        "secret": True,
+        "examples": {"match": ["dk_abcd1234"], "nomatch": ["dk_short"]},
+    }
+    path = _file(tmp_path, request_rule, {**RESPONSE_RULE, "secret": True})
+    _call(
+        SecurityMiddleware(_app(b"<p>internal build 7</p>"), rule_files=[path], **otel.providers),
+        query=b"k=dk_abcd1234",
+    )
+    shown = {
+        e["security_rule.uuid"]: e["devsecmw.signal.evidence"]
+        for e in otel.events()
+        if "security_rule.uuid" in e
+    }
+    assert shown == {"999300": "[redacted]", "999100": "[redacted]"}

@@ -28,7 +28,7 @@ each response header as ``name: value``) or ``response.body`` (target ``response
 bounded sample of a textual response, see :mod:`devsecmw.leaks`). The optional ``"phase"``
 key states it (it must agree with the targets); a rule never mixes request and response
 targets. ``"secret": true`` keeps the matched text out of telemetry (the evidence is
-``[REDACTED]``): for rules that find credentials.
+``[redacted]``), in any phase: for rules that find credentials.
 
 Synthetic targets: ``headers.raw`` is ``METHOD HTTP/version`` then one line per header
 in wire order (``name: value`` for the headers that frame the message, Host,
@@ -116,7 +116,6 @@ PHASES = {
     "response.head": RESPONSE_HEAD,
     "response.body": RESPONSE_BODY,
 }
-PHASE_NAMES = {v: k for k, v in PHASES.items()}
 
 RULE_KEYS = frozenset(
     {
@@ -467,7 +466,6 @@ __all__ = [
     "HEAD_KEYS",
     "PARAMETER_TARGETS",
     "PHASES",
-    "PHASE_NAMES",
     "RESPONSE_BODY",
     "RESPONSE_HEAD",
     "TARGETS",
