@@ -78,7 +78,13 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     except RuleError as exc:
         print(f"devsecmw rules list: {exc}", file=sys.stderr)
         return 1
-    shown = [r for r in rules if (not args.type or r.type in args.type) and r.paranoia <= args.paranoia]
+    shown = [
+        r
+        for r in rules
+        if (not args.type or r.type in args.type)
+        and r.paranoia <= args.paranoia
+        and (not args.phase or set(r.phase_names) & set(args.phase))
+    ]
     if args.json:
         for r in shown:
             doc = {
@@ -87,6 +93,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
                 "type": r.type,
                 "severity": r.severity.name.lower(),
                 "paranoia": r.paranoia,
+                "phases": list(r.phase_names),
                 "ruleset": r.ruleset,
                 "source": r.source,
             }
@@ -95,7 +102,8 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     width = max((len(r.id) for r in shown), default=2)
     for r in shown:
         sev = r.severity.name.lower()
-        print(f"{r.id.ljust(width)}  {r.type:<16} PL{r.paranoia} {sev:<8}  {r.name}")
+        phases = ",".join(r.phase_names)
+        print(f"{r.id.ljust(width)}  {r.type:<16} PL{r.paranoia} {sev:<8}  {phases:<25} {r.name}")
     print(f"{len(shown)} rules", file=sys.stderr)
     return 0
 
@@ -278,6 +286,8 @@ def _shown(value: Any) -> Any:
         return {f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
     if callable(value):
         return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    if callable(getattr(value, "emit", None)):  # an output object: its class
+        return f"{type(value).__module__}:{type(value).__qualname__}"
     return value
 
 
@@ -369,6 +379,10 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+#: ``engine.rules.PHASES`` (written out: the parser is built without importing the engine).
+RULE_PHASES = ("request.head", "request.body", "response.head", "response.body")
+
+
 def _add_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules = sub.add_parser("rules", help="list or validate detection rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -377,6 +391,9 @@ def _add_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--type", action="append", type=_signal_type, help="only rules of this signal type (repeatable)"
     )
     lst.add_argument("--paranoia", type=int, default=4, choices=(1, 2, 3, 4), help="up to this level")
+    lst.add_argument(
+        "--phase", action="append", choices=RULE_PHASES, help="only rules that run in this phase (repeatable)"
+    )
     lst.add_argument("--rule-file", action="append", default=[], help="an extra rule file to include")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
     lst.set_defaults(func=cmd_rules_list)

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config_values import (
     PATH_OPTIONS,
@@ -44,6 +44,9 @@ from .config_values import (
     route_key,
 )
 from .signals import ATTACK_TYPES
+
+if TYPE_CHECKING:
+    from .telemetry.emitter import Emitter
 
 MODES = ("monitor", "block")
 
@@ -106,6 +109,10 @@ class Config:
     #: it (altered or not) to keep it, None to drop it. A callable, or ``"module:function"`` in
     #: the environment or a file. An exception in the hook keeps the signal (fail open, counted).
     before_emit: BeforeEmit | None = field(default=None, compare=False)
+    #: Outputs besides OpenTelemetry: objects with ``emit(emission)`` (see
+    #: :mod:`devsecmw.telemetry.emitter`), told about every inspected request once, when it ends;
+    #: ``"module:attr"`` entries (a class is instantiated) in the environment or a file.
+    emitters: tuple[Emitter, ...] = field(default=(), compare=False)
     #: Regular expressions (RE2, searched in the full URL ``scheme://host/path?query``) of requests
     #: never inspected, as OpenTelemetry's ``OTEL_PYTHON_EXCLUDED_URLS`` (the instrumentor fills it
     #: from there and from ``OTEL_PYTHON_DEVSECMW_EXCLUDED_URLS``).
@@ -458,6 +465,9 @@ def _check_extras(config: Config) -> None:
         check_exclusion(x)
     if config.before_emit is not None and not callable(config.before_emit):
         raise ConfigError(f"devsecmw: invalid before_emit {config.before_emit!r} (must be callable)")
+    for out in config.emitters:
+        if not callable(getattr(out, "emit", None)):
+            raise ConfigError(f"devsecmw: invalid emitter {out!r} (must have an emit(emission) method)")
     if config.excluded_urls:
         from .engine.matcher import compile_pattern
 

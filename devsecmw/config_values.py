@@ -146,6 +146,8 @@ def parse_value(name: str, f: dataclasses.Field[Any], value: Any, key: str, sour
         return _exclusions(value, key, source)
     if name == "before_emit":
         return _hook(value, key, source)
+    if name == "emitters":
+        return _emitters(value, key, source)
     if name == "time_ceiling":  # a duration, or None / "auto": ten times time_budget
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
             return None
@@ -222,6 +224,30 @@ def _hook(value: Any, key: str, source: str) -> BeforeEmit | None:
     raise ConfigError(
         f"devsecmw: {key} ({source}): {value!r} is not a callable nor a 'module:function' to import"
     )
+
+
+def _emitters(value: Any, key: str, source: str) -> tuple[Any, ...]:
+    """Output objects (``emit(emission)``), or ``"module:attr"`` names of them (a class is
+    instantiated with no argument), one or a list (comma-separated in the environment)."""
+    items = _split_list(value) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        items = (items,)
+    out = []
+    for item in items:
+        if isinstance(item, str) and ":" in item:
+            module, _, attr = item.strip().partition(":")
+            try:
+                item = getattr(importlib.import_module(module), attr)
+                item = item() if isinstance(item, type) else item
+            except (ImportError, AttributeError, TypeError) as exc:
+                raise ConfigError(f"devsecmw: {key} ({source}): cannot import {item!r}: {exc}") from None
+        if not callable(getattr(item, "emit", None)):
+            raise ConfigError(
+                f"devsecmw: {key} ({source}): {item!r} is not an output (an object with emit(emission)) "
+                "nor a 'module:attr' to import"
+            )
+        out.append(item)
+    return tuple(out)
 
 
 def _exclusions(value: Any, key: str, source: str) -> tuple[Exclusion, ...]:

@@ -13,7 +13,6 @@ absent.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,15 +30,17 @@ from .clients import (
     parse_networks,
     resolve_client,
 )
-from .config import BeforeEmit, Config, expand_tags
+from .config import Config, expand_tags
 from .config_values import path_set
 from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
-from .leaks import LeakScanner, Sniffer
+from .engine.response import ResponseRules, response_rules
+from .leaks import Sniffer
 from .request import HttpRequest, Limits, full_url, may_have_body
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
+from .telemetry.emitter import Emission, Outputs
 
 if TYPE_CHECKING:
     from .clients_redis import RedisClientTable
@@ -70,7 +71,9 @@ class Runtime:
         self.telemetry = Telemetry(
             tracer_provider, meter_provider, config.max_events, config.redact_names, config.attribute_limit
         )
-        self.leaks: LeakScanner | None = LeakScanner() if config.response_limit > 0 else None
+        #: Where verdicts leave: OpenTelemetry, then the ``emitters`` option's outputs; ``before_emit``.
+        self.outputs = Outputs(self.telemetry, config.emitters, config.before_emit, self.report)
+        self.leaks: ResponseRules | None = response_rules(self.detector, config)
         #: The caps of parsing and inspection, handed to every request.
         self.limits = Limits(
             query=config.query_limit,
@@ -489,7 +492,7 @@ class Inspection:
         try:
             self.status = status
             self.response_headers = headers
-            if self.runtime.leaks is not None:
+            if self.runtime.leaks is not None and self.runtime.leaks.wants_body:
                 self._sniffer = Sniffer.for_response(headers, self.runtime.config.response_limit)
         except Exception as exc:
             self.runtime.report("response_start", exc)
@@ -525,14 +528,16 @@ class Inspection:
             t0 = _perf()
             verdict = self._decide()
             self._spent += _perf() - t0
-            self.runtime.telemetry.finish(
-                self.handle,
-                self.request,
-                verdict,
-                self.status,
-                self.exception,
-                self._spent,
-                incomplete=self.incomplete,
+            self.runtime.outputs.emit(
+                Emission(
+                    self.request,
+                    verdict,
+                    self.status,
+                    self.exception,
+                    self._spent,
+                    self.incomplete,
+                    self.handle,
+                )
             )
         except Exception as exc:
             self.runtime.report("finish", exc)
@@ -546,8 +551,7 @@ class Inspection:
 
     def _decide(self) -> Verdict:
         # The one decision (devsecmw.decision), with this request's state: the client windows
-        # and the user's hook come in as callbacks.
-        hook = self.runtime.config.before_emit
+        # and the user's hook (the output seam's) come in as callbacks.
         verdict = decide_request(
             self.signals,
             self.runtime.config,
@@ -557,7 +561,7 @@ class Inspection:
             blocked=self.blocked,
             leaked=self._leaks(),
             observe=self._observe_client,
-            hook=None if hook is None else functools.partial(self._before_emit, hook),
+            hook=self.runtime.outputs.before_emit,
             exclusions=self.runtime.exclusions,
         )
         verdict.blocked = self.blocked
@@ -573,27 +577,17 @@ class Inspection:
         )
         return self._flag_signal(reason) if reason and not self.flagged else None
 
-    def _before_emit(self, hook: BeforeEmit, signals: list[Signal]) -> list[Signal]:
-        """The user's hook on each signal: kept, altered, or dropped (None). A hook that raises or
-        returns something else keeps the signal as it was (fail open, counted as ``before_emit``)."""
-        kept: list[Signal] = []
-        for s in signals:
-            try:
-                out = hook(s)
-                if out is not None and not isinstance(out, Signal):
-                    raise TypeError(f"before_emit returned {type(out).__name__}, not a Signal or None")
-            except Exception as exc:
-                self.runtime.report("before_emit", exc)
-                out = s
-            if out is not None:
-                kept.append(out)
-        return kept
-
     def _leaks(self) -> list[Signal]:
         sniffer, self._sniffer = self._sniffer, None
-        if sniffer is None or self.runtime.leaks is None:
+        if self.runtime.leaks is None or self.blocked:  # a block response is devsecmw's own
             return []
-        return self.runtime.leaks.scan_sniffed(sniffer)
+        try:  # a failure here costs the response rules' signals, not the request's verdict
+            return self.runtime.leaks.inspect(
+                None if sniffer is None else sniffer.data, self.response_headers
+            )
+        except Exception as exc:
+            self.runtime.report("response_rules", exc)
+            return []
 
 
 __all__ = ["Inspection", "Runtime"]

@@ -6,10 +6,10 @@ Pure functions of the signals and the configuration: state (the client windows, 
 combine the steps in another order.
 
 Steps, in order: exclusions (on the request's own signals, at the route once routed, else the
-path); status signals of the app's answer (not of a block response); response leaks (raised to
-critical after an attack: the exploit worked); ``attack_5xx``; the client's windows (which may
-add ``client_flagged``); the ``before_emit`` hook; then score and classification
-(:func:`devsecmw.scoring.decide`).
+path); status signals of the app's answer (not of a block response); response leaks, less their
+exclusions (raised to critical after an attack: the exploit worked); ``attack_5xx``; the
+client's windows (which may add ``client_flagged``); the ``before_emit`` hook; then score and
+classification (:func:`devsecmw.scoring.decide`).
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ def decide_request(
         answered = status_signals(status, exception)
         if answered:
             signals = signals + answered
+    if leaked:  # response rules are excluded (id, type, tag, route, location) as request rules are
+        leaked = excluded(list(leaked), config, where, exclusions)
     if leaked:
         if any(s.is_attack for s in signals):
             # An attack answered with a database error or a stack trace: the exploit worked.

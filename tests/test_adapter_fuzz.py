@@ -156,7 +156,7 @@ FAULTS: dict[str, tuple[tuple[str, str], ...]] = {
     "route": (("devsecmw.asgi", "route_from_scope"), ("devsecmw.wsgi", "route_from_environ")),
     "sniffer_start": (("devsecmw.leaks.Sniffer", "for_response"),),
     "sniffer": (("devsecmw.leaks.Sniffer", "feed"),),
-    "leak_scan": (("devsecmw.leaks.LeakScanner", "scan_sniffed"),),
+    "leak_scan": (("devsecmw.engine.response.ResponseRules", "inspect"),),
     "clients": (("devsecmw.clients.ClientTable", "observe"),),
     "block_decision": (("devsecmw.core", "block_wanted"),),
     "block_response": (("devsecmw.blocking", "render"),),

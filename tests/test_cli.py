@@ -39,7 +39,7 @@ def test_rules_list_filters_by_type_and_speaks_json(capsys: pytest.CaptureFixtur
     docs = [json.loads(line) for line in out.splitlines()]
     assert docs and {d["type"] for d in docs} == {"sqli"}
     assert {d["id"] for d in docs} == {r.id for r in load_all() if r.type == "sqli"}
-    assert set(docs[0]) == {"id", "name", "type", "severity", "paranoia", "ruleset", "source"}
+    assert set(docs[0]) == {"id", "name", "type", "severity", "paranoia", "phases", "ruleset", "source"}
 
 
 # --------------------------------------------------------------------------- rules validate

@@ -1,4 +1,9 @@
-"""Response leaks: sniffed as the chunks pass, never held; stronger after an attack."""
+"""Response leaks: sniffed as the chunks pass, never held; stronger after an attack.
+
+The leak rules are response-phase rules of the one rule system (``engine/rules/951-leaks.json``):
+their own examples run through the rule alone in ``test_rule_examples.py``, and here through
+the engine's response runner, on a sample as the middleware keeps it.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,34 @@ from typing import Any
 import pytest
 
 from devsecmw.asgi import SecurityMiddleware
-from devsecmw.leaks import LeakScanner, Sniffer, load_leak_rules
+from devsecmw.engine.response import ResponseRules
+from devsecmw.engine.rules import RESPONSE_BODY, Rule, load_packaged
+from devsecmw.leaks import Sniffer
 
-RULES = load_leak_rules()
+RULES = [r for r in load_packaged() if RESPONSE_BODY in r.phases]
+_RUNNER = ResponseRules(RULES)
+CASES = [
+    pytest.param(r, kind, value, id=f"{r.id}-{kind}-{i}")
+    for r in RULES
+    for kind, values in (("match", r.examples_match), ("nomatch", r.examples_nomatch))
+    for i, value in enumerate(values)
+]
 
 
-@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
-def test_leak_rule_examples(rule: Any) -> None:
-    assert rule.examples_match, f"rule {rule.id} has no positive example"
-    for ex in rule.examples_match:
-        assert rule.compiled.search(ex) is not None, ex
-    for ex in rule.examples_nomatch:
-        assert rule.compiled.search(ex) is None, ex
+def test_the_leak_rules_are_response_body_rules() -> None:
+    assert len(RULES) >= 14
+    assert {r.type for r in RULES} == {"response_leak"}
+    assert all(r.phase_names == ("response.body",) and r.examples_match for r in RULES)
 
 
-_SCANNER = LeakScanner()
+@pytest.mark.parametrize(("rule", "kind", "value"), CASES)
+def test_leak_rule_example_through_the_response_runner(rule: Rule, kind: str, value: str) -> None:
+    sniffer = Sniffer(1 << 16, None)
+    sniffer.feed(value.encode("utf-8"))
+    fired = {s.rule_id for s in _RUNNER.inspect(sniffer.data)}
+    assert (rule.id in fired) is (kind == "match"), f"{rule.id} ({rule.name}) on {value!r}: {fired}"
+
+
 _EXAMPLES = [ex for r in RULES for ex in (*r.examples_match, *r.examples_nomatch)]
 
 
@@ -33,15 +51,16 @@ _EXAMPLES = [ex for r in RULES for ex in (*r.examples_match, *r.examples_nomatch
 )
 @pytest.mark.parametrize("prefix", [b"", b"\xff\xfe broken utf-8 ", "d\u00e9j\u00e0 ".encode()])
 def test_sniffed_bytes_give_what_their_text_gives(text: str, prefix: bytes) -> None:
-    """Bytes scanned as they are (ASCII) find exactly what the decoded text finds."""
+    """Bytes scanned as they are (ASCII) find exactly what each rule alone finds in the text."""
     sniffer = Sniffer(1 << 20, None)
     sniffer.feed(prefix + text.encode("utf-8", "surrogatepass"))
-    assert _SCANNER.scan_sniffed(sniffer) == _SCANNER.scan(sniffer.text())
+    alone = {r.id for r in RULES if r.matches_value(sniffer.text()) is not None}
+    assert {s.rule_id for s in _RUNNER.inspect(sniffer.data)} == alone
 
 
 def test_secrets_are_never_evidence() -> None:
-    signals = LeakScanner().scan(
-        "config: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA AKIAIOSFODNN7EXAMPLE"
+    signals = _RUNNER.inspect(
+        b"config: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA AKIAIOSFODNN7EXAMPLE"
     )
     assert {s.rule_id for s in signals} == {"954100", "954110"}
     assert all(s.evidence == "[redacted]" for s in signals)

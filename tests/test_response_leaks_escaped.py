@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from devsecmw.leaks import LeakScanner, Sniffer
+from devsecmw.engine.response import ResponseRules
+from devsecmw.engine.rules import load_packaged
+from devsecmw.leaks import Sniffer
 
-_SCANNER = LeakScanner()
+_RUNNER = ResponseRules(load_packaged())
 
 
 def _sniffed(body: str) -> list[str]:
     sniffer = Sniffer(1 << 16, None)
     sniffer.feed(body.encode())
-    return [s.rule_id or "" for s in _SCANNER.scan_sniffed(sniffer)]
+    return [s.rule_id or "" for s in _RUNNER.inspect(sniffer.data)]
 
 
 @pytest.mark.parametrize(

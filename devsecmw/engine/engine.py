@@ -443,7 +443,9 @@ class Engine:
         return Signal(
             type=rule.type,
             location=location,
-            evidence=redact.evidence(location, text, span[0], span[1], self._extra_secret_names),
+            evidence=redact.REDACTED
+            if rule.secret
+            else redact.evidence(location, text, span[0], span[1], self._extra_secret_names),
             severity=rule.severity,
             rule_id=rule.id,
             rule_name=rule.name,

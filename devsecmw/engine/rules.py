@@ -21,6 +21,15 @@ A rule file is ``{"ruleset": name, "version": v, "rules": [...]}``; a rule is::
       "examples": {"match": ["../../etc/passwd"], "nomatch": ["a..b"]}
     }
 
+Phases. A rule runs in one or both request phases, ``request.head`` (request line, query,
+cookies, headers: before the app runs) and ``request.body`` (what the app read of the body),
+as its targets say; or in a response phase: ``response.head`` (target ``response.headers``:
+each response header as ``name: value``) or ``response.body`` (target ``response.body``: the
+bounded sample of a textual response, see :mod:`devsecmw.leaks`). The optional ``"phase"``
+key states it (it must agree with the targets); a rule never mixes request and response
+targets. ``"secret": true`` keeps the matched text out of telemetry (the evidence is
+``[redacted]``), in any phase: for rules that find credentials.
+
 Synthetic targets: ``headers.raw`` is ``METHOD HTTP/version`` then one line per header
 in wire order (``name: value`` for the headers that frame the message, Host,
 Content-Length, Transfer-Encoding, Content-Type..., the bare ``name:`` for the others),
@@ -44,6 +53,9 @@ from ..signals import SIGNAL_TYPES, Severity
 from . import operators as ops
 from . import transforms as tf
 
+#: Response targets, one per response phase.
+RESPONSE_HEAD = "response.headers"
+RESPONSE_BODY = "response.body"
 #: Target keys a rule may name. ``args`` is query + body; ``headers`` every header but Cookie.
 TARGETS: frozenset[str] = frozenset(
     {
@@ -68,6 +80,9 @@ TARGETS: frozenset[str] = frozenset(
         "query.names.offsite",
         "body.names.offsite",
         "body.json.names.offsite",
+        # The response phases' (a rule names one of them and no request target).
+        RESPONSE_HEAD,
+        RESPONSE_BODY,
     }
 )
 ALIASES = {
@@ -93,6 +108,14 @@ HEAD_KEYS = frozenset(
 BODY_KEYS = frozenset(
     {"body", "body.names", "body.raw", "body.files", "body.names.offsite", "body.json.names.offsite"}
 )
+#: The four phases by their public name (rule files, ``devsecmw rules list``) -> the engine's
+#: own phase name (``Detector.inspect(request, "head")``).
+PHASES = {
+    "request.head": "head",
+    "request.body": "body",
+    "response.head": RESPONSE_HEAD,
+    "response.body": RESPONSE_BODY,
+}
 
 RULE_KEYS = frozenset(
     {
@@ -110,6 +133,8 @@ RULE_KEYS = frozenset(
         "tags",
         "examples",
         "description",
+        "phase",
+        "secret",
     }
 )
 DEFAULT_RULESET = "devsecmw-core"
@@ -143,6 +168,8 @@ class Rule:
     #: location prefix they belong to: a value under that prefix is judged only when its
     #: location is one of them; values elsewhere as the other targets say.
     locations: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The evidence is never shown (the match is a credential).
+    secret: bool = False
 
     def wants(self, location: str) -> bool:
         """Whether a signal at ``location`` is within the rule's named locations (if any)."""
@@ -160,13 +187,21 @@ class Rule:
 
     @property
     def phases(self) -> frozenset[str]:
+        """The engine's phases this rule runs in: ``head``/``body`` (request), or one response
+        phase (``response.headers``/``response.body``); see :data:`PHASES`."""
         keys = {k if not k.startswith("header:") else "headers" for k in self.targets}
         out = set()
         if keys & HEAD_KEYS:
             out.add("head")
         if keys & BODY_KEYS:
             out.add("body")
+        out.update(keys & {RESPONSE_HEAD, RESPONSE_BODY})
         return frozenset(out)
+
+    @property
+    def phase_names(self) -> tuple[str, ...]:
+        """The public names of :attr:`phases` (``request.head``...), in request order."""
+        return tuple(name for name, phase in PHASES.items() if phase in self.phases)
 
     def matches_value(self, value: str) -> tuple[int, int] | None:
         """Run this rule alone on one raw value (transforms + operator): for tests and tooling."""
@@ -252,6 +287,9 @@ def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET)
         (prefix, tuple(names)) for prefix, names in sorted(named.items()) if not set(NAMED[prefix]) & whole
     )
     exclude = _expand_targets(source, rid, raw.get("exclude", []), "exclude")
+    _check_phase(source, rid, raw, targets)
+    if not isinstance(raw.get("secret", False), bool):
+        raise _fail(source, rid, "secret must be true or false")
     transforms = raw.get("transforms", [])
     if not isinstance(transforms, list):
         raise _fail(source, rid, "transforms must be a list of names")
@@ -289,7 +327,38 @@ def parse_rule(raw: dict[str, Any], source: str, ruleset: str = DEFAULT_RULESET)
         examples_nomatch=tuple(examples.get("nomatch", ())),
         source=source,
         locations=locations,
+        secret=raw.get("secret", False),
     )
+
+
+def _check_phase(source: str, rid: object, raw: dict[str, Any], targets: frozenset[str]) -> None:
+    """A rule runs either on the request or on the response (its targets say where); a stated
+    ``phase`` must be where its targets put it."""
+    response = targets & {RESPONSE_HEAD, RESPONSE_BODY}
+    if response and (len(response) > 1 or len(targets) > 1):
+        raise _fail(
+            source,
+            rid,
+            f"a response rule has one target, {RESPONSE_HEAD!r} or {RESPONSE_BODY!r}, and no other",
+        )
+    phase = raw.get("phase")
+    if phase is None:
+        return
+    if phase not in PHASES:
+        raise _fail(source, rid, f"invalid phase {phase!r} (must be one of {', '.join(PHASES)})")
+    keys = {k if not k.startswith("header:") else "headers" for k in targets}
+    where = {
+        "request.head": HEAD_KEYS,
+        "request.body": BODY_KEYS,
+        "response.head": {RESPONSE_HEAD},
+        "response.body": {RESPONSE_BODY},
+    }[phase]
+    if not keys <= where:
+        raise _fail(
+            source,
+            rid,
+            f"phase {phase!r} does not fit targets {sorted(keys - where)} (drop 'phase' or fix the targets)",
+        )
 
 
 def parse_ruleset(doc: Any, source: str) -> list[Rule]:
@@ -396,6 +465,9 @@ __all__ = [
     "BODY_KEYS",
     "HEAD_KEYS",
     "PARAMETER_TARGETS",
+    "PHASES",
+    "RESPONSE_BODY",
+    "RESPONSE_HEAD",
     "TARGETS",
     "Rule",
     "RuleError",
