@@ -174,7 +174,7 @@ class Runtime:
         except Exception as exc:
             self.report("begin", exc)
             return None
-        try:  # inspect_head, inline: one call less per request
+        try:  # the head, inspected before the app runs
             insp._detect("head")
         except Exception as exc:
             self.report("inspect_head", exc)
@@ -366,12 +366,6 @@ class Inspection(BodyReads):
             if location not in done:
                 done.add(location)
                 self.signals.append(Signal(INSPECTION_INCOMPLETE, location, evidence, Severity.INFO))
-
-    def inspect_head(self) -> None:
-        try:
-            self._detect("head")
-        except Exception as exc:
-            self.runtime.report("inspect_head", exc)
 
     def body_chunk(self, chunk: bytes, more: bool) -> None:
         """The app read ``chunk`` of the request body; ``more`` is False on the last one."""
