@@ -1,4 +1,5 @@
-"""Adapters only translate: no module but ``core`` writes the per-request inspection state.
+"""Adapters only translate: no module but ``core`` writes the per-request inspection state
+or reaches into its span (``insp.handle``: span ownership is core's).
 
 Read from the source (``ast``): outside ``devsecmw/core.py`` (and ``core_reads.py``, a base
 class of ``Inspection``), no assignment (plain, augmented, annotated, ``del``, ``setattr``)
@@ -125,3 +126,26 @@ def test_the_adapters_and_taps_are_checked() -> None:
             n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and _chain(n.value)[-1:] == ["insp"]
         ]
         assert uses, name
+
+
+def reads_of_the_span_handle(source: str) -> list[str]:
+    """Reads of ``<inspection>.handle`` (the span): span ownership belongs to core."""
+    tree = ast.parse(source)
+    names = _inspection_names(tree)
+    return [
+        f"{node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "handle" and set(_chain(node.value)) & names
+    ]
+
+
+def test_no_module_outside_core_reaches_into_the_span() -> None:
+    assert reads_of_the_span_handle("def f(insp):\n    return insp.handle.owned\n") == ["2: insp.handle"]
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name not in OWNERS:
+            reads = reads_of_the_span_handle(path.read_text(encoding="utf-8"))
+            if reads:
+                found[name] = reads
+    assert not found, f"the span handle used outside core (owns_span, sending_last, with insp): {found}"
