@@ -5,9 +5,13 @@ What every adapter does is in ``tests/test_adapter_contract.py`` (the Falcon dri
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import wsgiref.simple_server
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("falcon")
@@ -196,3 +200,77 @@ def test_scope_addresses_given_as_iterators_are_read_and_kept_for_the_app() -> N
     request = from_asgi_scope(scope)
     assert (request.client_address, request.server_address) == ("203.0.113.5", "127.0.0.1")
     assert scope["client"] == ("203.0.113.5", 4000) and scope["server"] == ("127.0.0.1", 8000)
+
+
+# --------------------------------------------------------------------------- real servers
+@contextmanager
+def wsgiref_thread(app: Any) -> Iterator[str]:
+    """The stdlib's WSGI server on a free port of 127.0.0.1, in a thread, stopped at the end."""
+    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+        pass
+
+
+def _exchange(base: str) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+    out = []
+    with httpx.Client(base_url=base, timeout=10.0) as http:
+        for method, path, query, body in [
+            ("GET", "/items/7", "", b""),
+            ("GET", "/items/7", SQLI, b""),
+            ("POST", "/items/9", "", SQLI_FORM.encode()),
+            ("GET", "/nothing", "", b""),
+        ]:
+            headers = {"content-type": FORM} if body else {}
+            r = http.request(method, f"{path}?{query}" if query else path, content=body, headers=headers)
+            # Date is the server's clock, not the app's answer.
+            out.append(
+                (r.status_code, [(k, v) for k, v in r.headers.multi_items() if k != "date"], r.content)
+            )
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_a_real_server(kind: str, otel: Any) -> None:
+    serve: Callable[[Any], Any] = wsgiref_thread
+    if kind == "asgi":
+        from test_e2e_uvicorn import uvicorn_thread
+
+        serve = uvicorn_thread
+    with serve(build(kind, Calls())) as base:
+        want = _exchange(base)
+    with serve(devsecmw.falcon.instrument(build(kind, Calls()), detector=DETECTOR, **otel.providers)) as base:
+        got = _exchange(base)
+    assert got == want  # monitor mode: every byte the same
+    # (route, attack) per span; sorted: a span ends after its last byte, in any order
+    seen = sorted(
+        (s.attributes.get("http.route", ""), "sqli" in s.attributes.get("devsecmw.signal.types", ()))
+        for s in otel.server_spans()
+    )
+    assert seen == [
+        ("", False),
+        ("/items/{item_id}", False),
+        ("/items/{item_id}", True),
+        ("/items/{item_id}", True),
+    ]
+    otel.clear()
+    calls = Calls()
+    app = devsecmw.falcon.instrument(build(kind, calls), detector=DETECTOR, mode="block", **otel.providers)
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10.0) as http:
+        assert (
+            http.post("/items/9", content=SQLI_FORM.encode(), headers={"content-type": FORM}).status_code
+            == 403
+        )
+        assert http.get("/items/8").status_code == 200
+    assert calls.seen == ["8"]
