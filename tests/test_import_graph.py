@@ -55,6 +55,9 @@ ADAPTER_EDGES = {
 ABOVE_ENGINE = ADAPTERS | {
     "devsecmw.bodytap",
     "devsecmw.core",
+    "devsecmw.core_reads",
+    "devsecmw.routes",
+    "devsecmw.django_settings",
     "devsecmw.telemetry",
     "devsecmw.cli",
     "devsecmw.__main__",
