@@ -1,7 +1,6 @@
 """Django middleware, for WSGI and ASGI deployments alike.
 
-Add it first in ``MIDDLEWARE`` (it then sees every request and every response
-the other middleware produce)::
+Add it first in ``MIDDLEWARE`` (it then sees every request and response of the others)::
 
     MIDDLEWARE = ["devsecmw.django.SecurityMiddleware", ...]
     DEVSECMW = {"mode": "monitor", "ignore_paths": ["/healthz"]}   # optional options
@@ -21,18 +20,16 @@ under ASGI, the WSGI environ otherwise) and drives :class:`devsecmw.core.Inspect
   ``RequestDataTooBig`` here instead of in the view, parse uploads before a view can
   set ``request.upload_handlers``, and break streaming views). A body another
   middleware already read (``request._body``) is inspected from there.
-- Once a view returned a complete (not streaming) response, the body it left unread
-  is read and inspected as under :mod:`devsecmw.wsgi` (up to the cap; in memory under
-  ASGI and the test clients, on gunicorn only as far as the bytes are there).
+- The body a view left unread is read once its complete response is back (as in
+  :mod:`devsecmw.wsgi`: up to the cap, where no read can stall).
 - ``http.route`` is the resolved URL pattern (``request.resolver_match.route``, e.g.
   ``items/<int:pk>/``, as OpenTelemetry's Django instrumentation has it).
 - Streaming responses (sync or async) keep their kind; the span closes after the last
   chunk, or at ``response.close()`` when the server stops early. A ``FileResponse`` is
   left alone (the server's sendfile path still applies); its span closes at ``close()``.
-- An exception in the view passes through unchanged (Django makes it a 500) and is
-  recorded on the span.
-- Under OpenTelemetry's Django instrumentation devsecmw enriches its span, which ends
-  when the response leaves the middleware chain: the verdict is written then.
+- A view's exception passes through unchanged (Django makes it a 500), recorded. Under
+  OpenTelemetry's Django instrumentation devsecmw enriches its span, which ends when the
+  response leaves the middleware chain: the verdict is written then.
 
 Block mode (``mode="block"``, opt-in) decides before ``get_response``
 (:meth:`devsecmw.core.Inspection.gate`): a blocked request gets an ``HttpResponse``
