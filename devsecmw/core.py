@@ -14,8 +14,9 @@ absent.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import attach as attach_context
@@ -32,12 +33,13 @@ from .clients import (
 )
 from .config import Config, expand_tags
 from .config_values import path_set
+from .core_reads import BodyReads
 from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .engine.response import ResponseRules, response_rules
 from .leaks import Sniffer
-from .request import HttpRequest, Limits, full_url, may_have_body
+from .request import HttpRequest, Limits, full_url
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
 from .telemetry.emitter import Emission, Outputs
@@ -51,6 +53,14 @@ _cpu = time.thread_time
 #: A phase shorter than this in wall time adds its wall time to the CPU spent (an upper bound:
 #: CPU time never exceeds it), saving a read of the CPU clock on nearly every request.
 _CPU_EXACT_FROM = 0.001
+
+#: What :meth:`Inspection.gate` tells an adapter to do before calling the app.
+RUN: Final = "run"
+READ_AHEAD: Final = "read_ahead"
+BLOCK: Final = "block"
+#: Where an adapter finds the route template once the framework has routed the request.
+RouteOf = Callable[[], "str | None"]
+_T = TypeVar("_T")
 
 
 class Runtime:
@@ -153,18 +163,21 @@ class Runtime:
             return _in(request.client_address, self.allow_networks)
         return False
 
-    def begin(self, request: HttpRequest) -> Inspection | None:
-        """Start inspecting ``request``: span, head inspection. ``None`` when devsecmw stands aside."""
+    def begin(self, request: HttpRequest, route: RouteOf | None = None) -> Inspection | None:
+        """Start inspecting ``request``: span, head inspection. ``None`` when devsecmw stands aside.
+
+        ``route`` gives the route template the framework matched (called at the response's
+        start and at the end, until it gives one; never the raw path)."""
         try:
             if self.ignored(request.path):
                 return None
             if self._excluded_urls is not None and self._excluded_urls.search(full_url(request)):
                 return None
-            insp = Inspection(self, request)
+            insp = Inspection(self, request, route)
         except Exception as exc:
             self.report("begin", exc)
             return None
-        try:  # inspect_head, inline: one call less per request
+        try:  # the head, inspected before the app runs
             insp._detect("head")
         except Exception as exc:
             self.report("inspect_head", exc)
@@ -179,13 +192,15 @@ def _url_pattern(patterns: Sequence[str]) -> Pattern | None:
     return compile_pattern("|".join(f"(?:{p})" for p in patterns))
 
 
-class Inspection:
-    """One request's journey through devsecmw."""
+class Inspection(BodyReads):
+    """One request's journey through devsecmw. Adapters call its methods and never write its state."""
 
     __slots__ = (
         "_body_inspected",
         "_cpu_spent",
         "_cuts",
+        "_gated",
+        "_route_of",
         "_sniffer",
         "_spent",
         "_start",
@@ -204,7 +219,7 @@ class Inspection:
         "would_block",
     )
 
-    def __init__(self, runtime: Runtime, request: HttpRequest) -> None:
+    def __init__(self, runtime: Runtime, request: HttpRequest, route: RouteOf | None = None) -> None:
         # Everything done here on request data (client resolution, the span's attributes and
         # their scrubbing) counts against the budget: the head phase's clocks start now.
         self._start: tuple[float, float] | None = (_perf(), _cpu())
@@ -222,8 +237,10 @@ class Inspection:
         self._spent = 0.0  # wall seconds (the duration metric, and the ceiling)
         self._cpu_spent = 0.0  # CPU seconds (the budget)
         self._cuts: set[str] | None = None  # locations already reported incomplete
-        self.blocked = False
+        self.blocked = False  # the block response was sent instead of calling the app
         self.would_block = False
+        self._gated = False  # the gate sent the adapter to read the body ahead
+        self._route_of = route
         # Behind trusted proxies the client is the forwarded address; the peer stays on the request.
         # Either way the identity is a normalised address (bounded key), never the client's text.
         request.peer_address = request.client_address
@@ -277,6 +294,33 @@ class Inspection:
         if token is not None:
             detach_context(token)  # type: ignore[arg-type]  # never raises: OpenTelemetry logs a failure
 
+    def __enter__(self) -> Inspection:
+        """``with insp:`` around the app: devsecmw's span current; the app's exception, if any,
+        recorded (and the verdict written) before it propagates unchanged."""
+        self.activate()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc is not None:
+                self.finish(exc)
+        finally:
+            self.deactivate()
+
+    def owns_span(self) -> bool:
+        """Whether devsecmw ends the span itself; else an outer instrumentation ends it when the
+        response leaves it, so the verdict cannot wait for a streaming response's end."""
+        return self.handle.owned
+
+    def sending_last(self) -> None:
+        """The last response message is about to leave: an outer instrumentation's span ends as
+        it passes, so the verdict is written on it now. devsecmw's own span ends after it went
+        (:meth:`finish`, once the send returned): the last byte has gone, not merely been made."""
+        if not self.handle.owned:
+            self.finish()
+
     # ------------------------------------------------------------------ request
     def _detect(self, phase: str, again: bool = False) -> None:
         start, self._start = self._start, None
@@ -326,12 +370,6 @@ class Inspection:
                 done.add(location)
                 self.signals.append(Signal(INSPECTION_INCOMPLETE, location, evidence, Severity.INFO))
 
-    def inspect_head(self) -> None:
-        try:
-            self._detect("head")
-        except Exception as exc:
-            self.runtime.report("inspect_head", exc)
-
     def body_chunk(self, chunk: bytes, more: bool) -> None:
         """The app read ``chunk`` of the request body; ``more`` is False on the last one."""
         try:
@@ -365,91 +403,30 @@ class Inspection:
         except Exception as exc:
             self.runtime.report("inspect_body", exc)
 
-    # ------------------------------------------------------------------ read-ahead (block mode)
-    def wants_body_ahead(self) -> bool:
-        """Whether block mode should read the body before the app runs, so the decision sees it.
-
-        Not when it cannot matter: nothing is inspected (``body_limit=0``), the request is never
-        blocked (allowlisted), or there is surely no body (``Content-Length: 0``, or an HTTP/1
-        GET, HEAD, OPTIONS, DELETE or TRACE with neither ``Content-Length`` nor
-        ``Transfer-Encoding``). Otherwise it reads (a POST without them, any HTTP/2 or 3
-        request): no body costs one empty message, which the server hands over at once.
-        """
-        try:
-            runtime = self.runtime
-            if not runtime.blocking or runtime.config.body_limit <= 0 or self.status is not None:
-                return False
-            req = self.request
-            return may_have_body(req) and not runtime.allowlisted(req)
-        except Exception as exc:
-            self.runtime.report("read_ahead", exc)
-            return False
-
-    def body_ahead_needed(self) -> bool:
-        """While reading ahead: whether another body message is worth waiting for (up to the cap)."""
-        req = self.request
-        return not req.body_complete and len(req.body) < self.runtime.config.body_limit
-
-    def body_ahead_end(self, timed_out: bool = False, skipped: str | None = None) -> None:
-        """Reading ahead ended (body complete, cap reached, disconnect, or the wait ran out):
-        inspect what arrived. What did not arrive in time is not waited for: the decision goes
-        without it, and the skip is counted in ``devsecmw.errors`` (stage ``read_ahead``)."""
-        try:
-            if timed_out:
-                self.runtime.telemetry.count_error("read_ahead", "timeout")
-            elif skipped is not None:
-                self.runtime.telemetry.count_error("read_ahead", skipped)
-        except Exception as exc:
-            self.runtime.report("read_ahead", exc)
-        self.inspect_body()
-
-    # ------------------------------------------------------------------ unread body (monitor mode)
-    def wants_unread(self) -> bool:
-        """Monitor mode, the response complete: whether to read the body the app left unread.
-
-        The server would discard it (a 405 or 404, an endpoint that ignores its body), so an
-        attack in it would go unseen. Not when the app read the body to its end or up to the
-        cap (nothing is read twice), when nothing is inspected, in block mode (it read ahead),
-        when there is surely no body, nor when the client sent ``Expect`` (it holds the body
-        back until asked: reading would ask for a body the server never wanted).
-        """
-        try:
-            runtime = self.runtime
-            config = runtime.config
-            if runtime.blocking or config.unread_timeout <= 0 or self.finished or self.exception is not None:
-                return False
-            req = self.request
-            if req.body_complete or req.body_seen >= config.body_limit or req.header("expect") is not None:
-                return False
-            return may_have_body(req)
-        except Exception as exc:
-            self.runtime.report("body_unread", exc)
-            return False
-
-    def unread_end(self, timed_out: bool = False, skipped: str | None = None) -> None:
-        """The read of the unread body ended: inspect what arrived (the body phase, again if the
-        app had read a part). A client that sent nothing more in time is not waited for: the
-        request is marked incomplete and the wait counted (``devsecmw.errors``, stage
-        ``body_unread``); a server where the read could stall is skipped, counted the same way.
-        """
-        try:
-            if timed_out:  # seen in part only: said where
-                wait = self.runtime.config.unread_timeout
-                self._incomplete([("body.unread", f"no more of the body within {wait * 1000:g} ms")])
-            if timed_out or skipped is not None:
-                # A server where the read could stall is skipped as before this read existed
-                # (the app did not read the body either): counted, not marked incomplete.
-                self.runtime.telemetry.count_error("body_unread", "timeout" if timed_out else skipped or "")
-        except Exception as exc:
-            self.runtime.report("body_unread", exc)
-        self.inspect_body()
-
     # ------------------------------------------------------------------ blocking
+    def gate(self) -> str:
+        """Block mode, before the app runs: the block gate of every adapter, written once.
+
+        :data:`BLOCK`: answer with :meth:`block_answer` (the app never runs). :data:`READ_AHEAD`:
+        the request may have a body worth deciding on; read it ahead with the protocol's tap
+        (which feeds :meth:`body_chunk` and ends with :meth:`body_ahead_end`), then ask again.
+        :data:`RUN`: call the app. The head decides first, then the body read ahead; monitor
+        mode always runs.
+        """
+        if not self.runtime.blocking:
+            return RUN
+        if self.check_block():
+            return BLOCK
+        if not self._gated and self.wants_body_ahead():
+            self._gated = True
+            return READ_AHEAD
+        return RUN
+
     def check_block(self, record_only: bool = False) -> bool:
         """Whether blocking applies to what was seen of the request so far.
 
-        Records ``would_block`` in every mode; returns True only in block mode,
-        so the adapter answers with :meth:`block_response` instead of calling the app.
+        Records ``would_block`` in every mode; True only in block mode before the response
+        started (the adapter then answers with :meth:`block_answer` instead of calling the app).
         """
         if not self.signals and not self.flagged:
             return False  # no signal and a clean client: nothing could call for a block
@@ -461,34 +438,36 @@ class Inspection:
                 self.signals, config, where, flagged, exclusions=self.runtime.exclusions
             ) and not self.runtime.allowlisted(self.request)
             self.would_block = self.would_block or would
-            if would and config.mode == "block" and self.status is None and not record_only:
-                self.blocked = True
-                return True
+            return would and config.mode == "block" and self.status is None and not record_only
         except Exception as exc:
             self.runtime.report("block", exc)
         return False
 
-    def block_response(self, accept: str | None = None) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        """Status, headers and body of the block response (the trace id lets support find the span).
-
-        ``None`` if it cannot be built (an internal error, reported): the request then goes on to
-        the app unblocked, as if devsecmw were absent (fail open).
+    def block_answer(self, build: Callable[[int, list[tuple[str, str]], bytes], _T]) -> _T | None:
+        """The block response in the adapter's protocol: ``build(status, headers, body)`` (the
+        body empty for HEAD; the trace id in it lets support find the span). Recorded as
+        blocked; the adapter sends it, then calls :meth:`finish` (see :meth:`sending_last`).
+        ``None`` if it cannot be built (an internal error, reported): the request then goes on
+        to the app unblocked, as if devsecmw were absent (fail open).
         """
         try:
             from .blocking import render
 
             ctx = self.handle.span.get_span_context()
             trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
-            status, headers, body = render(self.runtime.config, trace_id, accept)
+            request = self.request
+            status, headers, body = render(self.runtime.config, trace_id, request.header("accept"))
+            answer = build(status, headers, b"" if request.method == "HEAD" else body)
         except Exception as exc:
             self.runtime.report("block_response", exc)
-            self.blocked = False
             return None
+        self.blocked = True
         self.status = status
-        return status, headers, body
+        return answer
 
     # ------------------------------------------------------------------ response
     def response_start(self, status: int, headers: Sequence[tuple[Any, Any]] = ()) -> None:
+        self._note_route()
         try:
             self.status = status
             self.response_headers = headers
@@ -510,11 +489,26 @@ class Inspection:
             self._sniffer = None
             self.runtime.report("response_chunk", exc)
 
+    def _note_route(self) -> None:
+        """The route template, from the adapter's framework, once the app has routed the request."""
+        route_of = self._route_of
+        if route_of is not None and self.request.route is None:
+            try:
+                self.request.route = route_of()
+            except Exception as exc:
+                self.runtime.report("route", exc)
+
     # ------------------------------------------------------------------ end
+    def app_failed(self, exception: BaseException | None) -> None:
+        """The app's exception, kept for a verdict written later (a streaming response's end)."""
+        if isinstance(exception, Exception):
+            self.exception = exception
+
     def finish(self, exception: BaseException | None = None) -> None:
         """The last byte has gone (or the app failed): decide, emit, end the span. Once."""
         if self.finished:
             return
+        self._note_route()
         # A body the app read only in part: inspect what it read (fails open on its own, so a
         # detector error here cannot cost the verdict).
         if self.request.body:
@@ -590,4 +584,4 @@ class Inspection:
             return []
 
 
-__all__ = ["Inspection", "Runtime"]
+__all__ = ["BLOCK", "READ_AHEAD", "RUN", "Inspection", "RouteOf", "Runtime"]

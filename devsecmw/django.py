@@ -1,93 +1,64 @@
 """Django middleware, for WSGI and ASGI deployments alike.
 
-Add it first in ``MIDDLEWARE`` (it then sees every request and every response
-the other middleware produce)::
+Add it first in ``MIDDLEWARE`` (it then sees every request and response of the others)::
 
     MIDDLEWARE = ["devsecmw.django.SecurityMiddleware", ...]
     DEVSECMW = {"mode": "monitor", "ignore_paths": ["/healthz"]}   # optional options
 
 ``DEVSECMW`` takes the options of :class:`devsecmw.config.Config` plus
-``tracer_provider``, ``meter_provider`` and ``detector`` (the global
-OpenTelemetry providers are used when absent). Its options come below the
-``DEVSECMW_*`` environment variables and above the configuration file (see
-:mod:`devsecmw.config`). Add ``"devsecmw"`` to ``INSTALLED_APPS`` and
-``manage.py check`` (and ``runserver``, which runs the checks first) validates
-them: a bad value is the error ``devsecmw.E001`` naming the key, instead of a
-traceback when the middleware loads.
+``tracer_provider``, ``meter_provider`` and ``detector``, below the ``DEVSECMW_*``
+environment variables and above the configuration file; with ``"devsecmw"`` in
+``INSTALLED_APPS``, ``manage.py check`` validates them (:mod:`devsecmw.django_settings`).
 
-It has no detection logic of its own; per request it builds the request model
-(from ``request.scope`` under ASGI, the WSGI environ otherwise) and drives
-:class:`devsecmw.core.Inspection` as the other adapters do:
+It only translates: per request it builds the request model (from ``request.scope``
+under ASGI, the WSGI environ otherwise) and drives :class:`devsecmw.core.Inspection`:
 
-- The body is inspected as the view reads it. devsecmw never touches
-  ``request.body`` or ``request.POST``: that would read the whole body up
-  front (memory, and Django's ``RequestDataTooBig`` raised in the middleware
-  instead of the view), parse uploads before a view can set
-  ``request.upload_handlers``, and leave ``request.read()`` unusable for
-  streaming views ("stream consumed"). Instead ``request._stream``, the object
-  every Django read goes through, is replaced by a read-through tap
-  (:class:`devsecmw.bodytap.InputTap`). A body another middleware already read
-  into ``request._body`` is inspected from there.
-- Once a view returned a complete (not streaming) response, the body it left
-  unread is read and inspected as under :mod:`devsecmw.wsgi` (up to the cap;
-  in memory under ASGI and the test clients, on gunicorn only as far as the
-  bytes are there).
-- ``http.route`` is the resolved URL pattern (``request.resolver_match.route``,
-  e.g. ``items/<int:pk>/``, the format OpenTelemetry's Django instrumentation
-  uses too); never the raw path.
-- Streaming responses (sync or async ``streaming_content``) keep their kind;
-  the span closes after the last chunk, or at ``response.close()`` when the
-  server stops early. A ``FileResponse`` is left alone so the server's
-  ``wsgi.file_wrapper``/sendfile path still applies; its span closes at
-  ``close()``.
-- An exception in the view passes through unchanged; Django turns it into a
-  500 (``http_5xx``), and the exception is recorded on the span.
-- When OpenTelemetry's Django instrumentation is active, its span is current
-  here and devsecmw enriches it (one server span). That instrumentation ends
-  its span when the response leaves the middleware chain, so devsecmw then
-  records its verdict at that point, streaming or not.
+- The body is inspected as the view reads it: ``request._stream``, the object every
+  Django read goes through, is replaced by a read-through tap
+  (:class:`devsecmw.bodytap.InputTap`). devsecmw never touches ``request.body`` or
+  ``request.POST`` (that would read the whole body up front, raise
+  ``RequestDataTooBig`` here instead of in the view, parse uploads before a view can
+  set ``request.upload_handlers``, and break streaming views). A body another
+  middleware already read (``request._body``) is inspected from there.
+- The body a view left unread is read once its complete response is back (as in
+  :mod:`devsecmw.wsgi`: up to the cap, where no read can stall).
+- ``http.route`` is the resolved URL pattern (``request.resolver_match.route``, e.g.
+  ``items/<int:pk>/``, as OpenTelemetry's Django instrumentation has it).
+- Streaming responses (sync or async) keep their kind; the span closes after the last
+  chunk, or at ``response.close()`` when the server stops early. A ``FileResponse`` is
+  left alone (the server's sendfile path still applies); its span closes at ``close()``.
+- A view's exception passes through unchanged (Django makes it a 500), recorded. Under
+  OpenTelemetry's Django instrumentation devsecmw enriches its span, which ends when the
+  response leaves the middleware chain: the verdict is written then.
 
-Block mode (``mode="block"``, opt-in) decides before ``get_response``: a
-request whose head, body read ahead or flagged client calls for a block gets
-an ``HttpResponse`` with the rendered status, headers and body (the trace id
-in it), returned from this middleware; the views and every middleware below
-never see the request. The body is read ahead from ``request._stream`` up to
-the inspection cap and replayed to the view byte for byte
-(:class:`devsecmw.bodytap.ReplayInput`):
-
-- under WSGI ``request._stream`` is Django's ``LimitedStream`` over
-  ``wsgi.input`` (Django reads ``CONTENT_LENGTH`` bytes, none without it), so
-  the read-ahead is that of :mod:`devsecmw.wsgi`: ``min(length, cap)`` bytes
-  in a helper thread, waited for at most ``block_read_timeout`` seconds, a
-  read still in flight waited for before the response is closed;
-- under ASGI Django has already received the whole body into a spooled file
-  before any middleware runs, so it is read ahead inline, no thread, no wait,
-  and replayed from memory.
-
-A body another middleware already read (``request._body``) is inspected from
-there. Once the view runs nothing is blocked any more (record only).
+Block mode (``mode="block"``, opt-in) decides before ``get_response``
+(:meth:`devsecmw.core.Inspection.gate`): a blocked request gets an ``HttpResponse``
+with the rendered status, headers and body, and the views and every middleware below
+never see it. The body is read ahead from ``request._stream`` up to the cap and
+replayed to the view byte for byte (:class:`devsecmw.bodytap.ReplayInput`): under WSGI
+as in :mod:`devsecmw.wsgi` (``min(CONTENT_LENGTH, cap)`` bytes in a helper thread,
+waited for at most ``block_read_timeout``), under ASGI inline from the spooled file
+Django already filled. Once the view runs nothing is blocked any more (record only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import metrics, trace
 
 from .bodytap import ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
-from .config import Config, ConfigError, Layer
-from .core import Inspection, Runtime
+from .bodytap.response import async_stream, sync_stream
+from .config import Config
+from .core import BLOCK, READ_AHEAD, RUN, Inspection, Runtime
+from .django_settings import CONFIG_SOURCE, SETTINGS_NAME, check_settings, register_checks, settings_config
 from .engine import Detector
 from .request import HttpRequest, from_asgi_scope, from_wsgi_environ
 
-SETTINGS_NAME = "DEVSECMW"
-#: How errors and ``devsecmw config`` name Django's configuration.
-CONFIG_SOURCE = f"Django settings.{SETTINGS_NAME}"
-#: Keys of ``DEVSECMW`` that are no option of the configuration but the middleware's plumbing.
-_PLUMBING = ("tracer_provider", "meter_provider", "detector", "config")
 _EXC_ATTR = "_devsecmw_exception"
 
 
@@ -102,58 +73,6 @@ def _require_django() -> tuple[Callable[[Any], bool], Callable[[Any], Any]]:
             "(or use devsecmw.wsgi / devsecmw.asgi directly)"
         ) from exc
     return iscoroutinefunction, markcoroutinefunction
-
-
-def _settings_options() -> dict[str, Any]:
-    settings = importlib.import_module("django.conf").settings
-    raw = getattr(settings, SETTINGS_NAME, None)
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"devsecmw: settings.{SETTINGS_NAME} must be a dict of options, not {type(raw)!r}")
-    return dict(raw)
-
-
-def settings_config(options: dict[str, Any] | None = None) -> tuple[Config, dict[str, Any]]:
-    """The configuration from ``options``, the environment, ``settings.DEVSECMW`` and the file,
-    and the plumbing (``tracer_provider``, ``meter_provider``, ``detector``, ``config``) found in
-    ``settings.DEVSECMW``."""
-    raw = _settings_options()
-    plumbing = {k: raw.pop(k) for k in _PLUMBING if k in raw}
-    layer = Layer.from_mapping(CONFIG_SOURCE, raw, lambda n: f"{SETTINGS_NAME}[{n!r}]")
-    return Config.from_options(options, framework=layer), plumbing
-
-
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Django system check: the ``DEVSECMW`` setting (with the environment and the file) and the
-    rule set it names load, as they will when the middleware does (``devsecmw.E001``/``E002``)."""
-    checks = importlib.import_module("django.core.checks")
-    from .engine.rules import RuleError
-
-    try:
-        config, plumbing = settings_config()
-        if plumbing.get("detector") is None and plumbing.get("config") is None:
-            from .engine import Engine
-
-            Engine(config)  # disabled rule ids and rule files, as at start-up
-    except (ConfigError, TypeError) as exc:
-        return [
-            checks.Error(
-                str(exc),
-                hint="Fix the setting DEVSECMW (or the DEVSECMW_* variable, or the devsecmw "
-                "configuration file) named above; `devsecmw config` shows where each value comes from.",
-                obj=f"settings.{SETTINGS_NAME}",
-                id="devsecmw.E001",
-            )
-        ]
-    except RuleError as exc:
-        return [checks.Error(str(exc), obj=f"settings.{SETTINGS_NAME}", id="devsecmw.E002")]
-    return []
-
-
-def register_checks() -> None:
-    """Register :func:`check_settings` with Django (idempotent: Django keeps a set)."""
-    importlib.import_module("django.core.checks").register(check_settings, "devsecmw")
 
 
 def request_model(request: Any) -> HttpRequest:
@@ -176,54 +95,22 @@ def route_of(request: Any) -> str | None:
     return route or "/"  # path("", view): the root pattern is the empty string
 
 
-def _sync_stream(content: Iterable[bytes], insp: Inspection) -> Iterator[bytes]:
-    iterator = iter(content)
-    try:
-        while True:
-            insp.activate()
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                break
-            finally:
-                insp.deactivate()
-            insp.response_chunk(chunk)
-            yield chunk
-    except GeneratorExit:  # closed early by the server: not an error
-        raise
-    except BaseException as exc:
-        insp.finish(exc)
-        raise
-    finally:
-        insp.finish()
-
-
-async def _async_stream(content: AsyncIterable[bytes], insp: Inspection) -> AsyncIterator[bytes]:
-    iterator = aiter(content)
-    try:
-        while True:
-            # Attached and detached within one step: the consumer's task may differ between steps.
-            insp.activate()
-            try:
-                chunk = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            finally:
-                insp.deactivate()
-            insp.response_chunk(chunk)
-            yield chunk
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        insp.finish(exc)
-        raise
-    finally:
-        insp.finish()
-
-
-def _settle(replay: ReplayInput | None) -> None:
+def _settle_at_close(response: Any, replay: ReplayInput | None) -> None:
+    """A read-ahead still in flight is settled when the server is done with the response."""
     if replay is not None:
-        replay.settle()
+        closers = getattr(response, "_resource_closers", None)
+        if isinstance(closers, list):
+            closers.append(replay.settle)
+        else:
+            replay.settle()
+
+
+def _http_response(status: int, headers: list[tuple[str, str]], body: bytes) -> Any:
+    """The block response as Django's ``HttpResponse``."""
+    response = importlib.import_module("django.http").HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
 
 
 class SecurityMiddleware:
@@ -264,21 +151,15 @@ class SecurityMiddleware:
         insp = self._begin(request)
         if insp is None:
             return self.get_response(request)
-        replay = self._gate(request, insp)
-        if insp.blocked:
-            blocked = self._block(request, insp, replay)
-            if blocked is not None:
-                return blocked
-        insp.activate()
+        replay, blocked = self._gate(request, insp)
+        if blocked is not None:
+            return blocked
         try:
-            response = self.get_response(request)
-        except BaseException as exc:
-            self._route(request, insp)
-            insp.finish(exc)
-            _settle(replay)
+            with insp:  # the view's exception passes through, recorded
+                response = self.get_response(request)
+        except BaseException:
+            _settle_at_close(None, replay)
             raise
-        finally:
-            insp.deactivate()
         return self._response(request, response, insp, replay)
 
     async def __acall__(self, request: Any) -> Any:
@@ -287,21 +168,15 @@ class SecurityMiddleware:
         if insp is None:
             return await get_response(request)
         # Under ASGI the body is in memory: the read-ahead is inline and never waits.
-        replay = self._gate(request, insp)
-        if insp.blocked:
-            blocked = self._block(request, insp, replay)
-            if blocked is not None:
-                return blocked
-        insp.activate()
+        replay, blocked = self._gate(request, insp)
+        if blocked is not None:
+            return blocked
         try:
-            response = await get_response(request)
-        except BaseException as exc:
-            self._route(request, insp)
-            insp.finish(exc)
-            _settle(replay)
+            with insp:
+                response = await get_response(request)
+        except BaseException:
+            _settle_at_close(None, replay)
             raise
-        finally:
-            insp.deactivate()
         return self._response(request, response, insp, replay)
 
     def process_exception(self, request: Any, exception: Exception) -> None:
@@ -318,80 +193,47 @@ class SecurityMiddleware:
         except Exception as exc:
             runtime.report("request", exc)
             return None
-        return runtime.begin(model)
+        return runtime.begin(model, functools.partial(route_of, request))
 
-    def _gate(self, request: Any, insp: Inspection) -> ReplayInput | None:
-        """Tap (or, in block mode, read ahead) the body; decide whether to block (``insp.blocked``)."""
-        runtime = self.runtime
+    def _gate(self, request: Any, insp: Inspection) -> tuple[ReplayInput | None, Any]:
+        """Tap (or, in block mode, read ahead) the body; the block response if the gate says so."""
         replay: ReplayInput | None = None
+        step = RUN
         try:
-            blocked = runtime.blocking and insp.check_block()  # the head alone may decide
+            step = insp.gate()  # block mode: the head alone may decide
             state = vars(request)
             body = state.get("_body")
             if isinstance(body, bytes):
                 insp.body_chunk(body, more=False)  # read by a middleware before us: already in memory
-                if runtime.blocking and not blocked:
-                    insp.check_block()
-            elif state.get("_stream") is not None and not blocked:
+                if step != BLOCK:
+                    step = insp.gate()
+            elif state.get("_stream") is not None and step != BLOCK:
                 stream = state["_stream"]
                 length = content_length(request.META.get("CONTENT_LENGTH"))
                 asgi = isinstance(getattr(request, "scope", None), dict)
                 if not asgi and length is None:
                     length = 0  # Django under WSGI reads CONTENT_LENGTH bytes, none without it
-                if runtime.blocking and length != 0 and insp.wants_body_ahead():
-                    replay = read_ahead(insp, stream, length, in_memory=asgi)
-                    request._stream = replay
-                    insp.check_block()
+                if step == READ_AHEAD and length != 0:
+                    replay = request._stream = read_ahead(insp, stream, length, in_memory=asgi)
+                    step = insp.gate()  # decided again, on the body read ahead
                 else:
                     request._stream = InputTap(stream, insp, length)
         except Exception as exc:
-            runtime.report("input", exc)
-            insp.blocked = False  # fail open: the view runs
-        return replay
-
-    def _block(self, request: Any, insp: Inspection, replay: ReplayInput | None) -> Any:
-        """The block response, returned instead of calling the view; ``None`` if it cannot be built."""
-        rendered = insp.block_response(insp.request.header("accept"))
-        if rendered is None:
-            return None
-        status, headers, body = rendered
-        try:
-            http = importlib.import_module("django.http")
-
-            response = http.HttpResponse(b"" if request.method == "HEAD" else body, status=status)
-            for name, value in headers:
-                response[name] = value
-            closers = response._resource_closers
-        except Exception as exc:  # e.g. a block_content_type Django refuses as a header
-            self.runtime.report("block_response", exc)
-            insp.blocked = False
-            insp.status = None
-            return None
-        insp.finish()
-        if replay is not None:
-            closers.append(replay.settle)  # the server is done with the response: settle the read
-        return response
+            self.runtime.report("input", exc)
+            step = RUN  # fail open: the view runs
+        if step != BLOCK:
+            return replay, None
+        response = insp.block_answer(_http_response)  # None if it cannot be built: the view runs
+        if response is not None:
+            insp.finish()
+            _settle_at_close(response, replay)
+        return replay, response
 
     # ------------------------------------------------------------------ response
-    @staticmethod
-    def _route(request: Any, insp: Inspection) -> None:
-        try:
-            if insp.request.route is None:
-                insp.request.route = route_of(request)
-        except Exception as exc:
-            insp.runtime.report("route", exc)
-
     def _response(
         self, request: Any, response: Any, insp: Inspection, replay: ReplayInput | None = None
     ) -> Any:
-        if replay is not None:
-            # A read-ahead still in flight is settled when the server is done with the response.
-            closers = getattr(response, "_resource_closers", None)
-            if isinstance(closers, list):
-                closers.append(replay.settle)
-            else:
-                replay.settle()
-        self._route(request, insp)
+        _settle_at_close(response, replay)
         exception: BaseException | None = None
         try:
             status = int(response.status_code)
@@ -403,7 +245,7 @@ class SecurityMiddleware:
                     insp.response_chunk(chunk)
                 if exception is None:
                     self._unread(request, insp)
-            elif insp.handle.owned and self._defer(response, insp, exception):
+            elif insp.owns_span() and self._defer(response, insp, exception):
                 return response
         except Exception as exc:
             self.runtime.report("response", exc)
@@ -412,8 +254,8 @@ class SecurityMiddleware:
 
     def _unread(self, request: Any, insp: Inspection) -> None:
         """Monitor mode: the view returned a complete response; the body it left unread is read
-        (:func:`devsecmw.wsgi.read_unread`: up to the cap, only where no read can stall). Not for
-        streaming responses, whose generator may still read the request body."""
+        (:func:`devsecmw.bodytap.read_unread`: up to the cap, only where no read can stall). Not
+        for streaming responses, whose generator may still read the request body."""
         config = self.runtime.config
         if self.runtime.blocking or config.unread_timeout <= 0:
             return
@@ -430,14 +272,13 @@ class SecurityMiddleware:
         closers = getattr(response, "_resource_closers", None)
         if not isinstance(closers, list):
             return False
-        if exception is not None:
-            insp.exception = exception if isinstance(exception, Exception) else None
+        insp.app_failed(exception)
         if getattr(response, "file_to_stream", None) is None:
             content = response.streaming_content
             if getattr(response, "is_async", False):
-                response.streaming_content = _async_stream(content, insp)
+                response.streaming_content = async_stream(content, insp)
             else:
-                response.streaming_content = _sync_stream(content, insp)
+                response.streaming_content = sync_stream(content, insp)
         # The safety net: Django closes every response once the server is done with it (an async
         # generator has no close() for Django to register, and a FileResponse is never wrapped).
         closers.append(insp.finish)

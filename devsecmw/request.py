@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
@@ -384,6 +385,16 @@ def _header_name(raw: bytes) -> str:
     return name
 
 
+def _address(scope: Any, key: str) -> Any:
+    """ASGI's ``client``/``server``: any two-item iterable. An iterator (``falcon.testing`` gives
+    one) is read once into a tuple put back in the scope, so the app still gets the same items."""
+    value = scope.get(key) or None
+    if value is None or isinstance(value, tuple | list):
+        return value
+    scope[key] = value = tuple(islice(value, 2))
+    return value
+
+
 def _latin1(b: bytes | bytearray | str) -> str:
     return b if isinstance(b, str) else b.decode("latin-1")
 
@@ -402,8 +413,8 @@ def from_asgi_scope(scope: dict[str, Any] | Any) -> HttpRequest:
         qs = qs.decode("latin-1")
     target = f"{raw_target}?{qs}" if qs else raw_target
     headers, hmap = _asgi_headers(scope.get("headers") or ())
-    client = scope.get("client") or None
-    server = scope.get("server") or None
+    client = _address(scope, "client")
+    server = _address(scope, "server")
     kind = scope.get("type", "http")
     version = scope.get("http_version") or "1.1"
     request = HttpRequest(

@@ -83,259 +83,26 @@ Usage::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 from opentelemetry import metrics, trace
 
 from ._types import Environ, StartResponse, WriteCallable, WSGIApp
-from .bodytap import (
-    _BYTES,
-    _IN_MEMORY,
-    ENVIRON_KEY,
-    InputTap,
-    ReplayInput,
-    content_length,
-    read_ahead,
-    read_unread,
-)
+from .bodytap import _IN_MEMORY, ENVIRON_KEY, InputTap, ReplayInput, content_length, read_ahead, read_unread
+from .bodytap.response import BlockResponse, nothing, wrap_result
 from .config import Config
-from .core import Inspection, Runtime
+from .core import BLOCK, READ_AHEAD, RUN, Inspection, Runtime
 from .engine import Detector
 from .request import from_wsgi_environ
-
-#: Environ key a framework (or the app) sets to the matched route template (``/items/<int:id>``);
-#: read when the app calls ``start_response``. The WSGI adapter imports no framework.
-ROUTE_KEY = "devsecmw.route"
-#: Werkzeug's environ key for its request object; Flask's request carries the matched ``url_rule``.
-_WERKZEUG_REQUEST = "werkzeug.request"
-
-
-def route_from_environ(environ: Environ) -> str | None:
-    """The route template: the ``devsecmw.route`` environ key, else the ``url_rule`` of the
-    Werkzeug request (Flask) that the environ names, else ``None``."""
-    explicit = environ.get(ROUTE_KEY)
-    if isinstance(explicit, str):
-        return explicit
-    rule = getattr(environ.get(_WERKZEUG_REQUEST), "url_rule", None)  # duck-typed: no Flask import
-    template = getattr(rule, "rule", None)
-    return template if isinstance(template, str) else None
+from .routes import ROUTE_KEY, route_from_environ
 
 
 def status_code(status: Any) -> int:
     """The code of a WSGI status line (``"404 Not Found"``); 0 when the app sent something else."""
     head = str(status)[:3]
     return int(head) if head.isdigit() and head.isascii() else 0
-
-
-def _nothing() -> None:
-    pass
-
-
-#: Iterables whose ``iter()`` and ``close`` lookup run no app code (exact types only: a
-#: subclass may define ``__iter__`` or ``close``).
-_PLAIN = (list, tuple)
-#: Iterators whose ``next()`` runs no app code: the interpreter's own over a list or tuple.
-_PLAIN_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
-
-
-class _Response:
-    """The app's iterable, passed through chunk by chunk; ends the inspection, always closes.
-
-    The span is made current around whatever may run app code (``iter()``, ``next()`` on a
-    generator or a custom iterator, ``close()``) and around the end of the inspection (its
-    metrics then carry the span as their exemplar, as in the ASGI adapter). ``next()`` on a
-    list or tuple iterator runs no app code: those chunks are handed over without it, which
-    saves an attach and a detach per chunk.
-    """
-
-    __slots__ = ("_insp", "_iter", "_plain", "_release", "_result", "_unread")
-
-    def __init__(
-        self,
-        result: Iterable[bytes],
-        insp: Inspection,
-        release: Callable[[], None] = _nothing,
-        unread: Callable[[], None] = _nothing,
-    ) -> None:
-        self._result = result
-        self._insp = insp
-        self._unread = unread  # monitor mode: reads the body the app left unread (response complete)
-        self._iter: Iterator[bytes] | None = None
-        self._plain = False  # self._iter is a list or tuple iterator
-        if type(result) in _PLAIN:
-            self._iter = iter(result)
-            self._plain = True
-        self._release = release  # block mode: settles a read-ahead before the server moves on
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        insp = self._insp
-        if self._plain:
-            try:
-                chunk = next(self._iter)  # type: ignore[arg-type]  # set with _plain
-            except StopIteration:
-                self._unread()
-                self._finish()
-                raise
-            insp.response_chunk(chunk)
-            return chunk
-        insp.activate()
-        try:
-            if self._iter is None:
-                it = self._iter = iter(self._result)
-                self._plain = type(it) in _PLAIN_ITERATORS  # e.g. __iter__ returning iter(a_list)
-            chunk = next(self._iter)
-        except StopIteration:
-            self._unread()  # the last chunk has gone: the response is complete
-            insp.finish()
-            raise
-        except BaseException as exc:
-            insp.finish(exc)
-            raise
-        finally:
-            insp.deactivate()
-        insp.response_chunk(chunk)
-        return chunk
-
-    def _finish(self) -> None:
-        insp = self._insp
-        insp.activate()
-        try:
-            insp.finish()
-        finally:
-            insp.deactivate()
-
-    def close(self) -> None:
-        insp = self._insp
-        if type(self._result) in _PLAIN:  # no close() to call: no app code runs here
-            try:
-                if not insp.finished:  # the server stopped early
-                    self._finish()
-            finally:
-                self._release()
-            return
-        insp.activate()
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            insp.finish(exc)
-            raise
-        finally:
-            insp.finish()
-            insp.deactivate()
-            self._release()
-
-
-class _SizedResponse(_Response):
-    """Keeps ``len()``: servers (wsgiref) set Content-Length for one-chunk iterables."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
-
-
-class _FileTap:
-    """The file of a ``wsgi.file_wrapper`` response: reads observed, ``close()`` ends the inspection.
-
-    Everything else (``fileno``, ``seek``, ``tell``...) passes through so the
-    server can still use sendfile; bytes sent that way are not observed.
-    """
-
-    __slots__ = ("_file", "_insp", "_release", "_unread")
-
-    def __init__(
-        self,
-        file: Any,
-        insp: Inspection,
-        release: Callable[[], None] = _nothing,
-        unread: Callable[[], None] = _nothing,
-    ) -> None:
-        self._file = file
-        self._insp = insp
-        self._release = release
-        self._unread = unread
-
-    def read(self, *args: Any, **kwargs: Any) -> Any:
-        data = self._file.read(*args, **kwargs)
-        if isinstance(data, _BYTES):
-            self._insp.response_chunk(bytes(data))
-        return data
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._file, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._insp.finish(exc)
-            raise
-        finally:
-            if not self._insp.finished:  # the file was sent (sendfile too): the response is complete
-                self._unread()
-            self._insp.finish()
-            self._release()
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _FileTap.__slots__:
-            raise AttributeError(name)
-        return getattr(self._file, name)
-
-
-class _BlockResponse:
-    """The block response's body; ``close()`` ends the inspection, then settles the read-ahead."""
-
-    __slots__ = ("_body", "_insp", "_release")
-
-    def __init__(self, body: bytes, insp: Inspection, release: Callable[[], None]) -> None:
-        self._body = body
-        self._insp = insp
-        self._release = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter((self._body,))
-
-    def __len__(self) -> int:
-        return 1
-
-    def close(self) -> None:
-        try:
-            self._insp.finish()
-        finally:
-            self._release()
-
-
-def _wrap_result(
-    result: Iterable[bytes],
-    environ: Environ,
-    insp: Inspection,
-    release: Callable[[], None] = _nothing,
-    unread: Callable[[], None] = _nothing,
-) -> Iterable[bytes]:
-    try:
-        wrapper = environ.get("wsgi.file_wrapper")
-        if (
-            isinstance(wrapper, type)
-            and type(result) is wrapper
-            and hasattr(result, "filelike")
-            # A close() set on the wrapper itself would be lost by re-wrapping: keep it as it is.
-            and getattr(result, "close", None) == getattr(result.filelike, "close", None)
-        ):
-            blksize = getattr(result, "blksize", None)
-            tap = _FileTap(result.filelike, insp, release, unread)
-            factory: Callable[..., Iterable[bytes]] = wrapper  # the server's class, not the app's
-            return factory(tap, blksize) if blksize else factory(tap)
-        if hasattr(result, "__len__"):
-            return _SizedResponse(result, insp, release, unread)
-    except Exception as exc:
-        insp.runtime.report("response", exc)
-    return _Response(result, insp, release, unread)
 
 
 def wsgi_status(code: int) -> str:
@@ -379,34 +146,35 @@ class SecurityMiddleware:
         except Exception as exc:
             runtime.report("request", exc)
             return self.app(environ, start_response)
-        insp = runtime.begin(request)
+        insp = runtime.begin(request, functools.partial(route_from_environ, environ))
         if insp is None:
             return self.app(environ, start_response)
         replay: ReplayInput | None = None
-        unread: Callable[[], None] = _nothing
+        unread: Callable[[], None] = nothing
+        step = RUN
         try:
             # Tells devsecmw.django, should it also be installed, that this request is covered.
             environ[ENVIRON_KEY] = True
-            blocked = runtime.blocking and insp.check_block()  # the head alone may decide
+            step = insp.gate()  # block mode: the head alone may decide
             stream = environ.get("wsgi.input")
-            if stream is not None and not blocked:
+            if stream is not None and step != BLOCK:
                 length = content_length(environ.get("CONTENT_LENGTH"))
                 if length is None and not environ.get("wsgi.input_terminated"):
                     length = 0  # PEP 3333: no Content-Length and not terminated means no body
-                if runtime.blocking and length != 0 and insp.wants_body_ahead():
-                    replay = read_ahead(insp, stream, length, isinstance(stream, _IN_MEMORY))
-                    environ["wsgi.input"] = replay
-                    blocked = insp.check_block()
+                if step == READ_AHEAD and length != 0:
+                    in_memory = isinstance(stream, _IN_MEMORY)
+                    replay = environ["wsgi.input"] = read_ahead(insp, stream, length, in_memory)
+                    step = insp.gate()  # decided again, on the body read ahead
                 else:
                     tap = environ["wsgi.input"] = InputTap(stream, insp, length)
                     if length != 0 and self._unread:
                         unread = functools.partial(read_unread, insp, tap, stream, environ)
         except Exception as exc:
             runtime.report("input", exc)
-            blocked = insp.blocked = False  # fail open: the app runs
-        release = replay.settle if replay is not None else _nothing
-        if blocked:
-            response = self._block(environ, start_response, insp, release)
+            step = RUN  # fail open: the app runs
+        release = replay.settle if replay is not None else nothing
+        if step == BLOCK:
+            response = self._block(start_response, insp, release)
             if response is not None:
                 return response
 
@@ -419,11 +187,6 @@ class SecurityMiddleware:
                 write = start_response(status, headers)
             else:
                 write = start_response(status, headers, exc_info)
-            try:
-                if request.route is None:
-                    request.route = route_from_environ(environ)
-            except Exception as exc:
-                runtime.report("route", exc)
             insp.response_start(status_code(status), headers)
 
             def wrapped_write(data: bytes) -> object:
@@ -432,38 +195,41 @@ class SecurityMiddleware:
 
             return wrapped_write
 
-        insp.activate()
         try:
-            result = self.app(environ, wrapped_start_response)
-        except BaseException as exc:
-            insp.finish(exc)
+            with insp:  # the app's exception passes through, recorded
+                result = self.app(environ, wrapped_start_response)
+        except BaseException:
             release()
             raise
-        finally:
-            insp.deactivate()
-        return _wrap_result(result, environ, insp, release, unread)
+        return wrap_result(result, environ, insp, release, unread)
 
     @staticmethod
     def _block(
-        environ: Environ, start_response: StartResponse, insp: Inspection, release: Callable[[], None]
+        start_response: StartResponse, insp: Inspection, release: Callable[[], None]
     ) -> Iterable[bytes] | None:
         """Answer with the block response; ``None`` (the app runs) if it cannot be built."""
-        response = insp.block_response(insp.request.header("accept"))
-        if response is None:
+        answer = insp.block_answer(_block_status)
+        if answer is None:
             return None
-        status, headers, body = response  # header values are ASCII (validated by Config)
+        status, headers, body = answer  # header values are ASCII (validated by Config)
         try:
-            start_response(wsgi_status(status), headers)
+            start_response(status, headers)
         except BaseException as exc:  # the server's own error: passed on, recorded
             insp.finish(exc)
             release()
             raise
-        head = str(environ.get("REQUEST_METHOD", "")).upper() == "HEAD"
-        return _BlockResponse(b"" if head else body, insp, release)
+        return BlockResponse(body, insp, release)
+
+
+def _block_status(
+    status: int, headers: list[tuple[str, str]], body: bytes
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    return wsgi_status(status), headers, body
 
 
 __all__ = [
     "ENVIRON_KEY",
+    "ROUTE_KEY",
     "InputTap",
     "ReplayInput",
     "SecurityMiddleware",

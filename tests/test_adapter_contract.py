@@ -1,11 +1,13 @@
 """The adapter contract: what every framework adapter does, run over each of them.
 
-One suite, four drivers: the ASGI middleware (a scripted server), the WSGI middleware
-(PEP 3333 calls, an in-memory ``wsgi.input``), and Django's middleware under its WSGI handler
-(``Client``) and its ASGI handler (``AsyncClient``). A driver sends a request (method, path,
-query, headers, body, client address) through one middleware instance and returns what the
-client got (status, headers, body), whether the app ran and what it read, and, where the driver
-can see it, how many body bytes the server handed out. The span is read from the in-memory SDK.
+One suite, six drivers: the ASGI middleware (a scripted server), the WSGI middleware
+(PEP 3333 calls, an in-memory ``wsgi.input``), Django's middleware under its WSGI handler
+(``Client``) and its ASGI handler (``AsyncClient``), and a Falcon app (``falcon.App`` and
+``falcon.asgi.App``, through ``devsecmw.falcon.instrument`` and ``falcon.testing``). A
+driver sends a request (method, path, query, headers, body, client address) through one
+middleware instance and returns what the client got (status, headers, body), whether the
+app ran and what it read, and, where the driver can see it, how many body bytes the server
+handed out. The span is read from the in-memory SDK.
 
 What only one adapter has (ASGI message identity, WSGI helper-thread reads and read methods,
 Django routes) stays in that adapter's test file.
@@ -335,11 +337,78 @@ def django_session(kind: str) -> Callable[..., Session]:
     return open_session
 
 
+# --------------------------------------------------------------------------- Falcon
+def falcon_session(kind: str) -> Callable[..., Session]:
+    def open_session(otel: Any, **options: Any) -> Session:
+        pytest.importorskip("falcon")
+        import falcon
+        import falcon.asgi
+        import falcon.testing
+
+        import devsecmw.falcon
+
+        state = _App()
+
+        def answer(resp: Any, body: bytes | None) -> None:
+            state.read = body
+            resp.content_type = "text/plain"
+            resp.data = b"ok"
+
+        class Anything:  # every method on every path (the path converter), as the other drivers' apps
+            def on_get(self, req: Any, resp: Any, rest: str) -> None:
+                state.called = True
+                answer(resp, req.bounded_stream.read() if state.req.reads else None)
+
+            on_post = on_put = on_head = on_delete = on_patch = on_get
+
+        class AsyncAnything:
+            async def on_get(self, req: Any, resp: Any, rest: str) -> None:
+                state.called = True
+                answer(resp, await req.stream.read() if state.req.reads else None)
+
+            on_post = on_put = on_head = on_delete = on_patch = on_get
+
+        app = falcon.App() if kind == "wsgi" else falcon.asgi.App()
+        app.add_route("/{rest:path}", Anything() if kind == "wsgi" else AsyncAnything())
+        client = falcon.testing.TestClient(
+            devsecmw.falcon.instrument(app, **{**STEADY, **otel.providers, **options})
+        )
+
+        def call(req: Req) -> Reply:
+            state.begin(req)
+            headers = {"Accept": req.accept} if req.accept is not None else {}
+            r = client.simulate_request(
+                req.method,
+                unquote_to_bytes(req.path).decode("utf-8", "replace"),
+                query_string=req.query or None,
+                headers=headers,
+                body=req.body or None,
+                content_type=req.ctype,
+                remote_addr=req.client,
+            )
+            return Reply(
+                status=r.status_code,
+                headers={k.lower(): v for k, v in r.headers.items()},
+                body=r.content,
+                app_called=state.called,
+                app_read=state.read,
+                server_read=None,  # falcon.testing holds the body: not seen
+                server_calls=None,
+                reason=r.status.partition(" ")[2] if kind == "wsgi" else None,
+            )
+
+        return call
+
+    return open_session
+
+
 DRIVERS: dict[str, Callable[..., Session]] = {
     "asgi": asgi_session,
     "wsgi": wsgi_session,
     "django-wsgi": django_session("wsgi"),
     "django-asgi": django_session("asgi"),
+    "falcon-wsgi": falcon_session("wsgi"),
+    "falcon-asgi": falcon_session("asgi"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Size limits of issue 9: no module over 600 lines, no function over 80 lines in ``devsecmw/``.
+"""Size limits of issue 9: no module over 600 lines, no function over 80 lines in ``devsecmw/``,
+no framework adapter over 300 lines (an adapter only translates; the request path is in core).
 
 Read from the source (``ast``), so a function counts from its ``def`` line to its last line
 (docstring included, decorators not); a nested function counts on its own and inside its parent.
@@ -14,6 +15,9 @@ import devsecmw
 PACKAGE = Path(devsecmw.__file__).parent
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
+MAX_ADAPTER_LINES = 300
+#: The framework adapters: each translates its framework's events into calls on core.Inspection.
+ADAPTERS = ("asgi.py", "wsgi.py", "django.py", "flask.py", "falcon.py")
 
 #: Modules over the limit, with why (none today). The last test fails on an entry that is no
 #: longer needed, so the list only shrinks.
@@ -66,6 +70,14 @@ def test_no_module_over_the_limit() -> None:
         if n > MAX_MODULE_LINES and name not in MODULE_EXCEPTIONS
     }
     assert not over, f"modules over {MAX_MODULE_LINES} lines: {over}"
+
+
+def test_no_adapter_over_the_limit() -> None:
+    sizes = _module_sizes()
+    missing = [name for name in ADAPTERS if name not in sizes]
+    assert not missing, f"adapters not found (renamed? update ADAPTERS): {missing}"
+    over = {name: sizes[name] for name in ADAPTERS if sizes[name] > MAX_ADAPTER_LINES}
+    assert not over, f"adapters over {MAX_ADAPTER_LINES} lines (move what is not translation to core): {over}"
 
 
 def test_no_function_over_the_limit() -> None:

@@ -36,12 +36,15 @@ ADAPTERS = frozenset(
         "devsecmw.django",
         "devsecmw.apps",
         "devsecmw.flask",
+        "devsecmw.falcon",
         "devsecmw.instrumentation",
     }
 )
 #: Adapter-to-adapter imports that are the design, with why.
 ADAPTER_EDGES = {
     ("devsecmw.flask", "devsecmw.wsgi"): "init_app wraps app.wsgi_app in the WSGI middleware",
+    ("devsecmw.falcon", "devsecmw.wsgi"): "instrument wraps a falcon.App in the WSGI middleware",
+    ("devsecmw.falcon", "devsecmw.asgi"): "instrument wraps a falcon.asgi.App in the ASGI middleware",
     ("devsecmw.apps", "devsecmw.django"): "the Django adapter's AppConfig registers its system check",
     ("devsecmw.instrumentation", "devsecmw.asgi"): "the instrumentor installs each adapter",
     ("devsecmw.instrumentation", "devsecmw.wsgi"): "the instrumentor installs each adapter",
@@ -52,6 +55,9 @@ ADAPTER_EDGES = {
 ABOVE_ENGINE = ADAPTERS | {
     "devsecmw.bodytap",
     "devsecmw.core",
+    "devsecmw.core_reads",
+    "devsecmw.routes",
+    "devsecmw.django_settings",
     "devsecmw.telemetry",
     "devsecmw.cli",
     "devsecmw.__main__",

@@ -1,4 +1,4 @@
-"""Body taps for PEP 3333-style input streams, shared by the WSGI and Django adapters.
+"""Body taps shared by the adapters; here, those of PEP 3333-style input streams (WSGI, Django).
 
 :class:`InputTap` observes what the app reads from ``wsgi.input`` (Django's request
 stream) up to the inspection cap, forwarding each call as made; :func:`read_ahead`
@@ -10,7 +10,10 @@ body the app never read, where the server makes that safe.
 ``ENVIRON_KEY`` marks an environ (Django's ``META``) the request path already inspects.
 
 The package: :mod:`.tap` (:class:`InputTap`), :mod:`.ahead` (block mode: :func:`read_ahead`,
-:class:`ReplayInput`), :mod:`.unread` (monitor mode: :func:`read_unread`).
+:class:`ReplayInput`), :mod:`.unread` (monitor mode: :func:`read_unread`); for the ASGI
+adapter, :mod:`.receive` (the same three over ``receive``); and :mod:`.response`, the
+response taps (WSGI iterables and file wrappers, Django streaming content). The adapters
+import those two modules by name.
 """
 
 from __future__ import annotations
