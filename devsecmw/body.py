@@ -194,7 +194,7 @@ def _parse_json(
     except (ValueError, RecursionError):
         if not truncated:
             return None
-        doc = partial_json(text)
+        doc = _cut_json(text)
         if doc is _BAD:
             return None
     return _json_walk(doc, max_fields)
@@ -229,7 +229,11 @@ def partial_json(text: str) -> object:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        pass
+        return _cut_json(text)
+
+
+def _cut_json(text: str) -> object:
+    """:func:`partial_json` of a text ``json.loads`` refused."""
     completed = _complete(text)
     if completed is None:
         return _BAD
