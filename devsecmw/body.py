@@ -73,10 +73,15 @@ def unquote_bytes(raw: bytes | str) -> bytes:
         return codecs.escape_decode(fixed.replace(b"%", b"\\x"))[0]
 
 
-def _decode(raw: bytes) -> tuple[str, bool]:
+def _decode(raw: bytes, cut: bool = False) -> tuple[str, bool]:
+    """UTF-8 text, else latin-1 (every byte kept). A body ``cut`` short (at the cap) may end in
+    the middle of a character: those last bytes (3 at most) are dropped, not the whole body
+    read as latin-1 (every accented letter of it garbled)."""
     try:
         return raw.decode("utf-8"), True
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if cut and exc.start >= len(raw) - 3 and exc.reason == "unexpected end of data":
+            return raw[: exc.start].decode("utf-8"), True
         return raw.decode("latin-1"), False
 
 
@@ -91,25 +96,36 @@ def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
 
 
 def _form_fields(
-    text: str, prefix: str, max_fields: int = MAX_FIELDS
+    text: str, prefix: str, max_fields: int = MAX_FIELDS, cut: bool = False
 ) -> tuple[list[Field], list[Field], bool]:
-    """Fields and their names, and whether ``max_fields`` stopped the parse."""
+    """Fields and their names, and whether ``max_fields`` stopped the parse. ``cut``: the
+    body was cut short, so its last field may end in the middle of an escape or a character."""
     fields: list[Field] = []
     keys: list[Field] = []
     room = max_fields
-    for part in text.split("&"):
+    parts = text.split("&")
+    last = len(parts) - 1
+    for n, part in enumerate(parts):
         if not part:
             continue
         if room <= 0:
             return fields, keys, True
         room -= 1
-        name, _, value = part.partition("=")
+        name, eq, value = part.partition("=")
+        end = cut and n == last
+        if end:  # "%C3%A" at the cut: the half escape left out, as a half character is
+            if eq:
+                value = _whole_escapes(value)
+            else:
+                name = _whole_escapes(name)
         # Most names and values hold no escape: no bytes round trip for them.
         dn, ok1 = (
-            _decode(unquote_bytes(name.replace("+", " "))) if "%" in name else (name.replace("+", " "), True)
+            _decode(unquote_bytes(name.replace("+", " ")), end)
+            if "%" in name
+            else (name.replace("+", " "), True)
         )
         dv, ok2 = (
-            _decode(unquote_bytes(value.replace("+", " ")))
+            _decode(unquote_bytes(value.replace("+", " ")), end)
             if "%" in value
             else (value.replace("+", " "), True)
         )
@@ -117,6 +133,12 @@ def _form_fields(
         fields.append(Field(loc, dv, dn, raw=value, utf8=ok1 and ok2))
         keys.append(Field(loc, dn, dn, raw=name, utf8=ok1))
     return fields, keys, False
+
+
+def _whole_escapes(text: str) -> str:
+    """``text`` without a ``%`` escape cut short at its end (``%`` or ``%C``)."""
+    at = text.find("%", len(text) - 2)
+    return text[:at] if at >= 0 else text
 
 
 def looks_urlencoded(text: str) -> bool:
@@ -316,8 +338,10 @@ def _unclosed(outside: str) -> str | None:
 
 
 def _parse_multipart(
-    raw: bytes, boundary: str, max_fields: int = MAX_FIELDS
+    raw: bytes, boundary: str, max_fields: int = MAX_FIELDS, cut: bool = False
 ) -> tuple[list[Field], list[Field], list[Field], bool] | None:
+    """Parts as fields, their names, file names; whether ``max_fields`` stopped the parse.
+    ``cut``: the body was cut short, so its last part may end in the middle of a character."""
     if not boundary or len(boundary) > 200:
         return None
     delim = b"--" + boundary.encode("latin-1", "replace")
@@ -328,7 +352,8 @@ def _parse_multipart(
     files: list[Field] = []
     parts = raw.split(delim, max_fields + 1)[1:]
     capped = len(parts) > max_fields and not parts[max_fields].startswith(b"--")
-    for part in parts[:max_fields]:
+    last = len(parts) - 1
+    for n, part in enumerate(parts[:max_fields]):
         if part.startswith(b"--"):
             break
         part = part[2:] if part.startswith(b"\r\n") else part.lstrip(b"\n")
@@ -362,7 +387,7 @@ def _parse_multipart(
             # File contents are data, not parameters: only text parts are inspected as values.
             if not ctype.startswith("text/") or ctype.startswith("text/csv"):
                 continue
-        value, ok = _decode(content)
+        value, ok = _decode(content, cut and n == last)
         fields.append(Field(loc, value, dname, utf8=ok))
     return fields, keys, files, capped
 
@@ -397,13 +422,13 @@ def parse_body(
     Never raises."""
     if not raw:
         return ParsedBody(truncated=truncated)
-    text, utf8 = _decode(raw)
+    text, utf8 = _decode(raw, truncated)
     pb = ParsedBody(kind="text", text=text, size=len(raw), utf8=utf8, truncated=truncated)
     mt, params = _media_type(content_type or "")
     try:
         if mt == "application/x-www-form-urlencoded":
             pb.kind = "form"
-            pb.fields, pb.keys, pb.capped = _form_fields(text, "body:form", max_fields)
+            pb.fields, pb.keys, pb.capped = _form_fields(text, "body:form", max_fields, truncated)
         elif mt == "application/json" or mt.endswith("+json") or mt == "text/json":
             parsed = _parse_json(text, max_fields, truncated)
             if parsed is None:
@@ -412,7 +437,7 @@ def parse_body(
                 pb.kind = "json"
                 pb.fields, pb.keys, pb.capped = parsed
         elif mt.startswith("multipart/"):
-            mp = _parse_multipart(raw, params.get("boundary", ""), max_fields)
+            mp = _parse_multipart(raw, params.get("boundary", ""), max_fields, truncated)
             if mp is None:
                 pb.error = "invalid multipart"
             else:
@@ -443,7 +468,7 @@ def _sniff(pb: ParsedBody, max_fields: int = MAX_FIELDS) -> None:
         pb.kind = "xml"
         return
     if looks_urlencoded(pb.text):
-        pb.fields, pb.keys, pb.capped = _form_fields(pb.text, "body:form", max_fields)
+        pb.fields, pb.keys, pb.capped = _form_fields(pb.text, "body:form", max_fields, pb.truncated)
     elif "=" not in pb.text and _ENCODED_EQ.search(pb.text):
         _encoded_form(pb, max_fields)
 

@@ -181,3 +181,55 @@ def test_padded_json_attack_is_found_in_its_field(otel: Telemetry, pad: int) -> 
     }
     assert ("sqli", "body:json:customer.comment") in found
     assert ("body" in incomplete(otel)) == (pad > 0)
+
+
+# --------------------------------------------------------------------------- a character cut in two
+def _cut_in_a_character(body: bytes, near: int) -> int:
+    """A length at or below ``near`` that ends ``body`` inside a multi-byte UTF-8 character."""
+    return next(n for n in range(near, 0, -1) if body[n] & 0xC0 == 0x80)
+
+
+BIO = "café crème " * 8000
+
+
+@pytest.mark.parametrize(
+    ("ctype", "body", "location"),
+    [
+        (
+            b"multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="bio"\r\n\r\n' + BIO.encode() + b"\r\n--xx--\r\n",
+            "body:multipart:bio",
+        ),
+        (b"application/x-www-form-urlencoded", f"a=1&bio={BIO.replace(' ', '+')}".encode(), "body:form:bio"),
+        (b"application/json", json.dumps({"bio": BIO}, ensure_ascii=False).encode(), "body:json:bio"),
+    ],
+    ids=["multipart", "form", "json"],
+)
+def test_a_body_cut_inside_a_character_is_still_utf8(
+    otel: Telemetry, ctype: bytes, body: bytes, location: str
+) -> None:
+    """The cap cuts a benign UTF-8 body in the middle of a character: the half character is
+    left out, the body stays UTF-8 (no ``not_utf8`` signal, no latin-1 garbling of its text)."""
+    limit = _cut_in_a_character(body, 4096)
+    read: list[bytes] = []
+    app = devsecmw.asgi.SecurityMiddleware(asgi_app(read), **STEADY, body_limit=limit, **otel.providers)
+    asgi_call(app, "POST", b"/profile", headers=[(b"content-type", ctype)], body=body)
+    assert b"".join(read) == body
+    assert {str(e["devsecmw.signal.type"]) for e in otel.events()} == {"inspection_incomplete"}
+    pb = parse_body(body[:limit], ctype.decode(), truncated=True)
+    assert pb.utf8 and all(f.utf8 for f in pb.fields)
+    value = next(f.value for f in pb.fields if f.location == location)
+    assert len(value) > 3000 and BIO.startswith(value)  # read up to the cut, not garbled
+    # The same bytes, not cut short, are invalid UTF-8 as before.
+    assert not parse_body(body[:limit], ctype.decode()).utf8
+
+
+def test_a_form_value_cut_inside_an_escape() -> None:
+    pb = parse_body(b"a=1&bio=caf%C3%A", "application/x-www-form-urlencoded", truncated=True)
+    assert [(f.location, f.value, f.utf8) for f in pb.fields] == [
+        ("body:form:a", "1", True),
+        ("body:form:bio", "caf", True),
+    ]
+    # Not cut: the stray escape stays as it is, and the value is not UTF-8.
+    pb = parse_body(b"a=1&bio=caf%C3%A", "application/x-www-form-urlencoded")
+    assert pb.fields[1].utf8 is False
