@@ -15,10 +15,11 @@ import pytest
 from conftest import Telemetry
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_caps import ENGINE, STEADY, asgi_app, asgi_call, incomplete
+from test_caps import ENGINE, STEADY, asgi_app, asgi_call, incomplete, wsgi_app, wsgi_call
 
 import devsecmw.asgi
 import devsecmw.body as body_mod
+import devsecmw.wsgi
 from devsecmw.body import MAX_JSON_DEPTH, _json_walk, parse_body, partial_json
 
 NOT_JSON = body_mod._BAD
@@ -159,20 +160,27 @@ def test_parse_body_reads_a_cut_json_body_field_by_field() -> None:
 SQLI = "1' UNION SELECT password FROM users--"
 
 
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
 @pytest.mark.parametrize("pad", [0, 100_000], ids=["under-the-cap", "past-the-cap"])
-def test_padded_json_attack_is_found_in_its_field(otel: Telemetry, pad: int) -> None:
+def test_padded_json_attack_is_found_in_its_field(otel: Telemetry, pad: int, adapter: str) -> None:
     """Benign fields, then the attack, then padding past the 64 KiB cap: the attack is found
     in its own field (its path in the document), not only in the raw text."""
     doc = {
         "items": [{"sku": f"A-{i}", "qty": i, "note": "gift wrap please"} for i in range(200)],
+        "attachment": "QUJD" * 12_000,  # a large benign value before the attack
         "customer": {"name": "Ann", "comment": SQLI},
         "padding": "z" * pad,
     }
     body = json.dumps(doc).encode()
     assert (len(body) > 64 * 1024) == (pad > 0)
+    assert body.index(SQLI.encode()) < 64 * 1024
     read: list[bytes] = []
-    app = devsecmw.asgi.SecurityMiddleware(asgi_app(read), **STEADY, **otel.providers)
-    asgi_call(app, "POST", b"/api/orders", headers=[(b"content-type", b"application/json")], body=body)
+    if adapter == "asgi":
+        app = devsecmw.asgi.SecurityMiddleware(asgi_app(read), **STEADY, **otel.providers)
+        asgi_call(app, "POST", b"/api/orders", headers=[(b"content-type", b"application/json")], body=body)
+    else:
+        wapp = devsecmw.wsgi.SecurityMiddleware(wsgi_app(read), **STEADY, **otel.providers)
+        wsgi_call(wapp, "POST", "/api/orders", body=body, headers={"CONTENT_TYPE": "application/json"})
     assert b"".join(read) == body  # the app read exactly the bytes sent
     found = {
         (e["devsecmw.signal.type"], e["devsecmw.signal.location"])
