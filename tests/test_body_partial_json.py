@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from conftest import Telemetry
@@ -59,8 +60,19 @@ def test_any_cut_gives_the_leaves_so_far(doc: Any, data: st.DataObject) -> None:
     indent, ascii_only = data.draw(st.sampled_from([None, 1])), data.draw(st.booleans())
     text = json.dumps(doc, indent=indent, ensure_ascii=ascii_only)
     cut = data.draw(st.integers(1, len(text)))
-    part = partial_json(text[:cut])
+    calls: list[int] = []
+    real = json.loads
+
+    def loads(s: str) -> Any:
+        calls.append(len(s))
+        return real(s)
+
+    with mock.patch.object(body_mod.json, "loads", loads):
+        part = partial_json(text[:cut])
     assert part is not NOT_JSON  # every prefix of a JSON text is read
+    # Linear work: besides C builtins' passes over the text, json.loads at most twice, on
+    # the text and on the text completed (one character per open bracket, plus ':null"').
+    assert len(calls) <= 2 and all(n <= 2 * cut + 6 for n in calls)
     whole = leaves(json.loads(text))
     for location, value in leaves(part).items():
         # Each string leaf read is there in the whole document, whole or cut at its end.
