@@ -73,10 +73,15 @@ def unquote_bytes(raw: bytes | str) -> bytes:
         return codecs.escape_decode(fixed.replace(b"%", b"\\x"))[0]
 
 
-def _decode(raw: bytes) -> tuple[str, bool]:
+def _decode(raw: bytes, cut: bool = False) -> tuple[str, bool]:
+    """UTF-8 text, else latin-1 (every byte kept). A body ``cut`` short (at the cap) may end in
+    the middle of a character: those last bytes (3 at most) are dropped, not the whole body
+    read as latin-1 (every accented letter of it garbled)."""
     try:
         return raw.decode("utf-8"), True
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if cut and exc.start >= len(raw) - 3 and exc.reason == "unexpected end of data":
+            return raw[: exc.start].decode("utf-8"), True
         return raw.decode("latin-1"), False
 
 
@@ -91,25 +96,36 @@ def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
 
 
 def _form_fields(
-    text: str, prefix: str, max_fields: int = MAX_FIELDS
+    text: str, prefix: str, max_fields: int = MAX_FIELDS, cut: bool = False
 ) -> tuple[list[Field], list[Field], bool]:
-    """Fields and their names, and whether ``max_fields`` stopped the parse."""
+    """Fields and their names, and whether ``max_fields`` stopped the parse. ``cut``: the
+    body was cut short, so its last field may end in the middle of an escape or a character."""
     fields: list[Field] = []
     keys: list[Field] = []
     room = max_fields
-    for part in text.split("&"):
+    parts = text.split("&")
+    last = len(parts) - 1
+    for n, part in enumerate(parts):
         if not part:
             continue
         if room <= 0:
             return fields, keys, True
         room -= 1
-        name, _, value = part.partition("=")
+        name, eq, value = part.partition("=")
+        end = cut and n == last
+        if end:  # "%C3%A" at the cut: the half escape left out, as a half character is
+            if eq:
+                value = _whole_escapes(value)
+            else:
+                name = _whole_escapes(name)
         # Most names and values hold no escape: no bytes round trip for them.
         dn, ok1 = (
-            _decode(unquote_bytes(name.replace("+", " "))) if "%" in name else (name.replace("+", " "), True)
+            _decode(unquote_bytes(name.replace("+", " ")), end)
+            if "%" in name
+            else (name.replace("+", " "), True)
         )
         dv, ok2 = (
-            _decode(unquote_bytes(value.replace("+", " ")))
+            _decode(unquote_bytes(value.replace("+", " ")), end)
             if "%" in value
             else (value.replace("+", " "), True)
         )
@@ -117,6 +133,12 @@ def _form_fields(
         fields.append(Field(loc, dv, dn, raw=value, utf8=ok1 and ok2))
         keys.append(Field(loc, dn, dn, raw=name, utf8=ok1))
     return fields, keys, False
+
+
+def _whole_escapes(text: str) -> str:
+    """``text`` without a ``%`` escape cut short at its end (``%`` or ``%C``)."""
+    at = text.find("%", len(text) - 2)
+    return text[:at] if at >= 0 else text
 
 
 def looks_urlencoded(text: str) -> bool:
@@ -184,17 +206,142 @@ def _json_walk(doc: object, max_fields: int = MAX_FIELDS) -> tuple[list[Field], 
 _CONTAINERS = (str, dict, list)
 
 
-def _parse_json(text: str, max_fields: int = MAX_FIELDS) -> tuple[list[Field], list[Field], bool] | None:
+def _parse_json(
+    text: str, max_fields: int = MAX_FIELDS, truncated: bool = False
+) -> tuple[list[Field], list[Field], bool] | None:
+    """Leaves of a JSON body; of a body cut short (``truncated``: at the cap, or not all read
+    yet), the leaves of the part that arrived (:func:`partial_json`). ``None``: not JSON."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
-        return None
+        if not truncated:
+            return None
+        doc = _cut_json(text)
+        if doc is _BAD:
+            return None
     return _json_walk(doc, max_fields)
 
 
+# ----------------------------------------------------------------- JSON cut short
+# A body longer than the cap is cut, and a cut JSON text no longer parses: padding a body past
+# the cap would turn field-by-field inspection into a raw-text scan. The cut text is completed
+# instead (the string the cut fell in closed, a scalar cut in its middle dropped, a key without
+# its value given ``null``, the open arrays and objects closed) and parsed by json.loads. Every
+# step runs in C (str.replace, split, translate, rstrip, the json scanner) but one loop over
+# the unclosed brackets: linear in the length, whatever the text.
+
+_BAD: object = object()  # "not a prefix of a JSON text": the caller falls back to raw text
+#: Everything that may stand between strings but brackets (whitespace, separators, scalars).
+_NOT_BRACKETS = str.maketrans("", "", " \t\n\r,:0123456789.+-eEtrufalsnNIiy")
+_BRACKETS = str.maketrans("", "", "[]{}")
+_CLOSE = str.maketrans("[{", "]}")
+_OPEN = {"]": "[", "}": "{"}
+#: Characters of a scalar (number or literal) that a cut may leave unfinished.
+_SCALAR = "0123456789.+-eEabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LITERALS = ("true", "false", "null", "NaN", "Infinity")
+_HIGH = frozenset("89abAB")  # \ud800-\udbff: the first half of a surrogate pair
+
+
+def partial_json(text: str) -> object:
+    """The document of JSON ``text`` cut short anywhere: what ``json.loads`` returns when it
+    parses; else every complete value and the start of the value the cut fell in (a string
+    read up to the cut, an escape cut in its middle left out; the members of an open object or
+    array so far; a key without its value maps to ``None``; a number or literal cut short is
+    left out). ``_BAD`` when ``text`` is not a prefix of a JSON text. Never raises."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _cut_json(text)
+
+
+def _cut_json(text: str) -> object:
+    """:func:`partial_json` of a text ``json.loads`` refused."""
+    completed = _complete(text)
+    if completed is None:
+        return _BAD
+    if not completed.strip():  # a lone scalar cut short ("tr", "-"): no value yet; or blank
+        return None if text.strip() else _BAD
+    try:
+        return json.loads(completed)
+    except (ValueError, RecursionError):  # malformed before the cut (or nested past recursion)
+        return _BAD
+
+
+def _complete(text: str) -> str | None:
+    """``text`` made a whole JSON text (see :func:`partial_json`), or ``None``."""
+    # Escaped backslashes, then escaped quotes, masked (same length: positions hold), so that
+    # splitting at quotes alternates outside and inside strings.
+    masked = text.replace("\\\\", "__").replace('\\"', "__") if "\\" in text else text
+    segs = masked.split('"')
+    opens = _unclosed("".join(segs[0::2]))  # (an unterminated string is an odd segment: left out)
+    if opens is None:
+        return None
+    cut, suffix = len(text), ""
+    in_key = bool(opens) and opens[-1] == "{"
+    if len(segs) % 2 == 0:  # the cut fell in a string
+        tail = segs[-1]
+        cut -= len(tail) - _string_end(tail)
+        suffix = '"'
+        if in_key and segs[-2].rstrip()[-1:] in ("{", ","):
+            suffix += ":null"
+    else:
+        last = segs[-1]
+        kept = last.rstrip()
+        word = kept[len(kept.rstrip(_SCALAR)) :]
+        if word and not (word[-1].isdigit() or word.lstrip("-") in _LITERALS):  # cut short
+            if word.strip("0123456789.eE+-") and not any(w.startswith(word.lstrip("-")) for w in _LITERALS):
+                return None  # not the start of a scalar
+            kept = kept[: len(kept) - len(word)].rstrip()
+        if kept.endswith(","):
+            kept = kept[:-1]
+        elif kept.endswith(":"):
+            suffix = "null"
+        elif not kept and len(segs) >= 3 and in_key and segs[-3].rstrip()[-1:] in ("{", ","):
+            suffix = ":null"  # a key, complete, then the cut
+        cut -= len(last) - len(kept)
+    return text[:cut] + suffix + opens[::-1].translate(_CLOSE)
+
+
+def _string_end(tail: str) -> int:
+    """Where the content of a string cut short ends: before an escape cut in its middle, and
+    before the first half of a surrogate pair (``\\ud83d`` without its ``\\ude00``)."""
+    end = len(tail)
+    at = tail.rfind("\\", max(0, end - 6))
+    if at >= 0 and end - at < (6 if tail[at + 1 : at + 2] == "u" else 2):
+        end = at
+    last = tail[max(0, end - 6) : end]
+    if last[:3] in ("\\ud", "\\uD") and last[3:4] in _HIGH and len(last) == 6:
+        end -= 6
+    return end
+
+
+def _unclosed(outside: str) -> str | None:
+    """The brackets still open at the end of ``outside`` (the text between strings), in
+    order; ``None`` when they do not nest or anything but JSON's own characters is there."""
+    brackets = outside.translate(_NOT_BRACKETS)
+    if brackets.translate(_BRACKETS):
+        return None
+    for _ in range(8):  # innermost pairs first, in C (most documents nest a few levels)
+        shorter = brackets.replace("[]", "").replace("{}", "")
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    if "]" not in brackets and "}" not in brackets:
+        return brackets
+    stack: list[str] = []
+    for c in brackets:  # one pass over what is left (deeper nesting): linear
+        if c in "[{":
+            stack.append(c)
+        elif not stack or stack.pop() != _OPEN[c]:
+            return None
+    return "".join(stack)
+
+
 def _parse_multipart(
-    raw: bytes, boundary: str, max_fields: int = MAX_FIELDS
+    raw: bytes, boundary: str, max_fields: int = MAX_FIELDS, cut: bool = False
 ) -> tuple[list[Field], list[Field], list[Field], bool] | None:
+    """Parts as fields, their names, file names; whether ``max_fields`` stopped the parse.
+    ``cut``: the body was cut short, so its last part may end in the middle of a character."""
     if not boundary or len(boundary) > 200:
         return None
     delim = b"--" + boundary.encode("latin-1", "replace")
@@ -205,7 +352,8 @@ def _parse_multipart(
     files: list[Field] = []
     parts = raw.split(delim, max_fields + 1)[1:]
     capped = len(parts) > max_fields and not parts[max_fields].startswith(b"--")
-    for part in parts[:max_fields]:
+    last = len(parts) - 1
+    for n, part in enumerate(parts[:max_fields]):
         if part.startswith(b"--"):
             break
         part = part[2:] if part.startswith(b"\r\n") else part.lstrip(b"\n")
@@ -239,7 +387,7 @@ def _parse_multipart(
             # File contents are data, not parameters: only text parts are inspected as values.
             if not ctype.startswith("text/") or ctype.startswith("text/csv"):
                 continue
-        value, ok = _decode(content)
+        value, ok = _decode(content, cut and n == last)
         fields.append(Field(loc, value, dname, utf8=ok))
     return fields, keys, files, capped
 
@@ -274,22 +422,22 @@ def parse_body(
     Never raises."""
     if not raw:
         return ParsedBody(truncated=truncated)
-    text, utf8 = _decode(raw)
+    text, utf8 = _decode(raw, truncated)
     pb = ParsedBody(kind="text", text=text, size=len(raw), utf8=utf8, truncated=truncated)
     mt, params = _media_type(content_type or "")
     try:
         if mt == "application/x-www-form-urlencoded":
             pb.kind = "form"
-            pb.fields, pb.keys, pb.capped = _form_fields(text, "body:form", max_fields)
+            pb.fields, pb.keys, pb.capped = _form_fields(text, "body:form", max_fields, truncated)
         elif mt == "application/json" or mt.endswith("+json") or mt == "text/json":
-            parsed = _parse_json(text, max_fields)
+            parsed = _parse_json(text, max_fields, truncated)
             if parsed is None:
                 pb.error = "invalid json"
             else:
                 pb.kind = "json"
                 pb.fields, pb.keys, pb.capped = parsed
         elif mt.startswith("multipart/"):
-            mp = _parse_multipart(raw, params.get("boundary", ""), max_fields)
+            mp = _parse_multipart(raw, params.get("boundary", ""), max_fields, truncated)
             if mp is None:
                 pb.error = "invalid multipart"
             else:
@@ -311,7 +459,7 @@ def _sniff(pb: ParsedBody, max_fields: int = MAX_FIELDS) -> None:
     """No or unknown Content-Type: JSON if it parses, form fields if it looks urlencoded."""
     stripped = pb.text.lstrip()
     if stripped[:1] in ("{", "["):
-        parsed = _parse_json(stripped, max_fields)
+        parsed = _parse_json(stripped, max_fields, pb.truncated)
         if parsed is not None:
             pb.kind = "json"
             pb.fields, pb.keys, pb.capped = parsed
@@ -320,7 +468,7 @@ def _sniff(pb: ParsedBody, max_fields: int = MAX_FIELDS) -> None:
         pb.kind = "xml"
         return
     if looks_urlencoded(pb.text):
-        pb.fields, pb.keys, pb.capped = _form_fields(pb.text, "body:form", max_fields)
+        pb.fields, pb.keys, pb.capped = _form_fields(pb.text, "body:form", max_fields, pb.truncated)
     elif "=" not in pb.text and _ENCODED_EQ.search(pb.text):
         _encoded_form(pb, max_fields)
 
@@ -359,4 +507,5 @@ __all__ = [
     "is_binary",
     "looks_urlencoded",
     "parse_body",
+    "partial_json",
 ]
