@@ -357,11 +357,65 @@ class ClientTable:
         state[0] = win
 
 
+class FlagReports:
+    """When a flagged client's ``client_flagged`` signal is due again: once per ``window``.
+
+    The signal says that a client crossed a threshold (SPEC). It is emitted on the request that
+    crosses it, then at most once per window while the client stays flagged, so a scanner's
+    10,000 requests make a handful of span events and ``devsecmw.signals`` counts, not 10,000
+    (each of its other requests carries the flag as the span attribute
+    ``devsecmw.client.flagged``, and block mode still refuses it). Bounded like the client
+    table (least recently reported evicted first); only flagged clients have an entry.
+    """
+
+    __slots__ = ("_clock", "_lock", "_next", "max_clients", "window")
+
+    def __init__(
+        self, window: float = 60.0, max_clients: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = float(window)
+        self.max_clients = max_clients
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    def due(self, client: str | None) -> bool:
+        """Whether ``client``'s flag is to be reported on this request (and if so, noted as
+        reported now)."""
+        if client is None:
+            return True
+        now = self._clock()
+        with self._lock:
+            when = self._next.get(client)
+            if when is not None and now < when:
+                return False
+            self._note(client, now)
+            return True
+
+    def mark(self, client: str | None) -> None:
+        """``client``'s flag was reported now (the request that crossed the threshold)."""
+        if client is not None:
+            now = self._clock()
+            with self._lock:
+                self._note(client, now)
+
+    def _note(self, client: str, now: float) -> None:
+        table = self._next
+        table[client] = now + self.window
+        table.move_to_end(client)
+        if len(table) > self.max_clients:
+            table.popitem(last=False)
+
+
 __all__ = [
     "COUNTERS",
     "FORWARDING_HEADERS",
     "PROXY_NETWORKS",
     "ClientTable",
+    "FlagReports",
     "ProxyNotice",
     "Thresholds",
     "behind_untrusted_proxy",

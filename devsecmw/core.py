@@ -25,6 +25,7 @@ from opentelemetry.context import detach as detach_context
 from . import _safety
 from .clients import (
     ClientTable,
+    FlagReports,
     ProxyNotice,
     Thresholds,
     behind_untrusted_proxy,
@@ -117,6 +118,8 @@ class Runtime:
             )
         #: Logs once that the client identity is a proxy not configured as trusted.
         self.proxy_notice = ProxyNotice()
+        #: ``client_flagged`` is a signal when a client crosses a threshold, then once per window.
+        self.flag_reports = FlagReports(config.client_window, config.max_clients)
 
     @classmethod
     def from_options(
@@ -233,7 +236,7 @@ class Inspection:
         if self.shared:
             runtime.proxy_notice(client or "", bool(runtime.trusted_proxies))
         self.flagged = runtime.clients.flagged(client)
-        if self.flagged:
+        if self.flagged and runtime.flag_reports.due(client):  # else: the span attribute only
             self.signals.append(self._flag_signal(self.flagged))
         self.handle: SpanHandle = runtime.telemetry.start(request)
 
@@ -460,6 +463,8 @@ class Inspection:
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
                 self.blocked = True
+                if self.flagged and all(s.type != "client_flagged" for s in self.signals):
+                    self.signals.append(self._flag_signal(self.flagged))  # a refusal says why
                 return True
         except Exception as exc:
             self.runtime.report("block", exc)
@@ -533,6 +538,7 @@ class Inspection:
                 self.exception,
                 self._spent,
                 incomplete=self.incomplete,
+                flagged=bool(self.flagged),
             )
         except Exception as exc:
             self.runtime.report("finish", exc)
@@ -568,10 +574,12 @@ class Inspection:
         # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
         # every probe is blocked is still a scanner), and the statuses the app answered (a block
         # response is devsecmw's own 403, not an auth failure).
-        reason = self.runtime.clients.observe(
-            self.request.client_address, attack, None if self.blocked else self.status
-        )
-        return self._flag_signal(reason) if reason and not self.flagged else None
+        client = self.request.client_address
+        reason = self.runtime.clients.observe(client, attack, None if self.blocked else self.status)
+        if not reason or self.flagged:
+            return None
+        self.runtime.flag_reports.mark(client)
+        return self._flag_signal(reason)
 
     def _before_emit(self, hook: BeforeEmit, signals: list[Signal]) -> list[Signal]:
         """The user's hook on each signal: kept, altered, or dropped (None). A hook that raises or

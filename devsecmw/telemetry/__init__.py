@@ -54,6 +54,7 @@ from .names import (
 from .names import (
     ATTR_BLOCKED,
     ATTR_CLASSIFICATION,
+    ATTR_CLIENT_FLAGGED,
     ATTR_DROPPED,
     ATTR_EVIDENCE,
     ATTR_GAMEDAY_RUN_ID,
@@ -235,6 +236,7 @@ class Telemetry:
         exception: BaseException | None,
         duration: float,
         incomplete: bool = False,
+        flagged: bool = False,
     ) -> None:
         span = handle.span
         route = request.route
@@ -265,6 +267,8 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
+            if flagged:
+                summary[ATTR_CLIENT_FLAGGED] = True
             run_id = gameday_run_id(request)
             if run_id is not None:
                 summary[ATTR_GAMEDAY_RUN_ID] = run_id
@@ -349,6 +353,7 @@ class Telemetry:
 __all__ = [
     "ATTR_BLOCKED",
     "ATTR_CLASSIFICATION",
+    "ATTR_CLIENT_FLAGGED",
     "ATTR_GAMEDAY_RUN_ID",
     "ATTR_SCORE",
     "ATTR_TYPES",
