@@ -95,6 +95,9 @@ from .spans import (
     finish_owned,
 )
 
+#: Signals whose event attributes are kept ready (see ``Telemetry._event_attrs``).
+_MAX_EVENT_ATTRS = 512
+
 
 class Telemetry:
     """Tracer and instruments, created once per middleware instance."""
@@ -136,6 +139,10 @@ class Telemetry:
         # Metric attribute dicts by metric key (see _MetricAttrs): a bounded space by design, so
         # most requests reuse ready dicts instead of building three per request.
         self._metric_attrs: dict[_MetricKey, _MetricAttrs] = {}
+        #: Event attributes by signal: the same findings come back request after request (every
+        #: 404's ``http_404``, a rule on a recurring value), and their location is scrubbed and
+        #: their dict built once. Never mutated (the SDK copies what it keeps); bounded.
+        self._event_attrs: dict[Signal, dict[str, Any]] = {}
 
     def _parent(self, request: HttpRequest) -> otel_context.Context | None:
         """The context the server span starts in: ``extract`` only when it can find something."""
@@ -214,6 +221,17 @@ class Telemetry:
         return done
 
     def record_signal(self, span: trace.Span, signal: Signal) -> None:
+        attrs = self._event_attrs.get(signal)
+        if attrs is None:
+            attrs = self._event_attributes(signal)
+            if len(signal.location) <= MAX_LOCATION and len(signal.evidence) <= MAX_EVIDENCE:
+                if len(self._event_attrs) >= _MAX_EVENT_ATTRS:
+                    self._event_attrs.clear()
+                self._event_attrs[signal] = attrs
+        span.add_event(EVENT_NAME, attributes=attrs)
+
+    @staticmethod
+    def _event_attributes(signal: Signal) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             ATTR_TYPE: signal.type,
             ATTR_LOCATION: scrub_location(signal.location, MAX_LOCATION),
@@ -225,7 +243,7 @@ class Telemetry:
             attrs[ATTR_RULE_NAME] = signal.rule_name or ""
             attrs[ATTR_RULE_CATEGORY] = signal.category or signal.type
             attrs[ATTR_RULESET] = signal.ruleset or ""
-        span.add_event(EVENT_NAME, attributes=attrs)
+        return attrs
 
     def finish(
         self,
@@ -288,6 +306,9 @@ class Telemetry:
 
     def _record_signals(self, span: trace.Span, signals: list[Signal]) -> int:
         """One event per distinct signal, at most ``max_events``; returns how many were dropped."""
+        if len(signals) == 1 and self.max_events > 0:  # most requests with a signal: one
+            self.record_signal(span, signals[0])
+            return 0
         emitted = dropped = 0
         seen: set[tuple[str, str, str | None]] = set()
         for s in signals:
@@ -337,6 +358,9 @@ class Telemetry:
         if signals:
             # Findings, not requests: each distinct (type, location, rule) counts once, so one
             # request can add several to a type. Requests by attack are devsecmw.requests'.
+            if len(signals) == 1:
+                self.signals.add(attrs.type_cell(signals[0].type), 1, exemplar)
+                return
             counts: dict[str, int] = {}
             seen: set[tuple[str, str, str | None]] = set()
             for s in signals:
