@@ -357,6 +357,10 @@ class ClientTable:
         state[0] = win
 
 
+#: Flagged clients whose last ``client_flagged`` report is remembered (see :class:`FlagReports`).
+MAX_REPORTED = 16_384
+
+
 class FlagReports:
     """When a flagged client's ``client_flagged`` signal is due again: once per ``window``.
 
@@ -364,8 +368,10 @@ class FlagReports:
     crosses it, then at most once per window while the client stays flagged, so a scanner's
     10,000 requests make a handful of span events and ``devsecmw.signals`` counts, not 10,000
     (each of its other requests carries the flag as the span attribute
-    ``devsecmw.client.flagged``, and block mode still refuses it). Bounded like the client
-    table (least recently reported evicted first); only flagged clients have an entry.
+    ``devsecmw.client.flagged``, and block mode still refuses it). Only flagged clients have
+    an entry, at most :data:`MAX_REPORTED` (about 100 bytes each): past it the least recently
+    reported is forgotten, and reported once more on its next request (an extra event, never a
+    missed one).
     """
 
     __slots__ = ("_clock", "_lock", "_next", "max_clients", "window")
@@ -374,7 +380,7 @@ class FlagReports:
         self, window: float = 60.0, max_clients: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.window = float(window)
-        self.max_clients = max_clients
+        self.max_clients = max(1, min(max_clients, MAX_REPORTED))
         self._clock = clock
         self._lock = threading.Lock()
         self._next: OrderedDict[str, float] = OrderedDict()
@@ -413,6 +419,7 @@ class FlagReports:
 __all__ = [
     "COUNTERS",
     "FORWARDING_HEADERS",
+    "MAX_REPORTED",
     "PROXY_NETWORKS",
     "ClientTable",
     "FlagReports",

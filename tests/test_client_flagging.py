@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devsecmw.asgi import SecurityMiddleware
-from devsecmw.clients import FlagReports
+from devsecmw.clients import MAX_REPORTED, FlagReports
 
 
 def _app(status: int = 200) -> Any:
@@ -133,6 +133,14 @@ def test_flag_reports_are_bounded_and_per_client() -> None:
     assert not reports.due("d")
     clock.t += 60
     assert reports.due("d") and not reports.due("d")
+
+
+def test_flag_reports_stay_small_whatever_max_clients() -> None:
+    reports = FlagReports(60, max_clients=1_000_000)
+    for i in range(MAX_REPORTED + 100):
+        reports.mark(f"198.51.{i // 256}.{i % 256}")
+    assert len(reports) == MAX_REPORTED
+    assert reports.due("198.51.0.0")  # forgotten (oldest): reported again, never missed
 
 
 def test_a_burst_of_404s_flags_a_scanner(otel: Any) -> None:
