@@ -278,6 +278,9 @@ class ClientTable:
         self._lock = threading.Lock()
         self._table: OrderedDict[str, list[object]] = OrderedDict()
         self._last_win = -1
+        #: When each flagged client's ``client_flagged`` is next reported (per process, whichever
+        #: table counts: this one, or Redis with this one as its fallback).
+        self.reports = FlagReports(window, max_clients, clock)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -364,11 +367,12 @@ MAX_REPORTED = 16_384
 class FlagReports:
     """When a flagged client's ``client_flagged`` signal is due again: once per ``window``.
 
-    The signal says that a client crossed a threshold (SPEC). It is emitted on the request that
-    crosses it, then at most once per window while the client stays flagged, so a scanner's
-    10,000 requests make a handful of span events and ``devsecmw.signals`` counts, not 10,000
-    (each of its other requests carries the flag as the span attribute
-    ``devsecmw.client.flagged``, and block mode still refuses it). Only flagged clients have
+    The signal says that a client crossed a threshold (SPEC). In monitor mode it is emitted on
+    the request that crosses it, then at most once per window while the client stays flagged,
+    so a scanner's 10,000 requests make a handful of span events and ``devsecmw.signals``
+    counts, not 10,000; each of its other requests carries the flag as the span attribute
+    ``devsecmw.client.flagged`` (and ``devsecmw.would_block``). Block mode refuses a flagged
+    client's requests, and each refusal carries the signal: it says why. Only flagged clients have
     an entry, at most :data:`MAX_REPORTED` (about 100 bytes each): past it the least recently
     reported is forgotten, and reported once more on its next request (an extra event, never a
     missed one).
@@ -401,12 +405,13 @@ class FlagReports:
             self._note(client, now)
             return True
 
-    def mark(self, client: str | None) -> None:
-        """``client``'s flag was reported now (the request that crossed the threshold)."""
+    def mark(self, client: str | None) -> bool:
+        """``client``'s flag was reported now (the request that crossed the threshold). True."""
         if client is not None:
             now = self._clock()
             with self._lock:
                 self._note(client, now)
+        return True
 
     def _note(self, client: str, now: float) -> None:
         table = self._next

@@ -25,7 +25,6 @@ from opentelemetry.context import detach as detach_context
 from . import _safety
 from .clients import (
     ClientTable,
-    FlagReports,
     ProxyNotice,
     Thresholds,
     behind_untrusted_proxy,
@@ -118,8 +117,7 @@ class Runtime:
             )
         #: Logs once that the client identity is a proxy not configured as trusted.
         self.proxy_notice = ProxyNotice()
-        #: ``client_flagged`` is a signal when a client crosses a threshold, then once per window.
-        self.flag_reports = FlagReports(config.client_window, config.max_clients)
+        self.flag_reports = local.reports  # client_flagged when crossing, then once a window
 
     @classmethod
     def from_options(
@@ -236,9 +234,9 @@ class Inspection:
         if self.shared:
             runtime.proxy_notice(client or "", bool(runtime.trusted_proxies))
         self.flagged = runtime.clients.flagged(client)
-        if self.flagged and runtime.flag_reports.due(client):  # else: the span attribute only
+        if self.flagged and (runtime.blocking or runtime.flag_reports.due(client)):  # a refusal says why
             self.signals.append(self._flag_signal(self.flagged))
-        self.handle: SpanHandle = runtime.telemetry.start(request)
+        self.handle: SpanHandle = runtime.telemetry.start(request, bool(self.flagged))
 
     def _flag_signal(self, reason: str) -> Signal:
         if self.shared:  # the dashboard says why this flag blocks nobody
@@ -463,8 +461,6 @@ class Inspection:
             self.would_block = self.would_block or would
             if would and config.mode == "block" and self.status is None and not record_only:
                 self.blocked = True
-                if self.flagged and all(s.type != "client_flagged" for s in self.signals):
-                    self.signals.append(self._flag_signal(self.flagged))  # a refusal says why
                 return True
         except Exception as exc:
             self.runtime.report("block", exc)
@@ -538,7 +534,6 @@ class Inspection:
                 self.exception,
                 self._spent,
                 incomplete=self.incomplete,
-                flagged=bool(self.flagged),
             )
         except Exception as exc:
             self.runtime.report("finish", exc)
@@ -576,10 +571,8 @@ class Inspection:
         # response is devsecmw's own 403, not an auth failure).
         client = self.request.client_address
         reason = self.runtime.clients.observe(client, attack, None if self.blocked else self.status)
-        if not reason or self.flagged:
-            return None
-        self.runtime.flag_reports.mark(client)
-        return self._flag_signal(reason)
+        first = reason is not None and not self.flagged and self.runtime.flag_reports.mark(client)
+        return self._flag_signal(reason) if first and reason else None
 
     def _before_emit(self, hook: BeforeEmit, signals: list[Signal]) -> list[Signal]:
         """The user's hook on each signal: kept, altered, or dropped (None). A hook that raises or

@@ -161,13 +161,14 @@ class Telemetry:
         return propagate.extract(request, getter=_request_getter)
 
     # ------------------------------------------------------------------ spans
-    def start(self, request: HttpRequest) -> SpanHandle:
+    def start(self, request: HttpRequest, flagged: bool = False) -> SpanHandle:
+        """The request's span (``flagged``: it comes from a flagged client, said at finish)."""
         current = trace.get_current_span()
         if current.is_recording():
             # An instrumentation outside already owns the server span. (A current span that is
             # not recording, sampled out or ended, is not ours to enrich: devsecmw starts its own,
             # from the request's propagation headers like any server span, a root without them.)
-            return SpanHandle(current, owned=False)
+            return SpanHandle(current, False, flagged=flagged)
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
@@ -207,7 +208,7 @@ class Telemetry:
             kind=SpanKind.SERVER,
             attributes=attrs,  # all at start, in one call: samplers see them
         )
-        return SpanHandle(span, owned=True)
+        return SpanHandle(span, True, flagged=flagged)
 
     def _scrub(self, kind: int, value: str) -> str:
         key = (kind, value)
@@ -254,7 +255,6 @@ class Telemetry:
         exception: BaseException | None,
         duration: float,
         incomplete: bool = False,
-        flagged: bool = False,
     ) -> None:
         span = handle.span
         route = request.route
@@ -285,7 +285,7 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
-            if flagged:
+            if handle.flagged:
                 summary[ATTR_CLIENT_FLAGGED] = True
             run_id = gameday_run_id(request)
             if run_id is not None:
