@@ -51,7 +51,8 @@ def run(n: int, mode: str, one_client: bool) -> dict[str, Any]:
     tp = TracerProvider()
     tp.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    mw = SecurityMiddleware(not_found, mode=mode, tracer_provider=tp, meter_provider=MeterProvider(metric_readers=[reader]))
+    meters = MeterProvider(metric_readers=[reader])
+    mw = SecurityMiddleware(not_found, mode=mode, tracer_provider=tp, meter_provider=meters)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -96,7 +97,8 @@ def main() -> None:
     for label, r in (("one scanner client", one), (f"{args.n} distinct clients", many)):
         ev = ", ".join(f"{t} {c}" for t, c in sorted(r["events"].items()))
         print(f"  {label:24} {r['us']:7.1f} us/request CPU | events: {ev}")
-        print(f"  {'':24} client_flagged counted {r['counted']}, spans with devsecmw.client.flagged {r['flagged']}")
+        flagged = f"spans with devsecmw.client.flagged {r['flagged']}"
+        print(f"  {'':24} client_flagged counted {r['counted']}, {flagged}")
     print(f"  scanner / distinct clients: {one['us'] / many['us']:.3f}x CPU per request")
 
 
