@@ -120,6 +120,10 @@ def test_client_flagged_is_reported_when_crossing_then_once_per_window(otel: Any
         if attrs["devsecmw.signal.type"] == "client_flagged"
     ]
     assert sum(flagged_counts) == 2
+    # Requests from the flagged client stay countable on devsecmw.requests (a bounded boolean).
+    requests = otel.metric_points("devsecmw.requests")
+    assert sum(p.value for a, p in requests if a.get("devsecmw.client.flagged") is True) == 22
+    assert sum(p.value for a, p in requests if "devsecmw.client.flagged" not in a) == 3
 
 
 def test_flag_reports_are_bounded_and_per_client() -> None:

@@ -302,7 +302,8 @@ class Telemetry:
             span.end()
         # ---- metrics
         ctx = span.get_span_context()
-        self._metrics(request, verdict, route, status, duration, ctx if ctx.trace_flags.sampled else None)
+        sampled = ctx if ctx.trace_flags.sampled else None
+        self._metrics(request, verdict, route, status, duration, sampled, handle.flagged)
 
     def _record_signals(self, span: trace.Span, signals: list[Signal]) -> int:
         """One event per distinct signal, at most ``max_events``; returns how many were dropped."""
@@ -330,8 +331,10 @@ class Telemetry:
         status: int | None,
         duration: float,
         exemplar: SpanContext | None = None,
+        flagged: bool = False,
     ) -> None:
-        """Count one request (once) and its signals; ``exemplar``: the sampled span to link to."""
+        """Count one request (once) and its signals; ``exemplar``: the sampled span to link to;
+        ``flagged``: the request came from a flagged client."""
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
@@ -345,6 +348,7 @@ class Telemetry:
             attack_type,
             verdict.blocked,
             verdict.would_block,
+            flagged,
         )
         attrs = self._metric_attrs.get(key) if route is None or isinstance(route, str) else None
         if attrs is None:
