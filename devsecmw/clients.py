@@ -278,6 +278,9 @@ class ClientTable:
         self._lock = threading.Lock()
         self._table: OrderedDict[str, list[object]] = OrderedDict()
         self._last_win = -1
+        #: When each flagged client's ``client_flagged`` is next reported (per process, whichever
+        #: table counts: this one, or Redis with this one as its fallback).
+        self.reports = FlagReports(window, max_clients, clock)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -357,11 +360,74 @@ class ClientTable:
         state[0] = win
 
 
+#: Flagged clients whose last ``client_flagged`` report is remembered (see :class:`FlagReports`).
+MAX_REPORTED = 16_384
+
+
+class FlagReports:
+    """When a flagged client's ``client_flagged`` signal is due again: once per ``window``.
+
+    The signal says that a client crossed a threshold (SPEC). In monitor mode it is emitted on
+    the request that crosses it, then at most once per window while the client stays flagged,
+    so a scanner's 10,000 requests make a handful of span events and ``devsecmw.signals``
+    counts, not 10,000; each of its other requests carries the flag as the span attribute
+    ``devsecmw.client.flagged`` (and ``devsecmw.would_block``). Block mode refuses a flagged
+    client's requests, and each refusal carries the signal: it says why. Only flagged clients have
+    an entry, at most :data:`MAX_REPORTED` (about 100 bytes each): past it the least recently
+    reported is forgotten, and reported once more on its next request (an extra event, never a
+    missed one).
+    """
+
+    __slots__ = ("_clock", "_lock", "_next", "max_clients", "window")
+
+    def __init__(
+        self, window: float = 60.0, max_clients: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = float(window)
+        self.max_clients = max(1, min(max_clients, MAX_REPORTED))
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    def due(self, client: str | None) -> bool:
+        """Whether ``client``'s flag is to be reported on this request (and if so, noted as
+        reported now)."""
+        if client is None:
+            return True
+        now = self._clock()
+        with self._lock:
+            when = self._next.get(client)
+            if when is not None and now < when:
+                return False
+            self._note(client, now)
+            return True
+
+    def mark(self, client: str | None) -> bool:
+        """``client``'s flag was reported now (the request that crossed the threshold). True."""
+        if client is not None:
+            now = self._clock()
+            with self._lock:
+                self._note(client, now)
+        return True
+
+    def _note(self, client: str, now: float) -> None:
+        table = self._next
+        table[client] = now + self.window
+        table.move_to_end(client)
+        if len(table) > self.max_clients:
+            table.popitem(last=False)
+
+
 __all__ = [
     "COUNTERS",
     "FORWARDING_HEADERS",
+    "MAX_REPORTED",
     "PROXY_NETWORKS",
     "ClientTable",
+    "FlagReports",
     "ProxyNotice",
     "Thresholds",
     "behind_untrusted_proxy",

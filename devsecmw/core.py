@@ -130,6 +130,7 @@ class Runtime:
             )
         #: Logs once that the client identity is a proxy not configured as trusted.
         self.proxy_notice = ProxyNotice()
+        self.flag_reports = local.reports  # client_flagged when crossing, then once a window
 
     @classmethod
     def from_options(
@@ -253,9 +254,9 @@ class Inspection(BodyReads):
         if self.shared:
             runtime.proxy_notice(client or "", bool(runtime.trusted_proxies))
         self.flagged = runtime.clients.flagged(client)
-        if self.flagged:
+        if self.flagged and (runtime.blocking or runtime.flag_reports.due(client)):  # a refusal says why
             self.signals.append(self._flag_signal(self.flagged))
-        self.handle: SpanHandle = runtime.telemetry.start(request)
+        self.handle: SpanHandle = runtime.telemetry.start(request, bool(self.flagged))
 
     def _flag_signal(self, reason: str) -> Signal:
         if self.shared:  # the dashboard says why this flag blocks nobody
@@ -566,10 +567,10 @@ class Inspection(BodyReads):
         # Per-client windows count the attacks a client sent, blocked or not (a scanner whose
         # every probe is blocked is still a scanner), and the statuses the app answered (a block
         # response is devsecmw's own 403, not an auth failure).
-        reason = self.runtime.clients.observe(
-            self.request.client_address, attack, None if self.blocked else self.status
-        )
-        return self._flag_signal(reason) if reason and not self.flagged else None
+        client = self.request.client_address
+        reason = self.runtime.clients.observe(client, attack, None if self.blocked else self.status)
+        first = reason is not None and not self.flagged and self.runtime.flag_reports.mark(client)
+        return self._flag_signal(reason) if first and reason else None
 
     def _leaks(self) -> list[Signal]:
         sniffer, self._sniffer = self._sniffer, None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devsecmw.asgi import SecurityMiddleware
+from devsecmw.clients import MAX_REPORTED, FlagReports
 
 
 def _app(status: int = 200) -> Any:
@@ -58,15 +59,92 @@ def test_a_burst_of_attacks_flags_the_client_and_it_stays_flagged(otel: Any) -> 
     ev = [e for e in otel.events() if e["devsecmw.signal.type"] == "client_flagged"]
     assert ev and ev[0]["devsecmw.signal.evidence"] == "attack >= 3 in 60s"
     otel.clear()
-    # While flagged, even a clean request from that client carries the flag...
+    # While flagged, even a clean request from that client carries the flag (a span attribute:
+    # the signal itself was reported on the request that crossed the threshold)...
     assert _call(mw, b"q=shoes") == 200  # ...and monitor mode never changes the response.
     span = otel.span()
-    assert "client_flagged" in span.attributes["devsecmw.signal.types"]
+    assert span.attributes["devsecmw.client.flagged"] is True
+    assert span.attributes["devsecmw.signal.types"] == ()
     assert span.attributes["devsecmw.would_block"] is True
     assert span.attributes["devsecmw.blocked"] is False
     otel.clear()
     _call(mw, b"q=shoes", peer="198.51.100.1")  # another client is not affected
     assert otel.events() == []
+    assert "devsecmw.client.flagged" not in otel.span().attributes
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_client_flagged_is_reported_when_crossing_then_once_per_window(otel: Any) -> None:
+    # A scanner's 404 burst: one client_flagged event when it crosses the threshold, then one per
+    # client_window while it stays flagged, not one per request (telemetry volume on a scanner).
+    mw = SecurityMiddleware(_app(404), flag_404s=3, client_window=60, flag_ttl=600, **otel.providers)
+    clock = _Clock()
+    mw.runtime.flag_reports = FlagReports(60, clock=clock)
+
+    def flags() -> list[dict[str, Any]]:
+        return [e for e in otel.events() if e["devsecmw.signal.type"] == "client_flagged"]
+
+    for _ in range(3):
+        _call(mw)
+    assert len(flags()) == 1  # the third 404 crossed the threshold
+    otel.clear()
+    for _ in range(20):
+        clock.t += 1
+        _call(mw)
+    assert flags() == []  # flagged all along, reported already in this window
+    spans = otel.spans()
+    assert len(spans) == 20
+    assert all(s.attributes["devsecmw.client.flagged"] is True for s in spans)
+    assert all(s.attributes["devsecmw.would_block"] is True for s in spans)
+    assert all(s.attributes["devsecmw.signal.types"] == ("http_404",) for s in spans)
+    otel.clear()
+    clock.t += 60  # a window later, still flagged: reported again, on one request only
+    _call(mw)
+    _call(mw)
+    assert len(flags()) == 1
+    assert [s.attributes["devsecmw.signal.types"] for s in otel.spans()] == [
+        ("client_flagged", "http_404"),
+        ("http_404",),
+    ]
+    # The metric counts reports, not requests: 1 (crossing) + 1 (reminder).
+    flagged_counts = [
+        p.value
+        for attrs, p in otel.metric_points("devsecmw.signals")
+        if attrs["devsecmw.signal.type"] == "client_flagged"
+    ]
+    assert sum(flagged_counts) == 2
+    # Requests from the flagged client stay countable on devsecmw.requests (a bounded boolean).
+    requests = otel.metric_points("devsecmw.requests")
+    assert sum(p.value for a, p in requests if a.get("devsecmw.client.flagged") is True) == 22
+    assert sum(p.value for a, p in requests if "devsecmw.client.flagged" not in a) == 3
+
+
+def test_flag_reports_are_bounded_and_per_client() -> None:
+    clock = _Clock()
+    reports = FlagReports(60, max_clients=2, clock=clock)
+    assert reports.due("a") and not reports.due("a")
+    assert reports.due("b") and reports.due("c")  # "a" evicted: least recently reported
+    assert len(reports) == 2
+    assert reports.due("a")
+    reports.mark("d")
+    assert not reports.due("d")
+    clock.t += 60
+    assert reports.due("d") and not reports.due("d")
+
+
+def test_flag_reports_stay_small_whatever_max_clients() -> None:
+    reports = FlagReports(60, max_clients=1_000_000)
+    for i in range(MAX_REPORTED + 100):
+        reports.mark(f"198.51.{i // 256}.{i % 256}")
+    assert len(reports) == MAX_REPORTED
+    assert reports.due("198.51.0.0")  # forgotten (oldest): reported again, never missed
 
 
 def test_a_burst_of_404s_flags_a_scanner(otel: Any) -> None:
@@ -133,7 +211,7 @@ def test_block_mode_behind_an_untrusted_proxy_never_blocks_by_client(
     span = otel.spans()[-1]
     assert span.attributes["devsecmw.blocked"] is False
     assert "devsecmw.would_block" not in span.attributes
-    assert "client_flagged" in span.attributes["devsecmw.signal.types"]
+    assert span.attributes["devsecmw.client.flagged"] is True  # still flagged, reported once a window
     warnings = [r for r in caplog.records if "trusted_proxies" in r.getMessage()]
     assert len(warnings) == 1, "one warning per middleware, not one per request"
     assert warnings[0].levelno == logging.WARNING

@@ -35,6 +35,7 @@ METRICS: dict[str, set[str]] = {
         "devsecmw_attack_type",
         "devsecmw_blocked",
         "devsecmw_would_block",
+        "devsecmw_client_flagged",
     },
     "devsecmw_signals_total": {
         "http_route",

@@ -241,9 +241,9 @@ class Engine:
         scanned: dict[int, Seen] = {}
         for g, group in enumerate(ph.groups):
             w = inputs[g]
-            ents = w.entries
-            if not ents:
+            if w is None or not w.entries:
                 continue
+            ents = w.entries
             if budget is not None and budget.expired():
                 break
             prior = scanned.get(group.after.earlier) if group.after is not None else None
@@ -262,14 +262,15 @@ class Engine:
                     self.clean_values.add_all(clean)
         return signals, flagged_keys, complete and (budget is None or not budget.exhausted)
 
-    def _views(self, ph: Phase, values: list[Value], budget: Budget | None) -> list[GroupInput]:
-        """Each group's entries and texts: one entry per distinct (key, value, utf8), one
-        computation of views per (plan, value) (values repeat within a request: JSON arrays
-        of similar objects, their keys)."""
+    def _views(self, ph: Phase, values: list[Value], budget: Budget | None) -> list[GroupInput | None]:
+        """Each group's entries and texts (``None``: a group no value reached; most requests
+        reach one or two of them): one entry per distinct (key, value, utf8), one computation
+        of views per (plan, value) (values repeat within a request: JSON arrays of similar
+        objects, their keys)."""
         plans = ph.plans
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
-        inputs = [GroupInput() for _ in ph.groups]
+        inputs: list[GroupInput | None] = [None] * len(ph.groups)
         seen_values: dict[tuple[str, str, bool], list[str]] = {}
         state: dict[Plan, PlanState] = {}
         shared: dict[tuple[Transform, str], str] = {}
@@ -292,6 +293,8 @@ class Engine:
                 continue
             locs = seen_values[vkey] = [loc]
             w = inputs[plan.group]
+            if w is None:
+                w = inputs[plan.group] = GroupInput()
             ents = w.entries
             st = state.get(plan)
             if st is None:

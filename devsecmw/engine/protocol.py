@@ -77,19 +77,35 @@ class _Head:
         return None
 
 
+#: The last ``headers.raw`` split, and its split: the request-level checks of one request read
+#: the same text (a body-carrying request runs several), and split it once. Immutable once made,
+#: replaced whole (a thread reading the old pair still gets a text and its own split).
+_last: tuple[str, _Head] | None = None
+
+
+def _head(raw: str) -> _Head:
+    global _last
+    last = _last
+    if last is not None and last[0] == raw:
+        return last[1]
+    head = _Head(raw)
+    _last = (raw, head)
+    return head
+
+
 def _span(line: tuple[str, str, int, int]) -> Span:
     return line[2], line[3]
 
 
 def _cl_te(raw: str) -> Span | None:
-    head = _Head(raw)
+    head = _head(raw)
     te = head.get("transfer-encoding")
     return _span(te[0]) if te and head.get("content-length") else None
 
 
 def _content_length(raw: str) -> Span | None:
     values: set[str] = set()
-    cls = _Head(raw).get("content-length")
+    cls = _head(raw).get("content-length")
     for ln in cls:
         for v in ln[1].split(","):
             v = v.strip()
@@ -100,7 +116,7 @@ def _content_length(raw: str) -> Span | None:
 
 
 def _transfer_encoding(raw: str) -> Span | None:
-    head = _Head(raw)
+    head = _head(raw)
     te = head.get("transfer-encoding")
     if not te:
         return None
@@ -110,7 +126,7 @@ def _transfer_encoding(raw: str) -> Span | None:
 
 
 def _body_on_get(raw: str) -> Span | None:
-    head = _Head(raw)
+    head = _head(raw)
     if head.method not in _NO_BODY_METHODS:
         return None
     ln = head.has_body()
@@ -118,7 +134,7 @@ def _body_on_get(raw: str) -> Span | None:
 
 
 def _body_without_type(raw: str) -> Span | None:
-    head = _Head(raw)
+    head = _head(raw)
     if head.method in _NO_BODY_METHODS:
         return None  # the body itself is the oddity there (body_on_get): one signal, not two
     ln = head.has_body()
@@ -130,7 +146,7 @@ def _body_without_type(raw: str) -> Span | None:
 def _duplicate_headers(raw: str) -> Span | None:
     if not any(raw.count(f"\n{name}:") > 1 for name in _SINGLE):
         return None
-    head = _Head(raw)
+    head = _head(raw)
     for name in _SINGLE:
         same = head.get(name)
         if len(same) > 1:
@@ -149,7 +165,7 @@ def _http_version(raw: str) -> Span | None:
 def _restricted_headers(raw: str) -> Span | None:
     """Headers with no business in this request: httpoxy's ``Proxy``, WebDAV lock
     headers outside WebDAV methods, body-describing headers on a request without a body."""
-    head = _Head(raw)
+    head = _head(raw)
     body = None
     for ln in head.lines:
         name = ln[0]

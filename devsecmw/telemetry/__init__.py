@@ -54,6 +54,7 @@ from .names import (
 from .names import (
     ATTR_BLOCKED,
     ATTR_CLASSIFICATION,
+    ATTR_CLIENT_FLAGGED,
     ATTR_DROPPED,
     ATTR_EVIDENCE,
     ATTR_GAMEDAY_RUN_ID,
@@ -93,6 +94,9 @@ from .spans import (
     SpanHandle,
     finish_owned,
 )
+
+#: Signals whose event attributes are kept ready (see ``Telemetry._event_attrs``).
+_MAX_EVENT_ATTRS = 512
 
 
 class Telemetry:
@@ -135,6 +139,10 @@ class Telemetry:
         # Metric attribute dicts by metric key (see _MetricAttrs): a bounded space by design, so
         # most requests reuse ready dicts instead of building three per request.
         self._metric_attrs: dict[_MetricKey, _MetricAttrs] = {}
+        #: Event attributes by signal: the same findings come back request after request (every
+        #: 404's ``http_404``, a rule on a recurring value), and their location is scrubbed and
+        #: their dict built once. Never mutated (the SDK copies what it keeps); bounded.
+        self._event_attrs: dict[Signal, dict[str, Any]] = {}
 
     def _parent(self, request: HttpRequest) -> otel_context.Context | None:
         """The context the server span starts in: ``extract`` only when it can find something."""
@@ -153,13 +161,14 @@ class Telemetry:
         return propagate.extract(request, getter=_request_getter)
 
     # ------------------------------------------------------------------ spans
-    def start(self, request: HttpRequest) -> SpanHandle:
+    def start(self, request: HttpRequest, flagged: bool = False) -> SpanHandle:
+        """The request's span (``flagged``: it comes from a flagged client, said at finish)."""
         current = trace.get_current_span()
         if current.is_recording():
             # An instrumentation outside already owns the server span. (A current span that is
             # not recording, sampled out or ended, is not ours to enrich: devsecmw starts its own,
             # from the request's propagation headers like any server span, a root without them.)
-            return SpanHandle(current, owned=False)
+            return SpanHandle(current, False, flagged=flagged)
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
@@ -199,7 +208,7 @@ class Telemetry:
             kind=SpanKind.SERVER,
             attributes=attrs,  # all at start, in one call: samplers see them
         )
-        return SpanHandle(span, owned=True)
+        return SpanHandle(span, True, flagged=flagged)
 
     def _scrub(self, kind: int, value: str) -> str:
         key = (kind, value)
@@ -213,6 +222,17 @@ class Telemetry:
         return done
 
     def record_signal(self, span: trace.Span, signal: Signal) -> None:
+        attrs = self._event_attrs.get(signal)
+        if attrs is None:
+            attrs = self._event_attributes(signal)
+            if len(signal.location) <= MAX_LOCATION and len(signal.evidence) <= MAX_EVIDENCE:
+                if len(self._event_attrs) >= _MAX_EVENT_ATTRS:
+                    self._event_attrs.clear()
+                self._event_attrs[signal] = attrs
+        span.add_event(EVENT_NAME, attributes=attrs)
+
+    @staticmethod
+    def _event_attributes(signal: Signal) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             ATTR_TYPE: signal.type,
             ATTR_LOCATION: scrub_location(signal.location, MAX_LOCATION),
@@ -224,7 +244,7 @@ class Telemetry:
             attrs[ATTR_RULE_NAME] = signal.rule_name or ""
             attrs[ATTR_RULE_CATEGORY] = signal.category or signal.type
             attrs[ATTR_RULESET] = signal.ruleset or ""
-        span.add_event(EVENT_NAME, attributes=attrs)
+        return attrs
 
     def finish(
         self,
@@ -265,6 +285,8 @@ class Telemetry:
                 summary[ATTR_DROPPED] = dropped
             if incomplete:
                 summary[ATTR_INCOMPLETE] = True
+            if handle.flagged:
+                summary[ATTR_CLIENT_FLAGGED] = True
             run_id = gameday_run_id(request)
             if run_id is not None:
                 summary[ATTR_GAMEDAY_RUN_ID] = run_id
@@ -280,10 +302,14 @@ class Telemetry:
             span.end()
         # ---- metrics
         ctx = span.get_span_context()
-        self._metrics(request, verdict, route, status, duration, ctx if ctx.trace_flags.sampled else None)
+        sampled = ctx if ctx.trace_flags.sampled else None
+        self._metrics(request, verdict, route, status, duration, sampled, handle.flagged)
 
     def _record_signals(self, span: trace.Span, signals: list[Signal]) -> int:
         """One event per distinct signal, at most ``max_events``; returns how many were dropped."""
+        if len(signals) == 1 and self.max_events > 0:  # most requests with a signal: one
+            self.record_signal(span, signals[0])
+            return 0
         emitted = dropped = 0
         seen: set[tuple[str, str, str | None]] = set()
         for s in signals:
@@ -305,8 +331,10 @@ class Telemetry:
         status: int | None,
         duration: float,
         exemplar: SpanContext | None = None,
+        flagged: bool = False,
     ) -> None:
-        """Count one request (once) and its signals; ``exemplar``: the sampled span to link to."""
+        """Count one request (once) and its signals; ``exemplar``: the sampled span to link to;
+        ``flagged``: the request came from a flagged client."""
         method = request.method
         if method not in KNOWN_METHODS:
             method = normalize_method(method)
@@ -320,6 +348,7 @@ class Telemetry:
             attack_type,
             verdict.blocked,
             verdict.would_block,
+            flagged,
         )
         attrs = self._metric_attrs.get(key) if route is None or isinstance(route, str) else None
         if attrs is None:
@@ -333,6 +362,9 @@ class Telemetry:
         if signals:
             # Findings, not requests: each distinct (type, location, rule) counts once, so one
             # request can add several to a type. Requests by attack are devsecmw.requests'.
+            if len(signals) == 1:
+                self.signals.add(attrs.type_cell(signals[0].type), 1, exemplar)
+                return
             counts: dict[str, int] = {}
             seen: set[tuple[str, str, str | None]] = set()
             for s in signals:
@@ -349,6 +381,7 @@ class Telemetry:
 __all__ = [
     "ATTR_BLOCKED",
     "ATTR_CLASSIFICATION",
+    "ATTR_CLIENT_FLAGGED",
     "ATTR_GAMEDAY_RUN_ID",
     "ATTR_SCORE",
     "ATTR_TYPES",

@@ -17,6 +17,7 @@ from .names import (
     ATTR_ATTACK_TYPE,
     ATTR_BLOCKED,
     ATTR_CLASSIFICATION,
+    ATTR_CLIENT_FLAGGED,
     ATTR_SIGNAL_KIND,
     ATTR_TYPE,
     ATTR_WOULD_BLOCK,
@@ -119,8 +120,8 @@ def _totals_for(meter: metrics.Meter, limit: int = _MAX_TOTALS) -> tuple[_Totals
 
 
 #: The metric attribute key of one request: method, route, final status, classification, primary
-#: attack type, blocked, would-block.
-_MetricKey = tuple[str, Any, "int | None", str, "str | None", bool, bool]
+#: attack type, blocked, would-block, from a flagged client.
+_MetricKey = tuple[str, Any, "int | None", str, "str | None", bool, bool, bool]
 
 
 class _MetricAttrs:
@@ -128,8 +129,9 @@ class _MetricAttrs:
     keeps), and their counting cells.
 
     ``devsecmw.requests``: method, route, status, classification, and only where they apply the
-    primary attack type and ``devsecmw.blocked`` / ``devsecmw.would_block`` (true; absent, not
-    false, otherwise: no series for what did not happen). ``devsecmw.signals``: method, route,
+    primary attack type and ``devsecmw.blocked`` / ``devsecmw.would_block`` /
+    ``devsecmw.client.flagged`` (true; absent, not false, otherwise: no series for what did not
+    happen). ``devsecmw.signals``: method, route,
     status, the request's classification, and the signal's own type and kind.
     """
 
@@ -144,6 +146,7 @@ class _MetricAttrs:
         attack_type: str | None,
         blocked: bool,
         would_block: bool,
+        flagged: bool,
         requests: _Totals,
         signals: _Totals,
     ) -> None:
@@ -162,6 +165,8 @@ class _MetricAttrs:
             request[ATTR_BLOCKED] = True
         if would_block:
             request[ATTR_WOULD_BLOCK] = True
+        if flagged:  # requests from flagged clients stay countable (client_flagged is reported once a window)
+            request[ATTR_CLIENT_FLAGGED] = True
         self.request = request
         # A route another instrumentation set may be any attribute value: keyed by its repr.
         self._key = (
@@ -172,6 +177,7 @@ class _MetricAttrs:
             attack_type,
             blocked,
             would_block,
+            flagged,
         )
         self.request_cell = requests.cell(self._key, request)
         self._signals = signals

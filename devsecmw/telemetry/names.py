@@ -44,6 +44,8 @@ ATTR_WOULD_BLOCK = "devsecmw.would_block"
 ATTR_LEAK_AFTER_ATTACK = "devsecmw.leak_after_attack"
 ATTR_DROPPED = "devsecmw.signals.dropped"
 ATTR_INCOMPLETE = "devsecmw.inspection.incomplete"
+#: The request came from a flagged client (``client_flagged`` itself is reported once per window).
+ATTR_CLIENT_FLAGGED = "devsecmw.client.flagged"
 # Metric-only attributes (bounded: a fixed vocabulary or a boolean).
 #: The request's primary attack type (one per request, see :func:`primary_attack_type`).
 ATTR_ATTACK_TYPE = "devsecmw.attack.type"

@@ -30,6 +30,8 @@ class SpanHandle:
     span: trace.Span
     owned: bool
     _token: object | None = None
+    #: The request came from a flagged client (``devsecmw.client.flagged`` at finish).
+    flagged: bool = False
     #: While devsecmw's own span is active (between activate and deactivate): the context from
     #: before, which the server's ``send``/``receive`` must run in (a task the server spawns
     #: there, e.g. uvicorn's next keep-alive request, must not inherit this request's span).
