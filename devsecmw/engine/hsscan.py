@@ -129,6 +129,8 @@ class Database:
     #: Builds done in this process, by source (``compiled``/``cache``/``failed``): tests and
     #: the start-up benchmark read it.
     counts: dict[str, int] = {"compiled": 0, "cache": 0, "failed": 0, "scan_errors": 0}
+    #: (process id, source) of each build: a forked worker tells its own from its parent's.
+    builds: list[tuple[int, str]] = []
     _pending: list[Database] = []
 
     def __init__(self, patterns: Iterable[str]) -> None:
@@ -154,6 +156,7 @@ class Database:
             db, ids, source = self._load_or_compile()
         except Exception as exc:  # the build fails open: RE2 keeps answering
             Database.counts["failed"] += 1
+            Database.builds.append((os.getpid(), "failed"))
             logger.warning("devsecmw: Hyperscan database not built (%s); the RE2 sets answer", exc)
             return
         self._attach(db, ids, source)
@@ -241,6 +244,7 @@ class Database:
             s.attach(self)
         self.source = source
         Database.counts[source] += 1
+        Database.builds.append((os.getpid(), source))
         if self in Database._pending:
             Database._pending.remove(self)
         self.ready.set()
