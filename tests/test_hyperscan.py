@@ -186,3 +186,14 @@ def test_re2_answers_until_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     (hs_set,), db = hsscan.accelerate([(["abc"], compile_set(["abc"]))])  # type: ignore[arg-type]
     assert db is not None and not db.ready.is_set()
     assert hs_set.match(b"xabc") == [0]
+
+
+def test_long_text_goes_to_re2(accelerated: list[hsscan.HsSet], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past LONG_TEXT bytes RE2 answers (its warm sets beat Hyperscan on long hostile text)."""
+    data = encode("'/*<a \"||(select ../ ${jndi: %2e%2e <svg on " * 200)
+    assert len(data) > hsscan.LONG_TEXT
+    calls: list[int] = []
+    monkeypatch.setattr(hsscan.Database, "scan", lambda self, d: calls.append(len(d)) or [])
+    for hs_set in accelerated:
+        assert sorted(hs_set.match(data)) == sorted(hs_set._re2.match(data))
+    assert calls == []
