@@ -124,6 +124,16 @@ class _RePattern:
         return m.span() if m is not None else None
 
 
+@lru_cache(maxsize=4096)  # sets share patterns: each is sized once (half of the sets' start-up)
+def _program_size(pattern: str) -> int:
+    assert _re2 is not None
+    rx = _re2.RE2(pattern.encode("utf-8"), _SET_OPTS)
+    if not rx.ok():
+        raise ValueError(f"invalid pattern {pattern!r}: {rx.error()}")
+    size: int = rx.ProgramSize()
+    return size
+
+
 class _Re2Set:
     """Several ``RE2::Set`` s, each of bounded program size, answering as one.
 
@@ -150,10 +160,7 @@ class _Re2Set:
         size = 0
         for i, p in enumerate(patterns):
             raw = p.encode("utf-8")
-            rx = _re2.RE2(raw, _SET_OPTS)
-            if not rx.ok():
-                raise ValueError(f"invalid pattern {p!r}: {rx.error()}")
-            cost = rx.ProgramSize()
+            cost = _program_size(p)
             if current is None or (size and size + cost > SET_PROGRAM_SIZE):
                 current = self._new_set(current)
                 self._offsets.append(i)
