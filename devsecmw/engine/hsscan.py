@@ -121,6 +121,18 @@ def _version() -> str:
     return f"{getattr(_hs, '__version__', '?')}/{platform.machine()}"
 
 
+def _trim() -> None:
+    """Give the compiler's freed memory back to the system: Hyperscan's compiler peaks at
+    ~45 MiB for the packaged rules, which glibc keeps in the heap (measured: +45 MiB RSS
+    after the build, +10 after the trim). Only where glibc is the allocator."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        pass
+
+
 def _hit(ident: int, start: int, end: int, flags: int, found: list[int]) -> None:
     found.append(ident)
 
@@ -165,6 +177,8 @@ class Database:
             Database.builds.append((os.getpid(), "failed"))
             logger.warning("devsecmw: Hyperscan database not built (%s); the RE2 sets answer", exc)
             return
+        if source == "compiled":
+            _trim()
         self._attach(db, ids, source)
 
     def _load_or_compile(self) -> tuple[Any, dict[str, int], str]:
