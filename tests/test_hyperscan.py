@@ -197,3 +197,13 @@ def test_long_text_goes_to_re2(accelerated: list[hsscan.HsSet], monkeypatch: pyt
     for hs_set in accelerated:
         assert sorted(hs_set.match(data)) == sorted(hs_set._re2.match(data))
     assert calls == []
+
+
+def test_cache_directory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVSECMW_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(hsscan, "CACHE_FILES", 2)
+    for i in range(4):
+        db = hsscan.Database([f"rule{i}x"])
+        db.start()
+        assert db.wait(60) and db.source == "compiled"
+    assert len(list(tmp_path.glob("hs-*.db"))) == 2

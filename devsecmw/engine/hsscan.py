@@ -121,6 +121,21 @@ def _version() -> str:
     return f"{getattr(_hs, '__version__', '?')}/{platform.machine()}"
 
 
+#: Databases kept in the cache directory (one per rule set: a deployment has a handful; each
+#: file is ~6 MiB for the packaged rules). The least recently written go first.
+CACHE_FILES = 8
+
+
+def _prune(directory: Path) -> None:
+    try:
+        files = sorted(directory.glob("hs-*.db"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in files[CACHE_FILES:]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".lock").unlink(missing_ok=True)
+    except OSError:  # another process pruned the same file: nothing lost
+        pass
+
+
 def _trim() -> None:
     """Give the compiler's freed memory back to the system: Hyperscan's compiler peaks at
     ~45 MiB for the packaged rules, which glibc keeps in the heap (measured: +45 MiB RSS
@@ -228,6 +243,8 @@ class Database:
             os.replace(tmp, path)  # readers see the old file or the whole new one
         except OSError as exc:
             logger.info("devsecmw: Hyperscan cache not written (%s)", exc)
+            return
+        _prune(path.parent)
 
     def _compile(self) -> tuple[Any, dict[str, int]]:
         assert _hs is not None
