@@ -207,3 +207,12 @@ def test_cache_directory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         db.start()
         assert db.wait(60) and db.source == "compiled"
     assert len(list(tmp_path.glob("hs-*.db"))) == 2
+
+
+def test_unusable_cache_directory_still_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("DEVSECMW_CACHE_DIR", str(not_a_dir / "sub"))
+    db = hsscan.Database([r"\.\./"])
+    db.start()
+    assert db.wait(60) and db.source == "compiled"

@@ -201,9 +201,14 @@ class Database:
         directory = cache_dir()
         if directory is None:
             return (*self._compile(), "compiled")
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"hs-{self.key}.db"
-        with open(directory / f"hs-{self.key}.lock", "a+b") as lock:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = open(directory / f"hs-{self.key}.lock", "a+b")  # noqa: SIM115 - closed below
+        except OSError as exc:  # a read-only home in a container: compile, keep nothing
+            logger.info("devsecmw: Hyperscan cache directory unusable (%s); compiling", exc)
+            return (*self._compile(), "compiled")
+        with lock:
             # POSIX record lock (not inherited by a forked child): one process compiles.
             if fcntl is not None:
                 fcntl.lockf(lock, fcntl.LOCK_EX)
