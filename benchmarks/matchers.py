@@ -12,6 +12,13 @@ backend is compiled once, then asked "which patterns occur in this text?" on:
 - ``patho_N``: ``"a" * N + "!"`` with one extra ``(a+)+$``-shaped rule added,
   the input that makes a backtracking engine take exponential time.
 
+Then (``--varied N``, default 3000, needs ``../shared/corpus/dev``) the figure that matters
+on real traffic, where every request is new: the engine's own set scans of ``N`` distinct
+benign corpus requests are recorded, then replayed through fresh matchers, cold (the first
+pass: RE2 builds its DFA states as it goes) and warm (the same texts again): RE2 sets of
+12,000 and of 3,000 instructions (the default) and the Hyperscan database devsecmw builds
+(``engine/hsscan.py``), with each one's compile time.
+
 Printed: microseconds per scan (median of ``--repeat`` runs, each long enough
 to time), compile time, resident memory added by compilation, and on which
 platforms each library ships a binary wheel (as checked on PyPI). ``re`` runs
@@ -29,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -243,9 +251,115 @@ def per_scan_us(
     return statistics.median(samples), len(hits)
 
 
+def record_varied(n: int) -> list[tuple[tuple[str, ...], bytes]]:
+    """The set scans (patterns of the set, text) the engine runs on ``n`` distinct benign
+    corpus requests, through the ASGI middleware, RE2 only."""
+    import asyncio
+    import os
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import corpus_files, providers
+    from varied import load, make_app, once
+
+    os.environ["DEVSECMW_HYPERSCAN"] = "off"
+    from devsecmw.asgi import SecurityMiddleware
+    from devsecmw.engine import matcher
+
+    files = corpus_files()
+    if not files:
+        return []
+    calls: list[tuple[tuple[str, ...], bytes]] = []
+    original_init, original_match = matcher._Re2Set.__init__, matcher._Re2Set.match
+    names: dict[int, tuple[str, ...]] = {}
+
+    def init(self: Any, patterns: Sequence[str]) -> None:
+        original_init(self, patterns)
+        names[id(self)] = tuple(patterns)
+
+    def match(self: Any, data: Any) -> list[int]:
+        if id(self) in names:  # else a set made at import (the transforms' trigger set)
+            calls.append((names[id(self)], data if isinstance(data, bytes) else matcher.encode(data)))
+        return original_match(self, data)
+
+    matcher._Re2Set.__init__ = init  # type: ignore[method-assign]
+    matcher._Re2Set.match = match  # type: ignore[method-assign]
+    matcher._compile_set.cache_clear()  # sets built above (build_devsecmw) are made again
+    try:
+        tp, mp = providers()
+        app = SecurityMiddleware(make_app(), tracer_provider=tp, meter_provider=mp)
+        loop = asyncio.new_event_loop()
+        rows = load(files, "benign")[:n]
+        calls.clear()
+        for i, req in enumerate(rows):
+            loop.run_until_complete(once(app, req, i))
+    finally:
+        matcher._Re2Set.__init__ = original_init  # type: ignore[method-assign]
+        matcher._Re2Set.match = original_match  # type: ignore[method-assign]
+    return calls
+
+
+def varied_section(n: int) -> dict[str, dict[str, float]]:
+    import os
+
+    from devsecmw.engine import hsscan, matcher
+
+    calls = record_varied(n)
+    if not calls:
+        print("# varied: no corpus (../shared/corpus/dev): skipped")
+        return {}
+    distinct = sorted({p for p, _ in calls})
+    size = sum(len(d) for _, d in calls)
+    print()
+    print(f"# varied: {len(calls)} set scans of {n} distinct benign requests, {size} B, {len(distinct)} sets")
+    print(f"{'backend':34} {'compile s':>9} {'cold us/req':>11} {'ns/B':>6} {'warm us/req':>11}")
+
+    def replay(build: Callable[[tuple[str, ...]], Any]) -> tuple[float, float]:
+        made = {p: build(p) for p in distinct}
+        out = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            for p, data in calls:
+                made[p].match(data)
+            out.append(time.perf_counter() - t0)
+        return out[0], out[1]
+
+    results: dict[str, dict[str, float]] = {}
+
+    def row(name: str, compile_s: float, cold: float, warm: float) -> None:
+        results[name] = {"compile_s": compile_s, "cold_us": cold / n * 1e6, "warm_us": warm / n * 1e6}
+        per_byte = cold / size * 1e9
+        print(f"{name:34} {compile_s:9.2f} {cold / n * 1e6:11.1f} {per_byte:6.1f} {warm / n * 1e6:11.1f}")
+
+    for program in (12000, 3000):
+        old = matcher.SET_PROGRAM_SIZE
+        matcher.SET_PROGRAM_SIZE = program
+        try:
+            t0 = time.perf_counter()
+            sets = {p: matcher._Re2Set(p) for p in distinct}
+            compile_s = time.perf_counter() - t0
+            cold, warm = replay(sets.__getitem__)
+        finally:
+            matcher.SET_PROGRAM_SIZE = old
+        row(f"RE2 sets of {program} instructions", compile_s, cold, warm)
+    if hsscan.HAVE_HYPERSCAN:
+        os.environ["DEVSECMW_CACHE_DIR"] = "off"  # measure the compilation, not a cached file
+        os.environ["DEVSECMW_HYPERSCAN"] = "on"
+        t0 = time.perf_counter()
+        matchers, db = hsscan.accelerate([(p, matcher._Re2Set(p)) for p in distinct])
+        assert db is not None and db.wait(600)
+        compile_s = time.perf_counter() - t0
+        by = dict(zip(distinct, matchers, strict=True))
+        cold, warm = replay(by.__getitem__)
+        row("Hyperscan, one database (devsecmw)", compile_s, cold, warm)
+    else:
+        print("hyperscan: not installed (pip install devsecmw[hyperscan])")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--varied", type=int, default=3000, help="distinct benign requests (0: skip)")
     args = ap.parse_args(argv)
 
     rules = load_packaged()
@@ -302,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
     print("Binary wheels:")
     for lib, where in WHEELS.items():
         print(f"  {lib:11} {where}")
-    print("SUMMARY " + json.dumps(results))
+    varied = varied_section(args.varied) if args.varied else {}
+    print("SUMMARY " + json.dumps({**results, "varied": varied}))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ class Regex:
 def _phrase_pattern(phrases: list[str], words: bool) -> str:
     if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) and p for p in phrases):
         raise ValueError("pm needs a non-empty list of non-empty strings")
-    # Longest first so the evidence shows the most specific phrase.
-    alts = "|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True))
+    # Longest first so the evidence shows the most specific phrase; ties in a stable order (the
+    # pattern is part of a cache key, see hsscan).
+    alts = "|".join(re.escape(p) for p in sorted(set(phrases), key=lambda p: (-len(p), p)))
     if words:
         return rf"(?i)(?:^|[^a-z0-9_])(?:{alts})(?:[^a-z0-9_]|$)"
     return rf"(?i)(?:{alts})"

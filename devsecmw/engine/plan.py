@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from . import hsscan
 from . import operators as ops
 from .chains import Chain, Planner, canonical
 from .matcher import MultiMatcher, Pattern, compile_pattern, compile_set, encode, loosen, walk_pattern
@@ -270,6 +271,34 @@ def _warm_up(phases: dict[str, Phase], rules: Sequence[Rule]) -> None:
                 group.matcher.match(encode(text.lower()))
 
 
+def _accelerate(phases: dict[str, Phase]) -> hsscan.Database | None:
+    """Every set of the phases answered by Hyperscan once its database is built in the
+    background (see :mod:`.hsscan`); unchanged when it is not installed."""
+    sets: list[tuple[list[str], MultiMatcher]] = []
+    for phase in phases.values():
+        for group in phase.groups:
+            scanned = [joined_pattern(c.op.prefilter or "") for c in group.scanned]
+            if group.matcher is not None:
+                sets.append((scanned, group.matcher))
+            for chain_set in group.by_chain.values():
+                sets.append(([scanned[i] for i in chain_set.scanned], chain_set.matcher))
+            if group.after is not None and group.after.matcher is not None:
+                sets.append(([scanned[i] for i in group.after.own], group.after.matcher))
+    matchers, db = hsscan.accelerate(sets)
+    if db is None:
+        return None
+    it = iter(matchers)
+    for phase in phases.values():
+        for group in phase.groups:
+            if group.matcher is not None:
+                group.matcher = next(it)
+            for chain, chain_set in group.by_chain.items():
+                group.by_chain[chain] = ChainSet(next(it), chain_set.scanned)
+            if group.after is not None and group.after.matcher is not None:
+                group.after.matcher = next(it)
+    return db
+
+
 def phases_for(rules: Sequence[Rule]) -> dict[str, Phase]:
     """The compiled phases of ``rules``: shared by engines built from identical rules, and
     warmed when first compiled (RE2 builds its automata lazily: the first requests would pay)."""
@@ -279,10 +308,22 @@ def phases_for(rules: Sequence[Rule]) -> dict[str, Phase]:
         phases = {"head": Phase(rules, "head"), "body": Phase(rules, "body")}
         with _shared_lock:
             if len(_shared) >= 8:  # distinct rule sets in one process: a handful at most
-                _shared.pop(next(iter(_shared)))
+                oldest = next(iter(_shared))
+                del _shared[oldest]
+                databases.pop(oldest, None)
             _shared[key] = phases
         _warm_up(phases, rules)
+        databases[key] = _accelerate(phases)
     return phases
+
+
+#: The Hyperscan database of each compiled rule set (``None``: RE2 only), by fingerprint.
+databases: dict[tuple[object, ...], hsscan.Database | None] = {}
+
+
+def database_for(rules: Sequence[Rule]) -> hsscan.Database | None:
+    """The Hyperscan database of ``rules`` once compiled (:func:`phases_for`), if any."""
+    return databases.get(_fingerprint(rules))
 
 
 __all__ = [

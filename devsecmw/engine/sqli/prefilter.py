@@ -8,7 +8,7 @@ from .vocabulary import FN_ALONE, FN_SQL, STMT_NEXT, SYSOBJ_ALONE, SYSPROC
 
 
 def _alternation(words: frozenset[str] | set[str]) -> str:
-    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return "|".join(re.escape(w) for w in sorted(words, key=lambda w: (-len(w), w)))  # stable: a cache key
 
 
 #: RE2 pattern every value :func:`detect` reports matches (a property test checks
