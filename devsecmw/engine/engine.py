@@ -82,7 +82,16 @@ from .plan import _shared as _shared
 from .rules import Rule, check_switched_off, load_all
 from .scan import SCAN_CHUNK, SCAN_OVERLAP, JoinedText, Seen, join_texts, scan_group
 from .ssrf import REQUEST_ORIGIN
-from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
+from .targets import (
+    NAMES_OF,
+    Item,
+    Value,
+    body_values,
+    cookie_values,
+    header_values,
+    line_values,
+    offsite,
+)
 from .transforms import Transform
 
 #: Characters transformed between two budget checks.
@@ -143,6 +152,24 @@ class PlanState:
         self.computed: dict[str, Entry] = {}
 
 
+def _with_names_of(ph: Phase) -> dict[str, Plan | None]:
+    """``ph.plans`` where each offsite names key (see :data:`~.targets.NAMES_OF`) also holds the
+    rules of the plain names key: its values stand for both, so they are inspected once. Its
+    cacheability is the plain key's (the two keys are cached apart)."""
+    plans = dict(ph.plans)
+    for key, base in NAMES_OF.items():
+        mine, theirs = plans.get(key), plans.get(base)
+        if key not in plans or theirs is None:
+            continue
+        if mine is not None and mine.group != theirs.group:  # one group of parameters per phase
+            raise AssertionError(f"{key} and {base} are scanned in different groups")
+        ids = theirs.rule_ids | (mine.rule_ids if mine is not None else frozenset())
+        group = ph.groups[theirs.group]
+        rules = sorted((c for c in [*group.always, *group.scanned] if c.index in ids), key=by_index)
+        plans[key] = Plan(rules, theirs.group, theirs.cacheable)
+    return plans
+
+
 def _check_switched_off(config: Config) -> None:
     """Disabling one rule never disables a category (see :func:`rules.check_switched_off`)."""
     if config.disabled_rules:
@@ -160,6 +187,8 @@ class Engine:
             _check_switched_off(self.config)
         self.rules = [r for r in rules if r.paranoia <= self.config.paranoia_level]
         self._phases: dict[str, Phase] = phases_for(self.rules)
+        #: Per phase, the plans ``_views`` follows (the offsite names keys merged).
+        self._plans = {ph: _with_names_of(ph) for ph in self._phases.values()}
         self._extra_secret_names = self.config.redact_names
         self.clean_values: CleanCache[tuple[str, str]] = CleanCache(CACHE_SIZE)
         #: Head parts (request line, Cookie header, header block) that produced no signal.
@@ -267,7 +296,7 @@ class Engine:
         reach one or two of them): one entry per distinct (key, value, utf8), one computation
         of views per (plan, value) (values repeat within a request: JSON arrays of similar
         objects, their keys)."""
-        plans = ph.plans
+        plans = self._plans[ph]
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
         inputs: list[GroupInput | None] = [None] * len(ph.groups)
