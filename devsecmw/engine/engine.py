@@ -40,7 +40,7 @@ and blocking decisions live in :mod:`devsecmw.scoring`.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
 from .. import redact
 from ..config import Config
@@ -108,20 +108,33 @@ SPLIT_FROM = 1024
 _MISSING: Plan = object.__new__(Plan)  # "no plan for this key" sentinel (None: no rule)
 
 
-@dataclass(slots=True)
-class Entry:
-    """One distinct value being inspected. A value found at several locations (the same note
-    in every item of a JSON array) is one entry: inspected once, reported at each location.
-    Its view for a rule's chain is ``memo[views[chain]]`` (``views``: chain -> the reduced
-    chain that gives the same text; ``memo``: reduced chain -> text)."""
+#: One distinct value being inspected, a plain tuple (a request may hold thousands: a class
+#: instance cost ~4 times as much to make, and one more object for the garbage collector):
+#: ``(key, locs, value, utf8, plan, views, memo)``. A value found at several locations (the same
+#: note in every item of a JSON array) is one entry: inspected once, reported at each location
+#: (``locs``). Its view for a rule's chain is ``memo[views[chain]]`` (``views``: chain -> the
+#: reduced chain that gives the same text; ``memo``: reduced chain -> text), or the value
+#: itself when ``memo`` is ``None`` (every view is the value: most values). See :func:`view`.
+Entry = tuple[str, list[str], str, bool, Plan, dict[Chain, Chain], "dict[Chain, str] | None"]
+#: Positions in an :data:`Entry` (``Final``: mypy then knows each field's type).
+KEY: Final = 0
+LOCS: Final = 1
+VALUE: Final = 2
+UTF8: Final = 3
+PLAN: Final = 4
+VIEWS: Final = 5
+MEMO: Final = 6
 
-    key: str
-    locs: list[str]
-    value: str
-    utf8: bool
-    plan: Plan
-    views: dict[Chain, Chain]
-    memo: dict[Chain, str]
+
+def view(e: Entry, chain: Chain) -> str:
+    """The text of entry ``e`` for a rule of transform chain ``chain``."""
+    memo = e[MEMO]
+    return e[VALUE] if memo is None else memo[e[VIEWS][chain]]
+
+
+def item_of(e: Entry) -> Item:
+    """What operators receive for entry ``e`` (made only for the few values a rule evaluates)."""
+    return Item(e[KEY], e[LOCS][0], e[VALUE], e[UTF8])
 
 
 class GroupInput:
@@ -149,7 +162,7 @@ class PlanState:
 
     def __init__(self) -> None:
         self.entries: list[int] = []
-        self.computed: dict[str, Entry] = {}
+        self.computed: dict[str, tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
 
 
 def _with_names_of(ph: Phase) -> dict[str, Plan | None]:
@@ -280,13 +293,16 @@ class Engine:
             if seen is not None:
                 scanned[g] = seen
             complete = complete and whole
-            flagged_keys.update(ents[i].key for i in flagged)
+            flagged_keys.update(ents[i][KEY] for i in flagged)
             if budget is None or not budget.exhausted:
-                clean: list[tuple[str, str]] = [
-                    (e.key, e.value)
-                    for i, e in enumerate(ents)
-                    if e.plan.cacheable and e.utf8 and i not in flagged and len(e.value) <= CACHE_VALUE_MAX
-                ]
+                # Only the entries of cacheable plans (parameter values never are: half of a query).
+                clean: list[tuple[str, str]] = []
+                for p, ns in w.by_plan.items():
+                    if p.cacheable:
+                        for i in ns:
+                            e = ents[i]
+                            if e[UTF8] and i not in flagged and len(e[VALUE]) <= CACHE_VALUE_MAX:
+                                clean.append((e[KEY], e[VALUE]))
                 if clean:
                     self.clean_values.add_all(clean)
         return signals, flagged_keys, complete and (budget is None or not budget.exhausted)
@@ -332,23 +348,23 @@ class Engine:
             st.entries.append(len(ents))
             known = st.computed.get(value)
             if known is not None:
-                ents.append(Entry(key, locs, value, utf8, plan, known.views, known.memo))
+                ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
             red = plan.planner.for_value(value)
             if fast and red.identity and len(value) < SPLIT_FROM:
                 # Every view is the value itself (most values): nothing to apply, one text.
                 # (Not memoized: for the same value under another key, for_value is as cheap.)
-                ents.append(Entry(key, locs, value, utf8, plan, red.views, {(): value}))
+                ents.append((key, locs, value, utf8, plan, red.views, None))
                 seen = w.texts
                 if value not in seen:
                     seen[value] = len(seen)
                 elif w.single and value in w.single:
                     w.single[value] = None
             else:
-                entry = Entry(key, locs, value, utf8, plan, red.views, red.apply(value, shared))
-                st.computed[value] = entry
-                ents.append(entry)
-                _add_texts(w, red, entry)
+                memo = red.apply(value, shared)
+                st.computed[value] = (red.views, memo)
+                ents.append((key, locs, value, utf8, plan, red.views, memo))
+                _add_texts(w, red, value, memo)
             if budget is not None:
                 work += len(value)
                 if work > _CHECK_EVERY:
@@ -424,12 +440,12 @@ class Engine:
         results: dict[str, tuple[int, int] | None] | None = {} if c.pure else None
         for n in todo:
             e = ents[n]
-            text = e.memo[e.views[chain]]
+            text = view(e, chain)
             if results is not None and text in results:
                 span = results[text]
                 if span is not None:
                     flagged.add(n)
-                    out.extend(self._signal(c.rule, loc, text, span) for loc in e.locs if c.rule.wants(loc))
+                    out.extend(self._signal(c.rule, loc, text, span) for loc in e[LOCS] if c.rule.wants(loc))
                 continue
             if c.pre is not None:
                 at = index.get(text)
@@ -444,30 +460,27 @@ class Engine:
                     if results is not None:
                         results[text] = None
                     continue
-                if c.direct:
-                    span = char_span(text, data, span)
-                else:
-                    span = c.op.evaluate(text, Item(e.key, e.locs[0], e.value, e.utf8))
+                span = char_span(text, data, span) if c.direct else c.op.evaluate(text, item_of(e))
             else:
-                span = c.op.evaluate(text, Item(e.key, e.locs[0], e.value, e.utf8))
+                span = c.op.evaluate(text, item_of(e))
             if results is not None:
                 results[text] = span
             if span is None:
                 continue
             flagged.add(n)
-            out.extend(self._signal(c.rule, loc, text, span) for loc in e.locs if c.rule.wants(loc))
+            out.extend(self._signal(c.rule, loc, text, span) for loc in e[LOCS] if c.rule.wants(loc))
 
     def _check_utf8(
         self, c: CompiledRule, ents: list[Entry], todo: list[int], out: list[Signal], flagged: set[int]
     ) -> None:
         # Nearly every value is valid UTF-8: find the others first (one test per entry).
-        for n in [n for n in todo if not ents[n].utf8]:
+        for n in [n for n in todo if not ents[n][UTF8]]:
             e = ents[n]
-            text = e.memo[e.views[c.chain]]
+            text = view(e, c.chain)
             flagged.add(n)
             out.extend(
                 self._signal(c.rule, loc, text, (0, min(len(text), 64)))
-                for loc in e.locs
+                for loc in e[LOCS]
                 if c.rule.wants(loc)
             )
 
@@ -484,11 +497,11 @@ class Engine:
         )
 
 
-def _add_texts(w: GroupInput, red: Reduced, entry: Entry) -> None:
-    """Record the texts an entry's computed views add to its group's scan (and, for a long
-    value, which of them are the view of one chain alone)."""
-    memo, seen, one = entry.memo, w.texts, w.single
-    if len(entry.value) >= SPLIT_FROM:
+def _add_texts(w: GroupInput, red: Reduced, value: str, memo: dict[Chain, str]) -> None:
+    """Record the texts a value's computed views (``memo``) add to its group's scan (and, for a
+    long value, which of them are the view of one chain alone)."""
+    seen, one = w.texts, w.single
+    if len(value) >= SPLIT_FROM:
         for chain, rc in red.views.items():
             t = memo[rc]
             prev = one.get(t, _MISSING)
@@ -523,7 +536,7 @@ def _narrow(c: CompiledRule, ents: list[Entry], todo: list[int], scan: JoinedTex
     if where is None:
         return todo
     by_text, chain = scan.by_text, c.chain
-    return [n for n in todo if by_text.get(ents[n].memo[ents[n].views[chain]]) in where]
+    return [n for n in todo if by_text.get(view(ents[n], chain)) in where]
 
 
 __all__ = [
