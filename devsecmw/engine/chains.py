@@ -108,8 +108,8 @@ _LONG = 256  # above this, one substring search per character beats collecting e
 
 def _probe(value: str) -> int:
     """The probed bits of ``value`` (:data:`PROBED`): base64_decode's own test, ~0.1 µs for
-    a short or spaced value."""
-    return B64 if tf.base64_decode(value)[1] else 0
+    a short or spaced value; none for a value shorter than base64_decode reads (most values)."""
+    return B64 if len(value) >= tf.B64_MIN and tf.base64_decode(value)[1] else 0
 
 
 def trigger_mask_py(value: str, probe: bool = True) -> int:
