@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from devsecmw.body import parse_body
 from devsecmw.engine import Engine
 from devsecmw.engine import transforms as tf
-from devsecmw.engine.chains import Reduced, reduce_chain, trigger_mask, trigger_mask_py
+from devsecmw.engine.chains import Planner, Reduced, reduce_chain, trigger_mask, trigger_mask_py
 from devsecmw.engine.rules import load_packaged
 from devsecmw.engine.targets import Item
 from devsecmw.request import HttpRequest, parse_cookies, parse_qsl
@@ -118,6 +118,22 @@ def test_reduced_chains_give_the_same_text(value: str) -> None:
     memo = red.apply(value)
     for chain in CHAINS:
         assert memo[red.views[chain]] == tf.apply_chain(value, chain), (chain, reduce_chain(chain, mask))
+
+
+SOME_CHAINS = [CHAINS, *({(n,)} for n in tf.TRANSFORMS), [("trim",), ("cmd_line",)]]
+PLANNERS = [Planner(chains) for chains in SOME_CHAINS]
+#: Values as a query or a JSON body holds them: words, ids, spaces at the edges, base64, the odd trigger.
+_WORDS = ["romeo 7", "alpha0", " edge", "edge ", "two  spaces", "0x1f", "QUEBEC", "é", "a\x01b", "id=3"]
+VALUE_LISTS = st.lists(st.sampled_from([*_WORDS, "aGVsbG8gd29ybGQgaGVsbG8="]) | TEXT, max_size=40)
+
+
+@SETTINGS
+@given(values=VALUE_LISTS)
+def test_batched_quiet_test_is_the_one_by_one_test(values: list[str]) -> None:
+    """Planner.for_values (one search over the joined values) gives each value the reduction
+    for_value gives it alone, whatever the neighbours (an edge space, "0" then "x")."""
+    for planner in PLANNERS:
+        assert [r.views for r in planner.for_values(values)] == [planner.for_value(v).views for v in values]
 
 
 @SETTINGS

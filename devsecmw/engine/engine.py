@@ -311,17 +311,20 @@ class Engine:
         """Each group's entries and texts (``None``: a group no value reached; most requests
         reach one or two of them): one entry per distinct (key, value, utf8), one computation
         of views per (plan, value) (values repeat within a request: JSON arrays of similar
-        objects, their keys)."""
+        objects, their keys). Which views a value needs is asked of all of a plan's values at
+        once (:meth:`~.chains.Planner.for_values`: most are quiet, told apart in one search)."""
         plans = self._plans[ph]
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
-        inputs: list[GroupInput | None] = [None] * len(ph.groups)
-        seen_values: dict[tuple[str, str, bool], list[str]] = {}
-        state: dict[Plan, PlanState] = {}
-        shared: dict[tuple[Transform, str], str] = {}
-        work = 0
-        fast = FAST_PATHS
+        # 1. The distinct values to inspect, with their locations; each plan's distinct values.
+        todo: dict[tuple[str, str, bool], tuple[Plan, list[str]]] = {}
+        distinct: dict[Plan, dict[str, None]] = {}
         for key, loc, value, utf8 in values:
+            vkey = (key, value, utf8)
+            got = todo.get(vkey)
+            if got is not None:
+                got[1].append(loc)
+                continue
             plan = plans.get(key, _MISSING)
             if plan is _MISSING:
                 if not key.startswith("header:"):
@@ -331,12 +334,23 @@ class Engine:
                 continue
             if plan.cacheable and utf8 and (key, value) in cache:
                 continue
-            vkey = (key, value, utf8)
-            locs = seen_values.get(vkey)
-            if locs is not None:
-                locs.append(loc)
-                continue
-            locs = seen_values[vkey] = [loc]
+            todo[vkey] = (plan, [loc])
+            vals = distinct.get(plan)
+            if vals is None:
+                vals = distinct[plan] = {}
+            vals[value] = None
+        # 2. The reduction of each (plan, value): the quiet values of a plan found together.
+        reds: dict[Plan, dict[str, Reduced]] = {}
+        for plan, vals in distinct.items():
+            vs = list(vals)
+            reds[plan] = dict(zip(vs, plan.planner.for_values(vs), strict=True))
+        # 3. Entries and texts, in value order.
+        inputs: list[GroupInput | None] = [None] * len(ph.groups)
+        state: dict[Plan, PlanState] = {}
+        shared: dict[tuple[Transform, str], str] = {}
+        work = 0
+        fast = FAST_PATHS
+        for (key, value, utf8), (plan, locs) in todo.items():
             w = inputs[plan.group]
             if w is None:
                 w = inputs[plan.group] = GroupInput()
@@ -350,10 +364,9 @@ class Engine:
             if known is not None:
                 ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
-            red = plan.planner.for_value(value)
+            red = reds[plan][value]
             if fast and red.identity and len(value) < SPLIT_FROM:
                 # Every view is the value itself (most values): nothing to apply, one text.
-                # (Not memoized: for the same value under another key, for_value is as cheap.)
                 ents.append((key, locs, value, utf8, plan, red.views, None))
                 seen = w.texts
                 if value not in seen:
