@@ -207,7 +207,7 @@ _IDEMPOTENT = frozenset(
 
 
 #: Values tested together by :meth:`Planner.for_values` from this many on (fewer: one by one).
-BATCH_FROM = 8
+BATCH_FROM = 16
 #: Between values in :meth:`Planner.for_values`: ASCII, and in no trigger (a match never
 #: starts on it, nor spans it: each is one character, or ``0`` and the next one).
 _JOIN = "\x01"
