@@ -299,12 +299,14 @@ class Planner:
         self._opaque = any(name not in TRIGGERS for chain in self.chains for name in chain)
         # The batched quiet test (see for_values): where a value may not be quiet, in values
         # joined by _JOIN: the same test as for_value's, and any character outside ASCII. Each
-        # match starts within the value it concerns (an edge space is matched on itself). One
-        # character class alone (re scans it fast); the rarer pairs apart, when present.
-        self._batch = re.compile(f"[{chars}\x80-\U0010ffff]")
+        # match starts within the value it concerns (an edge space is matched on itself), and
+        # runs to the value's end: one match per value at most, however loud. One character
+        # class first (re scans it fast); the rarer pairs apart, when present.
+        rest = f"[^{_JOIN}]*"
+        self._batch = re.compile(f"[{chars}\x80-\U0010ffff]{rest}")
         pairs = [f"  |\\A | \\Z|(?<={_JOIN}) | (?={_JOIN})"] if self._ws else []
         pairs += ["0[xX]"] if self._hex else []
-        self._pairs = re.compile("|".join(pairs)) if pairs else None
+        self._pairs = re.compile(f"(?:{'|'.join(pairs)}){rest}") if pairs else None
 
     def for_values(self, values: list[str]) -> list[Reduced]:
         """:meth:`for_value` of each of ``values``, the quiet ones told apart in one pass: one
