@@ -8,7 +8,8 @@ change them. Per value the engine:
    to occur in the value (``%``, ``&``, ``\\``, upper case, non-ASCII, ...), and the
    *probed* bits: whether ``base64_decode``, which no character decides, changes it
    (its own test, asked only where some chain has it). A value with none of the bits
-   its chains react to (most values) takes one search instead (``Planner.for_value``);
+   its chains react to (most values) takes one search instead (``Planner.for_value``;
+   for many values at once, one search over them all: ``Planner.for_values``);
 2. reduces every chain by that mask: a transform whose triggers are absent is
    the identity, so it is dropped (``cmd_line`` of a value whose only trigger is
    upper case is plain ``lowercase``). Reductions are cached per mask;
@@ -301,7 +302,8 @@ class Planner:
         # joined by _JOIN: the same test as for_value's, and any character outside ASCII. Each
         # match starts within the value it concerns (an edge space is matched on itself), and
         # runs to the value's end: one match per value at most, however loud. One character
-        # class first (re scans it fast); the rarer pairs apart, when present.
+        # class first (re scans it fast); the rarer pairs apart, when present. Linear: a match
+        # never fails once started, so there is nothing to backtrack into.
         rest = f"[^{_JOIN}]*"
         self._batch = re.compile(f"[{chars}\x80-\U0010ffff]{rest}")
         pairs = [f"  |\\A | \\Z|(?<={_JOIN}) | (?={_JOIN})"] if self._ws else []

@@ -8,7 +8,11 @@ cookies, headers; ``body``: the parsed body) the work is:
 
 1. **Views.** Each value is transformed by every chain its rules name, through
    :mod:`.chains`: transforms that cannot change the value are skipped, shared
-   prefixes are computed once. A plain value costs one character scan.
+   prefixes are computed once. The plain values of a key are told apart together
+   (one search over them all: most values need no transform at all), and such a
+   value is entered as a plain tuple with no view of its own (see :data:`Entry`).
+   A parameter name is one value even on a request from elsewhere (see
+   :data:`~.targets.NAMES_OF`).
 2. **One scan per group.** The distinct view texts of a group of values are
    joined by a separator, encoded to UTF-8 once, and scanned by the RE2 sets of
    all the group's prefilters (:func:`~.plan.joined_pattern`: anchors also match at
