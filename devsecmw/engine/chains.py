@@ -310,31 +310,31 @@ class Planner:
         pairs += ["0[xX]"] if self._hex else []
         self._pairs = re.compile(f"(?:{'|'.join(pairs)}){rest}") if pairs else None
 
-    def for_values(self, values: list[str]) -> list[Reduced]:
-        """:meth:`for_value` of each of ``values``, the quiet ones told apart in one pass: one
-        search over the values joined finds the few that may not be quiet (those alone take
-        the test of their own), a quiet one then costs its probe at most (a short one, none).
-        For many values at once (a thousand query parameters, a JSON body's fields)."""
+    def for_values(self, values: list[str]) -> tuple[Reduced, dict[str, Reduced]]:
+        """:meth:`for_value` of each of ``values``, as the reduction of most of them and those
+        of the others (``others.get(value, common)``), the quiet ones told apart in one pass:
+        one search over the values joined finds the few that may not be quiet (those alone
+        take the test of their own), a quiet one then costs its probe at most (a short one,
+        none). For many values at once (a thousand query parameters, a JSON body's fields)."""
+        common = self.for_mask(0)
         if self._opaque or len(values) < BATCH_FROM:
-            return [self.for_value(v) for v in values]
+            return common, {v: self.for_value(v) for v in values}
         joined = _JOIN.join(values)
         where = [m.start() for m in self._batch.finditer(joined)]
         if self._pairs is not None and _maybe_pairs(joined, self._ws, self._hex):
             where += [m.start() for m in self._pairs.finditer(joined)]
-        out = [self.for_mask(0)] * len(values)
-        loud: set[int] = set()
+        others: dict[str, Reduced] = {}
         if where:
             # Where each value starts in ``joined``: a match is in the value it starts in.
             starts = list(accumulate([len(v) + 1 for v in values], initial=0))
-            loud = {bisect_right(starts, at) - 1 for at in where}
-            for i in loud:
-                out[i] = self.for_value(values[i])
+            for i in {bisect_right(starts, at) - 1 for at in where}:
+                others[values[i]] = self.for_value(values[i])
         if self.probes:
             # The probed bits of the quiet values long enough to be base64 (few are).
-            for i in [i for i, n in enumerate(map(len, values)) if n >= tf.B64_MIN]:
-                if i not in loud and tf.base64_decode(values[i])[1]:
-                    out[i] = self.for_mask(B64)
-        return out
+            for v in [v for v in values if len(v) >= tf.B64_MIN]:
+                if v not in others and tf.base64_decode(v)[1]:
+                    others[v] = self.for_mask(B64)
+        return common, others
 
     def for_value(self, value: str) -> Reduced:
         """The reduction for ``value``: :meth:`for_mask` of its trigger bits.

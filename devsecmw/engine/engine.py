@@ -344,10 +344,7 @@ class Engine:
                 vals = distinct[plan] = {}
             vals[value] = None
         # 2. The reduction of each (plan, value): the quiet values of a plan found together.
-        reds: dict[Plan, dict[str, Reduced]] = {}
-        for plan, vals in distinct.items():
-            vs = list(vals)
-            reds[plan] = dict(zip(vs, plan.planner.for_values(vs), strict=True))
+        reds = {plan: plan.planner.for_values(list(vals)) for plan, vals in distinct.items()}
         # 3. Entries and texts, in value order.
         inputs: list[GroupInput | None] = [None] * len(ph.groups)
         state: dict[Plan, PlanState] = {}
@@ -368,7 +365,8 @@ class Engine:
             if known is not None:
                 ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
-            red = reds[plan][value]
+            common, others = reds[plan]
+            red = others.get(value, common)
             if fast and red.identity and len(value) < SPLIT_FROM:
                 # Every view is the value itself (most values): nothing to apply, one text.
                 ents.append((key, locs, value, utf8, plan, red.views, None))
