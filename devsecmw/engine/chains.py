@@ -207,7 +207,8 @@ _IDEMPOTENT = frozenset(
 )
 
 
-#: Values tested together by :meth:`Planner.for_values` from this many on (fewer: one by one).
+#: Values :meth:`Planner.for_values` asks one by one before it decides to test the others
+#: together (and fewer than twice as many: all one by one).
 BATCH_FROM = 16
 #: Between values in :meth:`Planner.for_values`: ASCII, and in no trigger (a match never
 #: starts on it, nor spans it: each is one character, or ``0`` and the next one).
@@ -315,23 +316,35 @@ class Planner:
         of the others (``others.get(value, common)``), the quiet ones told apart in one pass:
         one search over the values joined finds the few that may not be quiet (those alone
         take the test of their own), a quiet one then costs its probe at most (a short one,
-        none). For many values at once (a thousand query parameters, a JSON body's fields)."""
+        none). For many values at once (a thousand query parameters, a JSON body's fields).
+
+        The first :data:`BATCH_FROM` values are asked one by one: when more than one in four
+        of them is not quiet (a JSON body's names and sentences), so are the rest, and the
+        search would only add its cost to theirs."""
         common = self.for_mask(0)
-        if self._opaque or len(values) < BATCH_FROM:
+        if self._opaque or len(values) < 2 * BATCH_FROM:
             return common, {v: self.for_value(v) for v in values}
-        joined = _JOIN.join(values)
+        others: dict[str, Reduced] = {}
+        for v in values[:BATCH_FROM]:
+            red = self.for_value(v)
+            if red is not common:
+                others[v] = red
+        rest = values[BATCH_FROM:]
+        if 4 * len(others) > BATCH_FROM:  # a search pays when at least three in four are quiet
+            others.update({v: self.for_value(v) for v in rest})
+            return common, others
+        joined = _JOIN.join(rest)
         where = [m.start() for m in self._batch.finditer(joined)]
         if self._pairs is not None and _maybe_pairs(joined, self._ws, self._hex):
             where += [m.start() for m in self._pairs.finditer(joined)]
-        others: dict[str, Reduced] = {}
         if where:
             # Where each value starts in ``joined``: a match is in the value it starts in.
-            starts = list(accumulate([len(v) + 1 for v in values], initial=0))
+            starts = list(accumulate([len(v) + 1 for v in rest], initial=0))
             for i in {bisect_right(starts, at) - 1 for at in where}:
-                others[values[i]] = self.for_value(values[i])
+                others[rest[i]] = self.for_value(rest[i])
         if self.probes:
             # The probed bits of the quiet values long enough to be base64 (few are).
-            for v in [v for v in values if len(v) >= tf.B64_MIN]:
+            for v in [v for v in rest if len(v) >= tf.B64_MIN]:
                 if v not in others and tf.base64_decode(v)[1]:
                     others[v] = self.for_mask(B64)
         return common, others
