@@ -38,7 +38,7 @@ from devsecmw.engine import sqli  # noqa: E402
 from devsecmw.engine import transforms as tf  # noqa: E402
 from devsecmw.engine.matcher import compile_pattern  # noqa: E402
 from devsecmw.engine.rules import Rule, load_packaged  # noqa: E402
-from devsecmw.engine.targets import Item, body_items, head_items  # noqa: E402
+from devsecmw.engine.targets import NAMES_OF, Item, body_items, head_items  # noqa: E402
 from devsecmw.request import from_asgi_scope  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "dev"
@@ -107,7 +107,8 @@ def values(files: list[str], category: str, rules: list[Rule], limit: int) -> li
                 continue
             for it in items(row):
                 for rule in rules:
-                    if rule.applies_to(it.key):
+                    # An offsite name stands for a plain name as well (see NAMES_OF).
+                    if rule.applies_to(it.key) or rule.applies_to(NAMES_OF.get(it.key, it.key)):
                         out.append((rule, tf.apply_chain(it.value, rule.transforms)))
             if len(out) >= limit:
                 return out

@@ -22,9 +22,30 @@ def test_clean_header_values_are_cached_but_attacks_never_are() -> None:
 
 def test_parameter_values_are_never_cached() -> None:
     e = Engine(rules=[rule("900015", "evil", ["args", "args.names"])])
-    found(e, get("/?name=value"))
-    assert ("query.names", "name") in e.clean_values
+    found(e, get("/?name=value"))  # no Referer: a request from elsewhere
+    assert ("query.names.offsite", "name") in e.clean_values
     assert not any(k == "query" for k, _ in list(e.clean_values._d))
+
+
+SAME_SITE = [("host", "shop.test"), ("referer", "https://shop.test/list")]
+
+
+def test_names_from_elsewhere_are_judged_by_both_rule_sets_and_cached_apart() -> None:
+    offsite_only = rule("900030", "^sessionid$", ["args.names.offsite"])
+    e = Engine(rules=[offsite_only, rule("900031", "evil", ["args.names"])])
+    assert found(e, get("/?sessionid=1", headers=SAME_SITE)) == set()
+    assert ("query.names", "sessionid") in e.clean_values
+    # Clean as a same-site name, still a planted session id from elsewhere (never taken from the cache).
+    for _ in range(2):
+        assert found(e, get("/?sessionid=1")) == {("900030", "query:sessionid")}
+    assert ("query.names.offsite", "sessionid") not in e.clean_values
+    # The plain names' rules judge the names of a request from elsewhere too, once each.
+    sigs = e.inspect(get("/?evil=1&x=2"), "head")
+    assert [(s.rule_id, s.location) for s in sigs] == [("900031", "query:evil")]
+    assert found(e, get("/?evil=1", headers=SAME_SITE)) == {("900031", "query:evil")}
+    # Body names likewise (a form's names, a JSON body's keys).
+    form = post(b"sessionid=1&evil=2", "application/x-www-form-urlencoded")
+    assert found(e, form) == {("900030", "body:form:sessionid"), ("900031", "body:form:evil")}
 
 
 def test_cache_is_bounded() -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from devsecmw.body import parse_body
 from devsecmw.engine import Engine
 from devsecmw.engine import transforms as tf
-from devsecmw.engine.chains import Reduced, reduce_chain, trigger_mask, trigger_mask_py
+from devsecmw.engine.chains import BATCH_FROM, Planner, Reduced, reduce_chain, trigger_mask, trigger_mask_py
 from devsecmw.engine.rules import load_packaged
 from devsecmw.engine.targets import Item
 from devsecmw.request import HttpRequest, parse_cookies, parse_qsl
@@ -118,6 +118,50 @@ def test_reduced_chains_give_the_same_text(value: str) -> None:
     memo = red.apply(value)
     for chain in CHAINS:
         assert memo[red.views[chain]] == tf.apply_chain(value, chain), (chain, reduce_chain(chain, mask))
+
+
+SOME_CHAINS = [CHAINS, *({(n,)} for n in tf.TRANSFORMS), [("trim",), ("cmd_line",)]]
+PLANNERS = [Planner(chains) for chains in SOME_CHAINS]
+#: Values as a query or a JSON body holds them: words, ids, spaces at the edges, base64, the odd trigger.
+_WORDS = ["romeo 7", "alpha0", " edge", "edge ", "two  spaces", "0x1f", "QUEBEC", "é", "a\x01b", "id=3"]
+# Long enough for for_values to test the values past its first BATCH_FROM together.
+_ITEMS = st.sampled_from([*_WORDS, "aGVsbG8gd29ybGQgaGVsbG8=", "plain", "words"]) | TEXT
+VALUE_LISTS = st.lists(_ITEMS, max_size=4 * BATCH_FROM)
+
+
+#: Mostly quiet values (as a query's): for_values then tests those past its first ones together.
+_QUIET = ["plain", "words", "id42", "abc-def", "x7"]
+MOSTLY_QUIET = st.lists(st.sampled_from(_QUIET * 6 + _WORDS), max_size=80)
+
+
+@SETTINGS
+@given(values=VALUE_LISTS | MOSTLY_QUIET)
+def test_batched_quiet_test_is_the_one_by_one_test(values: list[str]) -> None:
+    """Planner.for_values (one search over the joined values) gives each value the reduction
+    for_value gives it alone, whatever the neighbours (an edge space, "0" then "x")."""
+    for planner in PLANNERS:
+        common, others = planner.for_values(values)
+        assert [others.get(v, common).views for v in values] == [planner.for_value(v).views for v in values]
+
+
+def test_batched_quiet_test_finds_each_loud_value_among_quiet_ones() -> None:
+    planner = Planner(CHAINS)
+    quiet = [f"value{i}" for i in range(3 * BATCH_FROM)]
+    loud = ["Upper", "two  spaces", " edge", "edge ", "0x41", "%41", "caf\u00e9", "a\x01 b"]
+    loud.append("aGVsbG8gd29ybGQgaGVsbG8=")  # quiet, but base64: its probe tells
+    values = quiet + loud + quiet[:3]
+    _, others = planner.for_values(values)
+    assert set(others) == set(loud)  # searched together: every loud one found, no quiet one taken
+    assert all(others[v].views == planner.for_value(v).views for v in loud)
+
+
+@SETTINGS
+@given(value=st.text(alphabet=st.sampled_from(list("AZaz09+/=_- \t\n")), max_size=tf.B64_MIN + 8))
+def test_base64_decode_leaves_values_shorter_than_its_minimum(value: str) -> None:
+    # The trigger probe skips the call below this length (chains._probe): it must not matter.
+    if len(value) < tf.B64_MIN:
+        assert tf.base64_decode(value) == (value, False)
+    assert tf.base64_decode(value.strip())[1] is False or len(value.strip()) >= tf.B64_MIN
 
 
 @SETTINGS

@@ -77,10 +77,18 @@ def test_wsgi_without_raw_uri_requotes_path() -> None:
 def test_head_values_address_every_part() -> None:
     req = from_asgi_scope(scope(query_string=b"id=1", headers=[(b"cookie", b"sid=x"), (b"accept", b"*/*")]))
     keys = {(k, loc) for k, loc, _v, _u in head_values(req)}
-    assert {("method", "method"), ("path", "path"), ("query", "query:id"), ("query.names", "query:id"),
-            ("cookies", "cookie:sid"), ("header:accept", "header:accept"),
+    # No Referer: the request came from elsewhere, and its names say so (one value per name).
+    assert {("method", "method"), ("path", "path"), ("query", "query:id"),
+            ("query.names.offsite", "query:id"), ("cookies", "cookie:sid"),
+            ("header:accept", "header:accept"),
             ("headers.names", "header:cookie")} <= keys  # fmt: skip
+    assert ("query.names", "query:id") not in keys
     assert ("header:cookie", "header:cookie") not in keys  # cookies have their own target
+    same = [(b"host", b"shop.test"), (b"referer", b"https://shop.test/list")]
+    req = from_asgi_scope(scope(query_string=b"id=1", headers=same))
+    keys = [(k, loc) for k, loc, _v, _u in head_values(req)]
+    assert keys.count(("query.names", "query:id")) == 1
+    assert ("query.names.offsite", "query:id") not in keys
 
 
 def test_parse_qsl_never_raises_on_junk() -> None:

@@ -8,7 +8,11 @@ cookies, headers; ``body``: the parsed body) the work is:
 
 1. **Views.** Each value is transformed by every chain its rules name, through
    :mod:`.chains`: transforms that cannot change the value are skipped, shared
-   prefixes are computed once. A plain value costs one character scan.
+   prefixes are computed once. The plain values of a key are told apart together
+   (one search over them all: most values need no transform at all), and such a
+   value is entered as a plain tuple with no view of its own (see :data:`Entry`).
+   A parameter name is one value even on a request from elsewhere (see
+   :data:`~.targets.NAMES_OF`).
 2. **One scan per group.** The distinct view texts of a group of values are
    joined by a separator, encoded to UTF-8 once, and scanned by the RE2 sets of
    all the group's prefilters (:func:`~.plan.joined_pattern`: anchors also match at
@@ -40,7 +44,7 @@ and blocking decisions live in :mod:`devsecmw.scoring`.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
 from .. import redact
 from ..config import Config
@@ -82,7 +86,16 @@ from .plan import _shared as _shared
 from .rules import Rule, check_switched_off, load_all
 from .scan import SCAN_CHUNK, SCAN_OVERLAP, JoinedText, Seen, join_texts, scan_group
 from .ssrf import REQUEST_ORIGIN
-from .targets import Item, Value, body_values, cookie_values, header_values, line_values, offsite
+from .targets import (
+    NAMES_OF,
+    Item,
+    Value,
+    body_values,
+    cookie_values,
+    header_values,
+    line_values,
+    offsite,
+)
 from .transforms import Transform
 
 #: Characters transformed between two budget checks.
@@ -99,20 +112,33 @@ SPLIT_FROM = 1024
 _MISSING: Plan = object.__new__(Plan)  # "no plan for this key" sentinel (None: no rule)
 
 
-@dataclass(slots=True)
-class Entry:
-    """One distinct value being inspected. A value found at several locations (the same note
-    in every item of a JSON array) is one entry: inspected once, reported at each location.
-    Its view for a rule's chain is ``memo[views[chain]]`` (``views``: chain -> the reduced
-    chain that gives the same text; ``memo``: reduced chain -> text)."""
+#: One distinct value being inspected, a plain tuple (a request may hold thousands: a class
+#: instance cost ~4 times as much to make, and one more object for the garbage collector):
+#: ``(key, locs, value, utf8, plan, views, memo)``. A value found at several locations (the same
+#: note in every item of a JSON array) is one entry: inspected once, reported at each location
+#: (``locs``). Its view for a rule's chain is ``memo[views[chain]]`` (``views``: chain -> the
+#: reduced chain that gives the same text; ``memo``: reduced chain -> text), or the value
+#: itself when ``memo`` is ``None`` (every view is the value: most values). See :func:`view`.
+Entry = tuple[str, list[str], str, bool, Plan, dict[Chain, Chain], "dict[Chain, str] | None"]
+#: Positions in an :data:`Entry` (``Final``: mypy then knows each field's type).
+KEY: Final = 0
+LOCS: Final = 1
+VALUE: Final = 2
+UTF8: Final = 3
+PLAN: Final = 4
+VIEWS: Final = 5
+MEMO: Final = 6
 
-    key: str
-    locs: list[str]
-    value: str
-    utf8: bool
-    plan: Plan
-    views: dict[Chain, Chain]
-    memo: dict[Chain, str]
+
+def view(e: Entry, chain: Chain) -> str:
+    """The text of entry ``e`` for a rule of transform chain ``chain``."""
+    memo = e[MEMO]
+    return e[VALUE] if memo is None else memo[e[VIEWS][chain]]
+
+
+def item_of(e: Entry) -> Item:
+    """What operators receive for entry ``e`` (made only for the few values a rule evaluates)."""
+    return Item(e[KEY], e[LOCS][0], e[VALUE], e[UTF8])
 
 
 class GroupInput:
@@ -140,7 +166,25 @@ class PlanState:
 
     def __init__(self) -> None:
         self.entries: list[int] = []
-        self.computed: dict[str, Entry] = {}
+        self.computed: dict[str, tuple[dict[Chain, Chain], dict[Chain, str]]] = {}
+
+
+def _with_names_of(ph: Phase) -> dict[str, Plan | None]:
+    """``ph.plans`` where each offsite names key (see :data:`~.targets.NAMES_OF`) also holds the
+    rules of the plain names key: its values stand for both, so they are inspected once. Its
+    cacheability is the plain key's (the two keys are cached apart)."""
+    plans = dict(ph.plans)
+    for key, base in NAMES_OF.items():
+        mine, theirs = plans.get(key), plans.get(base)
+        if key not in plans or theirs is None:
+            continue
+        if mine is not None and mine.group != theirs.group:  # one group of parameters per phase
+            raise AssertionError(f"{key} and {base} are scanned in different groups")
+        ids = theirs.rule_ids | (mine.rule_ids if mine is not None else frozenset())
+        group = ph.groups[theirs.group]
+        rules = sorted((c for c in [*group.always, *group.scanned] if c.index in ids), key=by_index)
+        plans[key] = Plan(rules, theirs.group, theirs.cacheable)
+    return plans
 
 
 def _check_switched_off(config: Config) -> None:
@@ -160,6 +204,8 @@ class Engine:
             _check_switched_off(self.config)
         self.rules = [r for r in rules if r.paranoia <= self.config.paranoia_level]
         self._phases: dict[str, Phase] = phases_for(self.rules)
+        #: Per phase, the plans ``_views`` follows (the offsite names keys merged).
+        self._plans = {ph: _with_names_of(ph) for ph in self._phases.values()}
         self._extra_secret_names = self.config.redact_names
         self.clean_values: CleanCache[tuple[str, str]] = CleanCache(CACHE_SIZE)
         #: Head parts (request line, Cookie header, header block) that produced no signal.
@@ -251,13 +297,16 @@ class Engine:
             if seen is not None:
                 scanned[g] = seen
             complete = complete and whole
-            flagged_keys.update(ents[i].key for i in flagged)
+            flagged_keys.update(ents[i][KEY] for i in flagged)
             if budget is None or not budget.exhausted:
-                clean: list[tuple[str, str]] = [
-                    (e.key, e.value)
-                    for i, e in enumerate(ents)
-                    if e.plan.cacheable and e.utf8 and i not in flagged and len(e.value) <= CACHE_VALUE_MAX
-                ]
+                # Only the entries of cacheable plans (parameter values never are: half of a query).
+                clean: list[tuple[str, str]] = []
+                for p, ns in w.by_plan.items():
+                    if p.cacheable:
+                        for i in ns:
+                            e = ents[i]
+                            if e[UTF8] and i not in flagged and len(e[VALUE]) <= CACHE_VALUE_MAX:
+                                clean.append((e[KEY], e[VALUE]))
                 if clean:
                     self.clean_values.add_all(clean)
         return signals, flagged_keys, complete and (budget is None or not budget.exhausted)
@@ -266,17 +315,20 @@ class Engine:
         """Each group's entries and texts (``None``: a group no value reached; most requests
         reach one or two of them): one entry per distinct (key, value, utf8), one computation
         of views per (plan, value) (values repeat within a request: JSON arrays of similar
-        objects, their keys)."""
-        plans = ph.plans
+        objects, their keys). Which views a value needs is asked of all of a plan's values at
+        once (:meth:`~.chains.Planner.for_values`: most are quiet, told apart in one search)."""
+        plans = self._plans[ph]
         header_plan = ph.header_plan
         cache = self.clean_values._d  # read lock-free: a dict lookup is atomic
-        inputs: list[GroupInput | None] = [None] * len(ph.groups)
-        seen_values: dict[tuple[str, str, bool], list[str]] = {}
-        state: dict[Plan, PlanState] = {}
-        shared: dict[tuple[Transform, str], str] = {}
-        work = 0
-        fast = FAST_PATHS
+        # 1. The distinct values to inspect, with their locations; each plan's distinct values.
+        todo: dict[tuple[str, str, bool], tuple[Plan, list[str]]] = {}
+        distinct: dict[Plan, dict[str, None]] = {}
         for key, loc, value, utf8 in values:
+            vkey = (key, value, utf8)
+            got = todo.get(vkey)
+            if got is not None:
+                got[1].append(loc)
+                continue
             plan = plans.get(key, _MISSING)
             if plan is _MISSING:
                 if not key.startswith("header:"):
@@ -286,12 +338,20 @@ class Engine:
                 continue
             if plan.cacheable and utf8 and (key, value) in cache:
                 continue
-            vkey = (key, value, utf8)
-            locs = seen_values.get(vkey)
-            if locs is not None:
-                locs.append(loc)
-                continue
-            locs = seen_values[vkey] = [loc]
+            todo[vkey] = (plan, [loc])
+            vals = distinct.get(plan)
+            if vals is None:
+                vals = distinct[plan] = {}
+            vals[value] = None
+        # 2. The reduction of each (plan, value): the quiet values of a plan found together.
+        reds = {plan: plan.planner.for_values(list(vals)) for plan, vals in distinct.items()}
+        # 3. Entries and texts, in value order.
+        inputs: list[GroupInput | None] = [None] * len(ph.groups)
+        state: dict[Plan, PlanState] = {}
+        shared: dict[tuple[Transform, str], str] = {}
+        work = 0
+        fast = FAST_PATHS
+        for (key, value, utf8), (plan, locs) in todo.items():
             w = inputs[plan.group]
             if w is None:
                 w = inputs[plan.group] = GroupInput()
@@ -303,23 +363,23 @@ class Engine:
             st.entries.append(len(ents))
             known = st.computed.get(value)
             if known is not None:
-                ents.append(Entry(key, locs, value, utf8, plan, known.views, known.memo))
+                ents.append((key, locs, value, utf8, plan, known[0], known[1]))
                 continue
-            red = plan.planner.for_value(value)
+            common, others = reds[plan]
+            red = others.get(value, common)
             if fast and red.identity and len(value) < SPLIT_FROM:
                 # Every view is the value itself (most values): nothing to apply, one text.
-                # (Not memoized: for the same value under another key, for_value is as cheap.)
-                ents.append(Entry(key, locs, value, utf8, plan, red.views, {(): value}))
+                ents.append((key, locs, value, utf8, plan, red.views, None))
                 seen = w.texts
                 if value not in seen:
                     seen[value] = len(seen)
                 elif w.single and value in w.single:
                     w.single[value] = None
             else:
-                entry = Entry(key, locs, value, utf8, plan, red.views, red.apply(value, shared))
-                st.computed[value] = entry
-                ents.append(entry)
-                _add_texts(w, red, entry)
+                memo = red.apply(value, shared)
+                st.computed[value] = (red.views, memo)
+                ents.append((key, locs, value, utf8, plan, red.views, memo))
+                _add_texts(w, red, value, memo)
             if budget is not None:
                 work += len(value)
                 if work > _CHECK_EVERY:
@@ -395,12 +455,12 @@ class Engine:
         results: dict[str, tuple[int, int] | None] | None = {} if c.pure else None
         for n in todo:
             e = ents[n]
-            text = e.memo[e.views[chain]]
+            text = view(e, chain)
             if results is not None and text in results:
                 span = results[text]
                 if span is not None:
                     flagged.add(n)
-                    out.extend(self._signal(c.rule, loc, text, span) for loc in e.locs if c.rule.wants(loc))
+                    out.extend(self._signal(c.rule, loc, text, span) for loc in e[LOCS] if c.rule.wants(loc))
                 continue
             if c.pre is not None:
                 at = index.get(text)
@@ -415,30 +475,27 @@ class Engine:
                     if results is not None:
                         results[text] = None
                     continue
-                if c.direct:
-                    span = char_span(text, data, span)
-                else:
-                    span = c.op.evaluate(text, Item(e.key, e.locs[0], e.value, e.utf8))
+                span = char_span(text, data, span) if c.direct else c.op.evaluate(text, item_of(e))
             else:
-                span = c.op.evaluate(text, Item(e.key, e.locs[0], e.value, e.utf8))
+                span = c.op.evaluate(text, item_of(e))
             if results is not None:
                 results[text] = span
             if span is None:
                 continue
             flagged.add(n)
-            out.extend(self._signal(c.rule, loc, text, span) for loc in e.locs if c.rule.wants(loc))
+            out.extend(self._signal(c.rule, loc, text, span) for loc in e[LOCS] if c.rule.wants(loc))
 
     def _check_utf8(
         self, c: CompiledRule, ents: list[Entry], todo: list[int], out: list[Signal], flagged: set[int]
     ) -> None:
         # Nearly every value is valid UTF-8: find the others first (one test per entry).
-        for n in [n for n in todo if not ents[n].utf8]:
+        for n in [n for n in todo if not ents[n][UTF8]]:
             e = ents[n]
-            text = e.memo[e.views[c.chain]]
+            text = view(e, c.chain)
             flagged.add(n)
             out.extend(
                 self._signal(c.rule, loc, text, (0, min(len(text), 64)))
-                for loc in e.locs
+                for loc in e[LOCS]
                 if c.rule.wants(loc)
             )
 
@@ -457,11 +514,11 @@ class Engine:
         )
 
 
-def _add_texts(w: GroupInput, red: Reduced, entry: Entry) -> None:
-    """Record the texts an entry's computed views add to its group's scan (and, for a long
-    value, which of them are the view of one chain alone)."""
-    memo, seen, one = entry.memo, w.texts, w.single
-    if len(entry.value) >= SPLIT_FROM:
+def _add_texts(w: GroupInput, red: Reduced, value: str, memo: dict[Chain, str]) -> None:
+    """Record the texts a value's computed views (``memo``) add to its group's scan (and, for a
+    long value, which of them are the view of one chain alone)."""
+    seen, one = w.texts, w.single
+    if len(value) >= SPLIT_FROM:
         for chain, rc in red.views.items():
             t = memo[rc]
             prev = one.get(t, _MISSING)
@@ -496,7 +553,7 @@ def _narrow(c: CompiledRule, ents: list[Entry], todo: list[int], scan: JoinedTex
     if where is None:
         return todo
     by_text, chain = scan.by_text, c.chain
-    return [n for n in todo if by_text.get(ents[n].memo[ents[n].views[chain]]) in where]
+    return [n for n in todo if by_text.get(view(ents[n], chain)) in where]
 
 
 __all__ = [

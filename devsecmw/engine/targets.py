@@ -25,6 +25,16 @@ Value = tuple[str, str, str, bool]
 _header_keys: dict[str, str] = {}  # "user-agent" -> "header:user-agent", bounded below
 
 
+#: The names of a request from elsewhere (see :func:`offsite`) come under a key of their own, and
+#: stand for the plain names as well: the rules of both keys judge them (one value per name,
+#: not two copies; the key keeps the clean-value caches of the two kinds of request apart).
+NAMES_OF = {
+    "query.names.offsite": "query.names",
+    "body.names.offsite": "body.names",
+    "body.json.names.offsite": "body.names",
+}
+
+
 def header_key(name: str) -> str:
     key = _header_keys.get(name)
     if key is None:
@@ -48,23 +58,22 @@ def head_values(request: HttpRequest) -> list[Value]:
 
 
 def line_values(request: HttpRequest, away: bool | None = None) -> list[Value]:
-    """Method, target, path, query parameters and their names; the names again as
+    """Method, target, path, query parameters and their names, the names under
     ``query.names.offsite`` when the request came from elsewhere (``away``, computed
-    when not given: see :func:`offsite`)."""
+    when not given: see :func:`offsite` and :data:`NAMES_OF`)."""
     target = request.inspected_target  # within the path and query caps
     out: list[Value] = [("method", "method", request.method, True), ("uri", "uri", target, True)]
     q = target.find("?")
     path, ok = percent_decode(target if q < 0 else target[:q])
     out.append(("path", "path", path, ok))
     query = request.query
+    # One value per name: on a request from elsewhere its key says so, and the rules of both
+    # keys judge it (see NAMES_OF), rather than a second copy of every name.
+    names = "query.names.offsite" if query and (offsite(request) if away is None else away) else "query.names"
     for f in query:
         out.append(("query", f.location, f.value, f.utf8))
         if f.name:
-            out.append(("query.names", f.location, f.name, f.utf8))
-    if query and (offsite(request) if away is None else away):
-        for f in query:
-            if f.name:
-                out.append(("query.names.offsite", f.location, f.name, f.utf8))
+            out.append((names, f.location, f.name, f.utf8))
     return out
 
 
@@ -241,7 +250,8 @@ def lenient_json(text: str) -> list[tuple[str, str]]:
 
 
 def body_values(request: HttpRequest) -> list[Value]:
-    """The captured body: raw text, then fields, field/key names and file names.
+    """The captured body: raw text, then fields, field/key names (under an offsite key when the
+    request came from elsewhere: see :data:`NAMES_OF`) and file names.
 
     File content is judged by what it is: a binary file (an image or a spreadsheet labelled
     ``text/plain``) is not a text parameter, so its control characters and stray bytes are not
@@ -273,16 +283,15 @@ def body_values(request: HttpRequest) -> list[Value]:
         # JSON that does not parse: its values as the application's lenient parser would read them.
         for name, value in lenient_json(pb.text):
             out.append(("body", "body:json:" + name, value, pb.utf8))
-    for f in pb.keys:
-        out.append(("body.names", f.location, f.value, f.utf8))
-    for f in pb.files:
-        out.append(("body.files", f.location, f.value, f.utf8))
     # A JSON body's keys apart from a form's: an analytics event's "session_id" is a field of
     # the event, while a session cookie's own name (PHPSESSID) in it is still a planted id.
+    names = "body.names"
     if pb.keys and offsite(request):
-        key = "body.json.names.offsite" if pb.kind == "json" else "body.names.offsite"
-        for f in pb.keys:
-            out.append((key, f.location, f.value, f.utf8))
+        names = "body.json.names.offsite" if pb.kind == "json" else "body.names.offsite"
+    for f in pb.keys:
+        out.append((names, f.location, f.value, f.utf8))
+    for f in pb.files:
+        out.append(("body.files", f.location, f.value, f.utf8))
     return out
 
 
@@ -296,6 +305,7 @@ def body_items(request: HttpRequest) -> list[Item]:
 
 __all__ = [
     "FRAMING_HEADERS",
+    "NAMES_OF",
     "SKIP_HEADERS",
     "Item",
     "Value",

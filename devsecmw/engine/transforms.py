@@ -29,6 +29,8 @@ _PCT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")  # IIS reads %U0027 like %u0027
 _WS = re.compile(r"\s+")
 _SQL_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.S)
 _JS_ESC = re.compile(r"\\(?:x([0-9A-Fa-f]{2})|u\{?([0-9A-Fa-f]{4,6})\}?|([0-7]{1,3}))")
+#: The shortest value ``base64_decode`` decodes (callers skip shorter values without a call).
+B64_MIN = 16
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _DUP_SLASH = re.compile(r"/{2,}")
 _DOT_SEG = re.compile(r"/(?:\./)+")
@@ -437,7 +439,7 @@ def normalize_path(value: str) -> tuple[str, bool]:
 def base64_decode(value: str) -> tuple[str, bool]:
     """Decode a value that is clearly base64 (long, right alphabet, decodes to text)."""
     v = value.strip()
-    if len(v) < 16 or not _B64.fullmatch(v):
+    if len(v) < B64_MIN or not _B64.fullmatch(v):
         return value, False
     try:
         raw = base64.b64decode(v + "=" * (-len(v) % 4), altchars=b"-_" if ("-" in v or "_" in v) else None)
@@ -493,4 +495,4 @@ def apply_chain(value: str, chain: tuple[str, ...]) -> str:
     return value
 
 
-__all__ = ["MAX_DECODE_ROUNDS", "TRANSFORMS", "Transform", "apply_chain", "get"]
+__all__ = ["B64_MIN", "MAX_DECODE_ROUNDS", "TRANSFORMS", "Transform", "apply_chain", "get"]
