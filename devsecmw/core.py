@@ -38,7 +38,7 @@ from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .engine.response import ResponseRules, response_rules
-from .leaks import Sniffer
+from .leaks import CleanSamples, Sniffer
 from .request import HttpRequest, Limits, full_url
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
@@ -88,6 +88,7 @@ class Runtime:
         self.leaks: ResponseRules | None = response_rules(self.detector, config)
         #: The response sample's size; 0 when no rule reads a response body (nothing sampled).
         self.sniff_limit = config.response_limit if self.leaks is not None and self.leaks.wants_body else 0
+        self.clean_samples = CleanSamples()
         #: The caps of parsing and inspection, handed to every request.
         self.limits = Limits(
             query=config.query_limit,
@@ -582,9 +583,8 @@ class Inspection(BodyReads):
         if self.runtime.leaks is None or self.blocked:  # a block response is devsecmw's own
             return []
         try:  # a failure here costs the response rules' signals, not the request's verdict
-            return self.runtime.leaks.inspect(
-                None if sniffer is None else sniffer.data, self.response_headers
-            )
+            sample = None if sniffer is None else sniffer.data
+            return self.runtime.clean_samples.inspect(self.runtime.leaks, sample, self.response_headers)
         except Exception as exc:
             self.runtime.report("response_rules", exc)
             return []

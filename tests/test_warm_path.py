@@ -2,7 +2,8 @@
 
 A response no client receives a body for (HEAD, 1xx, 204, 304) is not sampled: what the app
 hands over for it never reaches the client, so it cannot leak. A textual response with a body
-is still sampled, whatever the request's method.
+is still sampled, whatever the request's method. A short sample the response rules found
+clean is remembered (by digest) and not scanned again; a leak is found every time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 from devsecmw.asgi import SecurityMiddleware
-from devsecmw.leaks import Sniffer
+from devsecmw.engine.response import ResponseRules
+from devsecmw.engine.rules import RESPONSE_BODY, load_packaged
+from devsecmw.leaks import CLEAN_SAMPLE_MAX, CLEAN_SAMPLES, CleanSamples, Sniffer
 
 LEAK = b"<html><b>Warning</b>: mysql_fetch_array() ... You have an error in your SQL syntax"
 
@@ -79,3 +82,54 @@ def test_a_response_without_a_body_is_not_sampled(
     span = otel.span()
     assert span.attributes["http.response.status_code"] == status
     assert span.attributes["devsecmw.classification"] == ("anomaly" if status >= 500 else "benign")
+
+
+def _counting_body_rules(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    scanned: list[bytes] = []
+    real = ResponseRules.inspect_body
+
+    def spy(self: ResponseRules, buf: bytes | bytearray) -> list[Any]:
+        scanned.append(bytes(buf))
+        return real(self, buf)
+
+    monkeypatch.setattr(ResponseRules, "inspect_body", spy)
+    return scanned
+
+
+def test_a_repeated_clean_sample_is_scanned_once(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned = _counting_body_rules(monkeypatch)
+    clean = b'{"ok": true, "items": []}'
+    mw = SecurityMiddleware(_app(200, clean), **otel.providers)
+    for _ in range(3):
+        assert _call(mw, "GET")[1]["body"] == clean
+    assert scanned == [clean]
+    assert len(mw.runtime.clean_samples) == 1
+    assert all(s.attributes["devsecmw.classification"] == "benign" for s in otel.spans())
+
+
+def test_a_leak_is_found_every_time_and_never_remembered(otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned = _counting_body_rules(monkeypatch)
+    mw = SecurityMiddleware(_app(200, LEAK), **otel.providers)
+    for _ in range(3):
+        _call(mw, "GET")
+    assert scanned == [LEAK] * 3
+    assert len(mw.runtime.clean_samples) == 0
+    spans = otel.spans()
+    assert len(spans) == 3
+    assert all("response_leak" in s.attributes["devsecmw.signal.types"] for s in spans)
+
+
+def test_clean_samples_keep_digests_only_and_stay_bounded() -> None:
+    rules = ResponseRules([r for r in load_packaged() if RESPONSE_BODY in r.phases])
+    clean = CleanSamples()
+    secret = b'{"token": "tok_8f14e45fceea167a5a36dedd4bea2543"}'
+    assert clean.inspect(rules, bytearray(secret), ()) == []
+    assert len(clean) == 1 and all(secret not in k and len(k) == 16 for k in clean._seen)
+    long = b"x" * (CLEAN_SAMPLE_MAX + 1)
+    assert clean.inspect(rules, long, ()) == [] and len(clean) == 1  # too long to remember
+    for i in range(CLEAN_SAMPLES + 10):
+        clean.inspect(rules, b"page %d" % i, ())
+    assert 0 < len(clean) <= CLEAN_SAMPLES
+    leak = clean.inspect(rules, LEAK, ())
+    assert {s.type for s in leak} == {"response_leak"}
+    assert {s.type for s in clean.inspect(rules, LEAK, ())} == {"response_leak"}
