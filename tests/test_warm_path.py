@@ -17,6 +17,7 @@ from devsecmw.asgi import SecurityMiddleware
 from devsecmw.engine.response import ResponseRules
 from devsecmw.engine.rules import RESPONSE_BODY, load_packaged
 from devsecmw.leaks import CLEAN_SAMPLE_MAX, CLEAN_SAMPLES, CleanSamples, Sniffer
+from devsecmw.telemetry.spans import _MAX_NAMES, _NAMES, span_name
 
 LEAK = b"<html><b>Warning</b>: mysql_fetch_array() ... You have an error in your SQL syntax"
 
@@ -133,3 +134,19 @@ def test_clean_samples_keep_digests_only_and_stay_bounded() -> None:
     leak = clean.inspect(rules, LEAK, ())
     assert {s.type for s in leak} == {"response_leak"}
     assert {s.type for s in clean.inspect(rules, LEAK, ())} == {"response_leak"}
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "name"),
+    [("GET", "/items/{id}", "GET /items/{id}"), ("get", "/a", "GET /a"), ("BREW", "/pot", "HTTP /pot")],
+)
+def test_span_names_are_formatted_once_and_stay_right(method: str, route: str, name: str) -> None:
+    assert span_name(method, route) == name
+    assert span_name(method, route) is span_name(method, route)  # the same string, kept
+
+
+def test_span_names_stay_bounded() -> None:
+    for i in range(_MAX_NAMES + 5):
+        span_name("GET", f"/r{i}")
+    assert 0 < len(_NAMES) <= _MAX_NAMES
+    assert span_name("POST", "/r1") == "POST /r1"
