@@ -17,7 +17,7 @@ from devsecmw.asgi import SecurityMiddleware
 from devsecmw.engine.response import ResponseRules
 from devsecmw.engine.rules import RESPONSE_BODY, load_packaged
 from devsecmw.leaks import CLEAN_SAMPLE_MAX, CLEAN_SAMPLES, CleanSamples, Sniffer
-from devsecmw.telemetry.spans import _MAX_NAMES, _NAMES, span_name
+from devsecmw.telemetry.spans import _MAX_CACHED_HEAD, _MAX_CACHED_HEADS, _MAX_NAMES, _NAMES, span_name
 
 LEAK = b"<html><b>Warning</b>: mysql_fetch_array() ... You have an error in your SQL syntax"
 
@@ -31,15 +31,17 @@ def _app(status: int, body: bytes) -> Any:
     return app
 
 
-def _call(mw: Any, method: str) -> list[dict[str, Any]]:
+def _call(
+    mw: Any, method: str, client: tuple[str, int] = ("203.0.113.5", 1), headers: tuple[Any, ...] = ()
+) -> list[dict[str, Any]]:
     scope = {
         "type": "http",
         "method": method,
         "path": "/item",
         "raw_path": b"/item",
         "query_string": b"id=7",
-        "headers": [],
-        "client": ("203.0.113.5", 1),
+        "headers": list(headers),
+        "client": client,
         "server": ("127.0.0.1", 80),
         "scheme": "http",
         "http_version": "1.1",
@@ -150,3 +152,38 @@ def test_span_names_stay_bounded() -> None:
         span_name("GET", f"/r{i}")
     assert 0 < len(_NAMES) <= _MAX_NAMES
     assert span_name("POST", "/r1") == "POST /r1"
+
+
+def test_span_head_attributes_are_reused_with_each_requests_client(otel: Any) -> None:
+    mw = SecurityMiddleware(_app(200, b"{}"), trusted_proxies=["10.0.0.0/8"], **otel.providers)
+    ua = (b"user-agent", b"curl/8.5 token=abc123")
+    _call(mw, "GET", ("203.0.113.5", 1111), (ua,))
+    _call(mw, "GET", ("203.0.113.6", 2222), (ua,))
+    _call(mw, "GET", ("10.1.2.3", 3333), (ua, (b"x-forwarded-for", b"198.51.100.7")))
+    _call(mw, "GET", ("203.0.113.5", 4444), ())
+    first, second, proxied, other = (s.attributes for s in otel.spans())
+    assert len(mw.runtime.telemetry._heads) == 2  # two distinct heads: with and without the agent
+    for attrs in (first, second, proxied):
+        assert attrs["url.path"] == "/item" and attrs["url.query"] == "id=7"
+        assert attrs["user_agent.original"] != "curl/8.5 token=abc123"  # scrubbed, cached scrubbed
+        assert attrs["user_agent.original"] == first["user_agent.original"]
+    assert (first["client.address"], first["client.port"]) == ("203.0.113.5", 1111)
+    assert (second["client.address"], second["client.port"]) == ("203.0.113.6", 2222)
+    assert proxied["client.address"] == "198.51.100.7" and proxied["network.peer.address"] == "10.1.2.3"
+    assert "client.port" not in proxied
+    assert other["client.port"] == 4444 and "user_agent.original" not in other
+    # The head's attributes in the order a head built afresh has them.
+    assert list(first)[:10] == [
+        "http.request.method", "url.path", "url.scheme", "url.query", "client.address", "client.port",
+        "server.address", "server.port", "user_agent.original", "network.protocol.version",
+    ]  # fmt: skip
+
+
+def test_span_heads_stay_bounded(otel: Any) -> None:
+    mw = SecurityMiddleware(_app(200, b"{}"), **otel.providers)
+    heads = mw.runtime.telemetry._heads
+    for i in range(_MAX_CACHED_HEADS + 3):
+        _call(mw, "GET", headers=((b"user-agent", b"agent/%d" % i),))
+    assert 0 < len(heads) <= _MAX_CACHED_HEADS
+    _call(mw, "GET", headers=((b"user-agent", b"a" * (_MAX_CACHED_HEAD + 1)),))
+    assert all(len(k[6] or "") <= _MAX_CACHED_HEAD for k in heads)  # a long head is not kept

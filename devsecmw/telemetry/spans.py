@@ -18,6 +18,9 @@ from .attributes import normalize_method
 #: Scrubbed attribute values kept (paths, queries, user agents, host names), and the longest kept.
 _MAX_CACHED_VALUES = 2048
 _MAX_CACHED_VALUE = 256
+#: Span heads kept (attributes but the client's), and the longest path + query + User-Agent kept.
+_MAX_CACHED_HEADS = 512
+_MAX_CACHED_HEAD = 512
 #: How each cached kind of value is scrubbed (the index is part of the cache key).
 _SCRUBBERS = (scrub_path, scrub_query, scrub_header)
 _PATH, _QUERY, _HEADER = 0, 1, 2
