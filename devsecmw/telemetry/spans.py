@@ -19,7 +19,7 @@ from .attributes import normalize_method
 _MAX_CACHED_VALUES = 2048
 _MAX_CACHED_VALUE = 256
 #: Span heads kept (attributes but the client's), and the longest path + query + User-Agent kept.
-_MAX_CACHED_HEADS = 512
+_MAX_CACHED_HEADS = 256
 _MAX_CACHED_HEAD = 512
 #: How each cached kind of value is scrubbed (the index is part of the cache key).
 _SCRUBBERS = (scrub_path, scrub_query, scrub_header)
