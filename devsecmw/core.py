@@ -38,7 +38,7 @@ from .decision import block_wanted, decide_request
 from .engine import Budget, Detector, Engine
 from .engine.matcher import Pattern
 from .engine.response import ResponseRules, response_rules
-from .leaks import Sniffer
+from .leaks import CleanSamples, Sniffer
 from .request import HttpRequest, Limits, full_url
 from .signals import INSPECTION_INCOMPLETE, Severity, Signal, Verdict
 from .telemetry import SpanHandle, Telemetry
@@ -61,6 +61,8 @@ BLOCK: Final = "block"
 #: Where an adapter finds the route template once the framework has routed the request.
 RouteOf = Callable[[], "str | None"]
 _T = TypeVar("_T")
+#: Statuses whose response has no body (RFC 9110 6.4.1): no sample is made for them.
+_BODILESS: Final = frozenset((100, 101, 102, 103, 204, 304))
 
 
 class Runtime:
@@ -84,6 +86,9 @@ class Runtime:
         #: Where verdicts leave: OpenTelemetry, then the ``emitters`` option's outputs; ``before_emit``.
         self.outputs = Outputs(self.telemetry, config.emitters, config.before_emit, self.report)
         self.leaks: ResponseRules | None = response_rules(self.detector, config)
+        #: The response sample's size; 0 when no rule reads a response body (nothing sampled).
+        self.sniff_limit = config.response_limit if self.leaks is not None and self.leaks.wants_body else 0
+        self.clean_samples = CleanSamples()
         #: The caps of parsing and inspection, handed to every request.
         self.limits = Limits(
             query=config.query_limit,
@@ -472,8 +477,9 @@ class Inspection(BodyReads):
         try:
             self.status = status
             self.response_headers = headers
-            if self.runtime.leaks is not None and self.runtime.leaks.wants_body:
-                self._sniffer = Sniffer.for_response(headers, self.runtime.config.response_limit)
+            # No body reaches the client (HEAD, 1xx, 204, 304): nothing to sample.
+            if self.runtime.sniff_limit and status not in _BODILESS and self.request.method != "HEAD":
+                self._sniffer = Sniffer.for_response(headers, self.runtime.sniff_limit)
         except Exception as exc:
             self.runtime.report("response_start", exc)
 
@@ -577,9 +583,8 @@ class Inspection(BodyReads):
         if self.runtime.leaks is None or self.blocked:  # a block response is devsecmw's own
             return []
         try:  # a failure here costs the response rules' signals, not the request's verdict
-            return self.runtime.leaks.inspect(
-                None if sniffer is None else sniffer.data, self.response_headers
-            )
+            sample = None if sniffer is None else sniffer.data
+            return self.runtime.clean_samples.inspect(self.runtime.leaks, sample, self.response_headers)
         except Exception as exc:
             self.runtime.report("response_rules", exc)
             return []

@@ -14,9 +14,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from hashlib import blake2b
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine.response import ResponseRules
+    from .signals import Signal
 
 TEXTUAL = ("text/", "application/json", "application/xml", "application/xhtml", "application/problem")
+#: Clean samples remembered (by digest), and the longest sample remembered.
+CLEAN_SAMPLES = 1024
+CLEAN_SAMPLE_MAX = 1024
 
 
 @lru_cache(maxsize=256)
@@ -93,4 +101,37 @@ class Sniffer:
         return self.data.decode("utf-8", "replace")
 
 
-__all__ = ["TEXTUAL", "Sniffer"]
+class CleanSamples:
+    """Short response samples the body rules found nothing in, by a 128-bit digest (a body's
+    token or personal data is never kept). An application answers the same short bodies over
+    and over (``{"ok": true}``, an empty list, its 404 page) and the rules are a function of
+    the sample alone, so a repeated one is not scanned again. Bounded: emptied when full.
+    Thread-safe: a set's add, clear and look-up are atomic.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def inspect(
+        self, rules: ResponseRules, sample: bytes | bytearray | None, headers: Sequence[tuple[Any, Any]]
+    ) -> list[Signal]:
+        """``rules.inspect(sample, headers)``, skipping the body rules on a sample known clean."""
+        key = None
+        if sample and len(sample) <= CLEAN_SAMPLE_MAX:
+            key = blake2b(sample, digest_size=16).digest()
+            if key in self._seen:
+                sample = None  # scanned before: nothing in it (the head rules still run)
+        found = rules.inspect(sample, headers)
+        if sample and key is not None and not found:  # with a head signal: simply not kept
+            if len(self._seen) >= CLEAN_SAMPLES:
+                self._seen.clear()
+            self._seen.add(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+__all__ = ["CLEAN_SAMPLES", "CLEAN_SAMPLE_MAX", "TEXTUAL", "CleanSamples", "Sniffer"]

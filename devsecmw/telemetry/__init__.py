@@ -86,6 +86,8 @@ from .propagation import _EMPTY_CONTEXT as _EMPTY_CONTEXT
 from .propagation import _extract_plan, _Plan, _request_getter
 from .spans import (
     _HEADER,
+    _MAX_CACHED_HEAD,
+    _MAX_CACHED_HEADS,
     _MAX_CACHED_VALUE,
     _MAX_CACHED_VALUES,
     _PATH,
@@ -121,6 +123,8 @@ class Telemetry:
         #: polling, a client's user agent), and scrubbing one with escapes or tokens costs a few
         #: microseconds. Bounded; only short values are kept.
         self._scrubbed: dict[tuple[int, str], str] = {}
+        #: The head's span attributes (name, before and after the client's) by the head's values.
+        self._heads: dict[tuple[Any, ...], tuple[str, dict[str, Any], dict[str, Any]]] = {}
         # devsecmw.requests and devsecmw.signals: asynchronous counters over in-process totals.
         self.requests, self.signals = _totals_for(meter, _MAX_TOTALS)
         self.duration = meter.create_histogram(
@@ -169,21 +173,20 @@ class Telemetry:
             # not recording, sampled out or ended, is not ours to enrich: devsecmw starts its own,
             # from the request's propagation headers like any server span, a root without them.)
             return SpanHandle(current, False, flagged=flagged)
-        method = request.method
-        if method not in KNOWN_METHODS:
-            method = normalize_method(method)
-        # Attributes that copy request data are capped, then redacted (the work is bounded by
-        # the cap): path parameters, userinfo, tokens and what follows secret names are hidden.
-        attrs: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": self._scrub(_PATH, request.path),
-            "url.scheme": request.scheme,
-        }
-        if method == "_OTHER":
-            attrs["http.request.method_original"] = request.method[:32]
-        query = request.query_string
-        if query:
-            attrs["url.query"] = self._scrub(_QUERY, query)
+        ua = request.header("user-agent")
+        # The attributes of the request's head but the client's, built and scrubbed once per
+        # distinct head: a client repeats its requests, and so do the clients of an API.
+        key = (request.method, request.path, request.scheme, request.query_string, request.server_address,
+               request.server_port, ua, request.http_version)  # fmt: skip
+        parts = self._heads.get(key)
+        if parts is None:
+            parts = self._head_attributes(request, ua)
+            if len(request.path) + len(request.query_string) + len(ua or "") <= _MAX_CACHED_HEAD:
+                if len(self._heads) >= _MAX_CACHED_HEADS:
+                    self._heads.clear()
+                self._heads[key] = parts
+        name, before, after = parts
+        attrs = before.copy()  # the cached dicts are never handed out (the SDK copies anyway)
         client = request.client_address
         peer = request.peer_address
         if client:
@@ -192,23 +195,45 @@ class Telemetry:
             attrs["network.peer.address"] = peer
         elif request.client_port is not None and (peer is None or peer == client):  # no proxy between
             attrs["client.port"] = request.client_port
-        if request.server_address:
-            # Some WSGI servers (gunicorn) take SERVER_NAME from the client's Host header.
-            attrs["server.address"] = self._scrub(_HEADER, request.server_address)
-        if request.server_port is not None:
-            attrs["server.port"] = request.server_port
-        ua = request.header("user-agent")
-        if ua:
-            attrs["user_agent.original"] = self._scrub(_HEADER, ua)
-        if request.http_version:
-            attrs["network.protocol.version"] = request.http_version
+        attrs.update(after)
         span = self.tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
+            name,
             context=self._parent(request),
             kind=SpanKind.SERVER,
             attributes=attrs,  # all at start, in one call: samplers see them
         )
         return SpanHandle(span, True, flagged=flagged)
+
+    def _head_attributes(
+        self, request: HttpRequest, ua: str | None
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The span's name, and its attributes before and after the client's (in that order)."""
+        method = request.method
+        if method not in KNOWN_METHODS:
+            method = normalize_method(method)
+        # Attributes that copy request data are capped, then redacted (the work is bounded by
+        # the cap): path parameters, userinfo, tokens and what follows secret names are hidden.
+        before: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": self._scrub(_PATH, request.path),
+            "url.scheme": request.scheme,
+        }
+        if method == "_OTHER":
+            before["http.request.method_original"] = request.method[:32]
+        query = request.query_string
+        if query:
+            before["url.query"] = self._scrub(_QUERY, query)
+        after: dict[str, Any] = {}
+        if request.server_address:
+            # Some WSGI servers (gunicorn) take SERVER_NAME from the client's Host header.
+            after["server.address"] = self._scrub(_HEADER, request.server_address)
+        if request.server_port is not None:
+            after["server.port"] = request.server_port
+        if ua:
+            after["user_agent.original"] = self._scrub(_HEADER, ua)
+        if request.http_version:
+            after["network.protocol.version"] = request.http_version
+        return ("HTTP" if method == "_OTHER" else method), before, after
 
     def _scrub(self, kind: int, value: str) -> str:
         key = (kind, value)

@@ -18,6 +18,9 @@ from .attributes import normalize_method
 #: Scrubbed attribute values kept (paths, queries, user agents, host names), and the longest kept.
 _MAX_CACHED_VALUES = 2048
 _MAX_CACHED_VALUE = 256
+#: Span heads kept (attributes but the client's), and the longest path + query + User-Agent kept.
+_MAX_CACHED_HEADS = 256
+_MAX_CACHED_HEAD = 512
 #: How each cached kind of value is scrubbed (the index is part of the cache key).
 _SCRUBBERS = (scrub_path, scrub_query, scrub_header)
 _PATH, _QUERY, _HEADER = 0, 1, 2
@@ -59,6 +62,25 @@ class SpanHandle:
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
+#: Span names by (method, route): an app has a bounded set of routes (templates, never raw
+#: paths), so the name is formatted once per pair; bounded all the same.
+_NAMES: dict[tuple[str, str], str] = {}
+_MAX_NAMES = 1024
+
+
+def span_name(method: str, route: str) -> str:
+    """``METHOD route`` (``HTTP route`` for a method outside the known ones)."""
+    key = (method, route)
+    name = _NAMES.get(key)
+    if name is None:
+        normal = normalize_method(method)
+        name = f"{'HTTP' if normal == '_OTHER' else normal} {route}"
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        _NAMES[key] = name
+    return name
+
+
 def finish_owned(
     span: trace.Span,
     request: HttpRequest,
@@ -71,10 +93,9 @@ def finish_owned(
 ) -> None:
     """Name and status of a span devsecmw owns; its attributes go into ``attrs``."""
     if route:
-        method = normalize_method(request.method)
         attrs["http.route"] = route
         # Without a route the name stays the one given at start (the method): no rename.
-        span.update_name(f"{'HTTP' if method == '_OTHER' else method} {route}")
+        span.update_name(span_name(request.method, route))
     if exception is not None:
         span.record_exception(
             exception, attributes=exception_attributes(exception, redact_names, attribute_limit)
