@@ -31,7 +31,7 @@ logger = logging.getLogger("devsecmw")
 #: Memory RE2 may use per compiled pattern or set (its DFA cache lives in it).
 MAX_MEM = 64 << 20
 #: Instructions per RE2 set (see :class:`_Re2Set`).
-SET_PROGRAM_SIZE = 3000
+SET_PROGRAM_SIZE = 2000
 
 try:  # pragma: no cover - import-time platform probe
     from re2 import _re2
@@ -45,7 +45,9 @@ try:  # pragma: no cover - import-time platform probe
 
     _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
     _OPTS = _options(True)
-    _SET_OPTS = _options(False)
+    # A set only says which patterns occur: capture instructions would only make its program
+    # larger (the same options as a lone pattern also let a set reuse its program size).
+    _SET_OPTS = _options(True)
     HAVE_RE2 = True
 except ImportError:  # pragma: no cover
     _re2 = None
@@ -97,6 +99,8 @@ class _Re2Pattern:
         if not rx.ok():
             raise ValueError(rx.error())
         self._match = rx.Match
+        if len(_SIZES) < _MAX_SIZES:
+            _SIZES[pattern] = rx.ProgramSize()
 
     def search_encoded(self, data: Encoded, pos: int = 0) -> tuple[int, int] | None:
         span: tuple[int, int] = self._match(_UNANCHORED, data, pos, len(data))[0]
@@ -124,9 +128,19 @@ class _RePattern:
         return m.span() if m is not None else None
 
 
+#: Program sizes of the patterns compiled alone (rule and configuration data, never request
+#: data): every pattern of the packaged rules' sets was, as a joined prefilter, so a set sizes
+#: them from here rather than compiling each once more (~13 ms of start-up CPU).
+_SIZES: dict[str, int] = {}
+_MAX_SIZES = 4096
+
+
 @lru_cache(maxsize=4096)  # sets share patterns: each is sized once (half of the sets' start-up)
 def _program_size(pattern: str) -> int:
     assert _re2 is not None
+    known = _SIZES.get(pattern)
+    if known is not None:
+        return known
     rx = _re2.RE2(pattern.encode("utf-8"), _SET_OPTS)
     if not rx.ok():
         raise ValueError(f"invalid pattern {pattern!r}: {rx.error()}")
@@ -146,8 +160,12 @@ class _Re2Set:
     (every request) is the same story on a smaller scale: replaying the set scans of
     3,000 distinct benign corpus requests cold cost 300 us a request in sets of 12,000
     instructions, 120 in sets of 3,000 (warm: 27 and 30), and RSS after 20,000 such
-    requests fell by 19 MiB (smaller sets keep fewer, smaller DFA states). Hyperscan,
-    when installed, answers instead (:mod:`.hsscan`).
+    requests fell by 19 MiB (smaller sets keep fewer, smaller DFA states). 2,000 (the
+    default) against 3,000 (``benchmarks/matchers.py``, ``benchmarks/startup.py``): cold
+    101 against 111 us a request, warm 35 against 27, the adversarial 64 KiB body 10
+    against 8 ms cold, random 64 KiB text 110 against 168 ms cold, and RSS after 20,000
+    distinct requests 2.5 MiB lower; the referee's warm mixes moved by under 3% (noise).
+    Hyperscan, when installed, answers instead (:mod:`.hsscan`).
     """
 
     __slots__ = ("_matches", "_offsets", "_single")
