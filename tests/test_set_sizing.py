@@ -35,3 +35,46 @@ def test_sizes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(5):
         compile_pattern(f"bounded{i}x")
     assert len(matcher._SIZES) == 2
+
+
+def test_long_texts_scanned_by_bigger_sets_with_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts of LONG_TEXT bytes or more go to sets of LONG_SET_PROGRAM_SIZE, built on the first
+    long text; the answers are those of the small sets."""
+    patterns = [f"(long{i})-[a-z]{{3}}" for i in range(40)]
+    monkeypatch.setattr(matcher, "SET_PROGRAM_SIZE", 40)
+    monkeypatch.setattr(matcher, "LONG_SET_PROGRAM_SIZE", 400)
+    s = compile_set(patterns)
+    small = len(s._matches)  # type: ignore[attr-defined]
+    assert small > 5
+    assert s._long is None  # type: ignore[attr-defined]
+    short = "long3-abc long17-xyz long39-qqq long5-ab"
+    pad = " ." * matcher.LONG_TEXT
+    assert len(short.encode()) < matcher.LONG_TEXT
+    assert sorted(s.match(short)) == [3, 17, 39]
+    assert s._long is None  # type: ignore[attr-defined]
+    assert sorted(s.match(short + pad)) == [3, 17, 39]
+    assert sorted(s.match(pad + "long0-abc long21-def" + pad)) == [0, 21]
+    big = s._long  # type: ignore[attr-defined]
+    assert big is not None and 1 <= len(big._matches) < small
+    assert s.match(pad) == []
+    assert s._long is big  # type: ignore[attr-defined]  # built once
+
+
+def test_long_texts_answer_as_short_ones_on_the_packaged_groups() -> None:
+    from devsecmw.engine.plan import phases_for
+    from devsecmw.engine.rules import load_packaged
+
+    rules = load_packaged()
+    texts = [ex for r in rules for ex in (*r.examples_match, *r.examples_nomatch)][:600]
+    joined = "\uffff".join(texts).encode("utf-8", "surrogatepass")
+    assert len(joined) >= matcher.LONG_TEXT
+    checked = 0
+    for phase in phases_for(rules).values():
+        for group in phase.groups:
+            m = getattr(group.matcher, "_re2", group.matcher)  # the RE2 sets behind a Hyperscan gate
+            if not isinstance(m, matcher._Re2Set) or m._patterns is None:
+                continue
+            short = sorted({h for t in texts for h in m.match(t.encode("utf-8", "surrogatepass"))})
+            assert sorted(m.match(joined)) == short
+            checked += 1
+    assert checked

@@ -32,12 +32,17 @@ def test_a_recurring_signal_gives_the_same_event_every_time(otel: Any) -> None:
         _finish(t, [s])
     events = otel.events()
     assert len(events) == 3
-    assert events[0] == events[1] == events[2] == {
-        "devsecmw.signal.type": "http_404",
-        "devsecmw.signal.location": "response",
-        "devsecmw.signal.evidence": "status 404",
-        "devsecmw.signal.severity": int(Severity.INFO),
-    }
+    assert (
+        events[0]
+        == events[1]
+        == events[2]
+        == {
+            "devsecmw.signal.type": "http_404",
+            "devsecmw.signal.location": "response",
+            "devsecmw.signal.evidence": "status 404",
+            "devsecmw.signal.severity": int(Severity.INFO),
+        }
+    )
     assert len(t._event_attrs) == 1
 
 
