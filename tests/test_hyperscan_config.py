@@ -112,3 +112,20 @@ def test_the_options_reach_the_database_per_engine(tmp_path: Path) -> None:
     assert plan.database_for(on.rules, True, "off") is None  # another key: not built here
     # Equal options share the compiled sets (one database per rule set and options).
     assert Engine(Config(hyperscan=True, cache_dir=str(cache)))._phases is on._phases
+
+
+def test_django_settings_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # settings.DEVSECMW as Django gives it (configuring Django itself is per process: see
+    # test_config_frameworks for the real system check).
+    from devsecmw import django_settings
+
+    options = {"hyperscan": False, "cache_dir": "off"}
+    monkeypatch.setattr(django_settings, "_settings_options", lambda: dict(options))
+    config, _ = django_settings.settings_config()
+    assert (config.hyperscan, config.cache_dir) == (False, "off")
+    options["hyperscan"] = "sometimes"
+    with pytest.raises(ConfigError) as exc:
+        django_settings.settings_config()
+    assert str(exc.value).startswith(
+        "devsecmw: DEVSECMW['hyperscan'] (Django settings.DEVSECMW): 'sometimes' is not a boolean"
+    )
