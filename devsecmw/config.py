@@ -160,6 +160,13 @@ class Config:
     #: (``redis://host:6379/0``, ``rediss://``, ``unix://``; needs ``devsecmw[redis]``) shared by
     #: every worker and host. Falls back to the process's own table while Redis is unreachable.
     client_store: str = ""
+    #: Use Hyperscan as the multi-pattern gate when it is installed (``devsecmw[hyperscan]``);
+    #: false keeps every scan on RE2 (and never imports it). One rule set compiled with each
+    #: value is kept per process: engines with the same rules and the same two options share it.
+    hyperscan: bool = True
+    #: Where the compiled Hyperscan database is cached: ``""`` (default) ``$XDG_CACHE_HOME/devsecmw``,
+    #: else ``~/.cache/devsecmw``; ``"off"``: no file (each process compiles).
+    cache_dir: str = ""
 
     def __post_init__(self) -> None:
         # In this order: the first bad option is the one reported.
@@ -463,6 +470,12 @@ def _check_extras(config: Config) -> None:
         if not isinstance(x, Exclusion):
             raise ConfigError(f"devsecmw: invalid exclusion {x!r} (must be an Exclusion or a mapping)")
         check_exclusion(x)
+    if not isinstance(config.hyperscan, bool):
+        raise ConfigError(f"devsecmw: invalid hyperscan {config.hyperscan!r} (must be a bool)")
+    if not isinstance(config.cache_dir, str) or "\0" in config.cache_dir:
+        raise ConfigError(
+            f"devsecmw: invalid cache_dir {config.cache_dir!r} (must be a directory path, \"\" or \"off\")"
+        )
     if config.before_emit is not None and not callable(config.before_emit):
         raise ConfigError(f"devsecmw: invalid before_emit {config.before_emit!r} (must be callable)")
     for out in config.emitters:

@@ -3,7 +3,6 @@ RE2 for what Hyperscan must not see, the database built off the request path and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +24,7 @@ RULES = load_packaged()
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("hs-cache")
-    old = os.environ.get("DEVSECMW_CACHE_DIR")
-    os.environ["DEVSECMW_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        del os.environ["DEVSECMW_CACHE_DIR"]
-    else:
-        os.environ["DEVSECMW_CACHE_DIR"] = old
+    yield tmp_path_factory.mktemp("hs-cache")
 
 
 def _group_sets() -> list[tuple[list[str], object]]:
@@ -48,7 +40,7 @@ def _group_sets() -> list[tuple[list[str], object]]:
 @pytest.fixture(scope="module")
 def accelerated(cache: Path) -> list[hsscan.HsSet]:
     sets = _group_sets()
-    matchers, db = hsscan.accelerate(sets)  # type: ignore[arg-type]
+    matchers, db = hsscan.accelerate(sets, directory=str(cache))  # type: ignore[arg-type]
     assert db is not None and db.wait(300), "the Hyperscan database was not built"
     assert db.source in ("compiled", "cache")
     return matchers  # type: ignore[return-value]
@@ -147,43 +139,45 @@ def test_shared_prefilter_reports_every_rule() -> None:
 
 
 def test_database_is_cached_and_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVSECMW_CACHE_DIR", str(tmp_path))
     patterns = [r"(?i)union\s+select", r"\.\./", r"a\Sb(?:$|\uffff)c"]
-    first = hsscan.Database(patterns)
+    first = hsscan.Database(patterns, tmp_path)
     first.start()
     assert first.wait(60) and first.source == "compiled"
     files = list(tmp_path.glob("hs-*.db"))
     assert len(files) == 1
-    second = hsscan.Database(reversed(patterns))  # same patterns, same key
+    second = hsscan.Database(reversed(patterns), tmp_path)  # same patterns, same key
     second.start()
     assert second.wait(60) and second.source == "cache"
     assert second.ids == first.ids
     # A corrupt file is compiled again (and replaced).
     files[0].write_bytes(b"0,1\nnot a database")
-    third = hsscan.Database(patterns)
+    third = hsscan.Database(patterns, tmp_path)
     third.start()
     assert third.wait(60) and third.source == "compiled"
 
 
-def test_no_cache_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVSECMW_CACHE_DIR", "off")
-    assert hsscan.cache_dir() is None
-    db = hsscan.Database([r"\.\./"])
+def test_no_cache_directory() -> None:
+    assert hsscan.cache_dir("off") is None and hsscan.cache_dir(" OFF ") is None
+    db = hsscan.Database([r"\.\./"], hsscan.cache_dir("off"))
     db.start()
     assert db.wait(60) and db.source == "compiled"
 
 
-def test_disabled_keeps_re2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVSECMW_HYPERSCAN", "off")
+def test_cache_directory_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert hsscan.cache_dir("") == tmp_path / "devsecmw"
+    assert hsscan.cache_dir(str(tmp_path / "x")) == tmp_path / "x"
+
+
+def test_disabled_keeps_re2() -> None:
     re2_set = compile_set(["abc"])
-    matchers, db = hsscan.accelerate([(["abc"], re2_set)])
+    matchers, db = hsscan.accelerate([(["abc"], re2_set)], hyperscan=False)
     assert db is None and matchers == [re2_set]
 
 
 def test_re2_answers_until_ready(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVSECMW_CACHE_DIR", "off")
     monkeypatch.setattr(hsscan.Database, "start", lambda self: None)  # never built
-    (hs_set,), db = hsscan.accelerate([(["abc"], compile_set(["abc"]))])  # type: ignore[arg-type]
+    (hs_set,), db = hsscan.accelerate([(["abc"], compile_set(["abc"]))], directory="off")  # type: ignore[arg-type]
     assert db is not None and not db.ready.is_set()
     assert hs_set.match(b"xabc") == [0]
 
@@ -200,10 +194,9 @@ def test_long_text_goes_to_re2(accelerated: list[hsscan.HsSet], monkeypatch: pyt
 
 
 def test_cache_directory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEVSECMW_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(hsscan, "CACHE_FILES", 2)
     for i in range(4):
-        db = hsscan.Database([f"rule{i}x"])
+        db = hsscan.Database([f"rule{i}x"], tmp_path)
         db.start()
         assert db.wait(60) and db.source == "compiled"
     assert len(list(tmp_path.glob("hs-*.db"))) == 2
@@ -212,7 +205,6 @@ def test_cache_directory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_unusable_cache_directory_still_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    monkeypatch.setenv("DEVSECMW_CACHE_DIR", str(not_a_dir / "sub"))
-    db = hsscan.Database([r"\.\./"])
+    db = hsscan.Database([r"\.\./"], not_a_dir / "sub")
     db.start()
     assert db.wait(60) and db.source == "compiled"

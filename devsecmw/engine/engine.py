@@ -203,7 +203,7 @@ class Engine:
             rules = load_all(self.config.rule_files, self.config.disabled_rules)
             _check_switched_off(self.config)
         self.rules = [r for r in rules if r.paranoia <= self.config.paranoia_level]
-        self._phases: dict[str, Phase] = phases_for(self.rules)
+        self._phases: dict[str, Phase] = phases_for(self.rules, self.config.hyperscan, self.config.cache_dir)
         #: Per phase, the plans ``_views`` follows (the offsite names keys merged).
         self._plans = {ph: _with_names_of(ph) for ph in self._phases.values()}
         self._extra_secret_names = self.config.redact_names

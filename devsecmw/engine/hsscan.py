@@ -24,8 +24,11 @@ milliseconds. The compiling process holds a POSIX lock on the key: workers start
 together (or forked by a server that preloads the app) wait for it and load the file
 instead of compiling the same database each.
 
-Environment: ``DEVSECMW_HYPERSCAN=off`` keeps every scan on RE2; ``DEVSECMW_CACHE_DIR``
-(default ``$XDG_CACHE_HOME/devsecmw``, else ``~/.cache/devsecmw``; ``off``: no file).
+Options (:class:`~devsecmw.config.Config`, so also ``DEVSECMW_HYPERSCAN`` / ``DEVSECMW_CACHE_DIR``
+and every other source): ``hyperscan=False`` keeps every scan on RE2; ``cache_dir`` (``""``:
+``$XDG_CACHE_HOME/devsecmw``, else ``~/.cache/devsecmw``; ``"off"``: no file). They reach this
+module as arguments (:func:`accelerate`), never through the environment: the plan keys its
+process-wide compiled rule sets by rules *and* these two values (``plan.phases_for``).
 """
 
 from __future__ import annotations
@@ -91,9 +94,9 @@ _SPACE = "\\t\\n\\f\\r "
 _UNSURE = frozenset({"V", "h", "H", "p", "P", "R", "X", "C", "Q", "E", "K", "N"})
 
 
-def enabled() -> bool:
-    value = os.environ.get("DEVSECMW_HYPERSCAN", "on").strip().lower()
-    return value not in ("0", "off", "false", "no") and _load()
+def enabled(option: bool = True) -> bool:
+    """Hyperscan is used: the ``hyperscan`` option is on and the package loads (imported only then)."""
+    return option and _load()
 
 
 def hs_pattern(pattern: str) -> str | None:
@@ -123,12 +126,13 @@ def hs_pattern(pattern: str) -> str | None:
     return "".join(out)
 
 
-def cache_dir() -> Path | None:
-    raw = os.environ.get("DEVSECMW_CACHE_DIR")
-    if raw is not None and raw.strip().lower() in ("", "off", "none"):
+def cache_dir(option: str = "") -> Path | None:
+    """The directory of the ``cache_dir`` option (``""``: the user's cache; ``off``: none)."""
+    raw = option.strip()
+    if raw.lower() in ("off", "none"):
         return None
     if raw:
-        return Path(raw)
+        return Path(raw).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "devsecmw"
 
@@ -185,8 +189,10 @@ class Database:
     builds: list[tuple[int, str]] = []
     _pending: list[Database] = []
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], directory: Path | None = None) -> None:
         self.patterns = sorted(set(patterns))
+        #: Where the database file is kept (None: nowhere), from the ``cache_dir`` option.
+        self.directory = directory
         self.ids: dict[str, int] = {}
         self.source = ""
         self.ready = threading.Event()
@@ -217,7 +223,7 @@ class Database:
 
     def _load_or_compile(self) -> tuple[Any, dict[str, int], str]:
         _require()
-        directory = cache_dir()
+        directory = self.directory
         if directory is None:
             return (*self._compile(), "compiled")
         path = directory / f"hs-{self.key}.db"
@@ -399,13 +405,15 @@ def _valid_utf8(data: bytes) -> bool:
 
 def accelerate(
     sets: Sequence[tuple[Sequence[str], MultiMatcher]],
+    hyperscan: bool = True,
+    directory: str = "",
 ) -> tuple[list[MultiMatcher], Database | None]:
     """Each ``(patterns, re2 set)`` as a matcher answered by Hyperscan when it is ready (one
-    database for all, built in the background); the RE2 sets as they are when Hyperscan is
-    not installed or disabled."""
-    if not sets or not enabled():
+    database for all, built in the background, cached in :func:`cache_dir` of ``directory``);
+    the RE2 sets as they are when Hyperscan is not installed or ``hyperscan`` is false."""
+    if not sets or not enabled(hyperscan):
         return [m for _, m in sets], None
-    db = Database(p for patterns, _ in sets for p in patterns)
+    db = Database((p for patterns, _ in sets for p in patterns), cache_dir(directory))
     out: list[MultiMatcher] = []
     for patterns, re2 in sets:
         hs_set = HsSet(patterns, re2)

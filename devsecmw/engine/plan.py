@@ -271,7 +271,7 @@ def _warm_up(phases: dict[str, Phase], rules: Sequence[Rule]) -> None:
                 group.matcher.match(encode(text.lower()))
 
 
-def _accelerate(phases: dict[str, Phase]) -> hsscan.Database | None:
+def _accelerate(phases: dict[str, Phase], hyperscan: bool, cache_dir: str) -> hsscan.Database | None:
     """Every set of the phases answered by Hyperscan once its database is built in the
     background (see :mod:`.hsscan`); unchanged when it is not installed."""
     sets: list[tuple[list[str], MultiMatcher]] = []
@@ -284,7 +284,7 @@ def _accelerate(phases: dict[str, Phase]) -> hsscan.Database | None:
                 sets.append(([scanned[i] for i in chain_set.scanned], chain_set.matcher))
             if group.after is not None and group.after.matcher is not None:
                 sets.append(([scanned[i] for i in group.after.own], group.after.matcher))
-    matchers, db = hsscan.accelerate(sets)
+    matchers, db = hsscan.accelerate(sets, hyperscan, cache_dir)
     if db is None:
         return None
     it = iter(matchers)
@@ -299,10 +299,17 @@ def _accelerate(phases: dict[str, Phase]) -> hsscan.Database | None:
     return db
 
 
-def phases_for(rules: Sequence[Rule]) -> dict[str, Phase]:
-    """The compiled phases of ``rules``: shared by engines built from identical rules, and
-    warmed when first compiled (RE2 builds its automata lazily: the first requests would pay)."""
-    key = _fingerprint(rules)
+def _key(rules: Sequence[Rule], hyperscan: bool, cache_dir: str) -> tuple[object, ...]:
+    # The options are part of the key: an engine with hyperscan=False never gets a set another
+    # engine accelerated (nor a database cached elsewhere); equal options share as before.
+    return (_fingerprint(rules), hyperscan, cache_dir if hyperscan else "")
+
+
+def phases_for(rules: Sequence[Rule], hyperscan: bool = True, cache_dir: str = "") -> dict[str, Phase]:
+    """The compiled phases of ``rules``: shared by engines built from identical rules and the
+    same ``hyperscan`` / ``cache_dir`` options, and warmed when first compiled (RE2 builds its
+    automata lazily: the first requests would pay)."""
+    key = _key(rules, hyperscan, cache_dir)
     phases = _shared.get(key)
     if phases is None:
         phases = {"head": Phase(rules, "head"), "body": Phase(rules, "body")}
@@ -313,17 +320,19 @@ def phases_for(rules: Sequence[Rule]) -> dict[str, Phase]:
                 databases.pop(oldest, None)
             _shared[key] = phases
         _warm_up(phases, rules)
-        databases[key] = _accelerate(phases)
+        databases[key] = _accelerate(phases, hyperscan, cache_dir)
     return phases
 
 
-#: The Hyperscan database of each compiled rule set (``None``: RE2 only), by fingerprint.
+#: The Hyperscan database of each compiled rule set (``None``: RE2 only), by :func:`_key`.
 databases: dict[tuple[object, ...], hsscan.Database | None] = {}
 
 
-def database_for(rules: Sequence[Rule]) -> hsscan.Database | None:
+def database_for(
+    rules: Sequence[Rule], hyperscan: bool = True, cache_dir: str = ""
+) -> hsscan.Database | None:
     """The Hyperscan database of ``rules`` once compiled (:func:`phases_for`), if any."""
-    return databases.get(_fingerprint(rules))
+    return databases.get(_key(rules, hyperscan, cache_dir))
 
 
 __all__ = [
