@@ -332,6 +332,22 @@ def test_frameworks_can_be_narrowed(otel: Any, instrumentor: DevsecmwInstrumento
     assert flask.Flask.__init__.__name__ == "__init__" and hasattr(flask.Flask.__init__, "_devsecmw_original")
 
 
+def test_falcon_alone_can_be_chosen(
+    otel: Any, instrumentor: DevsecmwInstrumentor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("falcon")
+    import falcon
+    import flask
+
+    monkeypatch.setenv("OTEL_PYTHON_DEVSECMW_FRAMEWORKS", "falcon")
+    instrumentor.instrument(**otel.providers)
+    assert hasattr(falcon.App.__dict__["__call__"], "_devsecmw_original")
+    assert not hasattr(flask.Flask.__init__, "_devsecmw_original")
+    instrumentor.uninstrument()
+    instrumentor.instrument(frameworks="flask", **otel.providers)
+    assert not hasattr(falcon.App.__dict__["__call__"], "_devsecmw_original")
+
+
 # --------------------------------------------------------------------------- Django
 DJANGO = textwrap.dedent(
     """
