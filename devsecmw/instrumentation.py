@@ -12,6 +12,11 @@ process then creates, with no code change:
   each app builds (at its first request) runs inside :class:`devsecmw.asgi.SecurityMiddleware`,
   outermost, so it sees the 500 that ``ServerErrorMiddleware`` answers. OpenTelemetry's
   FastAPI instrumentation, when active, wraps this in turn: devsecmw enriches its span.
+- **Falcon**: ``__call__`` of ``falcon.App`` and ``falcon.asgi.App`` is wrapped; at an app's
+  first request devsecmw's :class:`devsecmw.falcon.RouteMiddleware` joins its middleware
+  (``http.route`` from ``req.uri_template``) and the app then runs inside devsecmw's WSGI or
+  ASGI middleware. An app given ``RouteMiddleware`` by hand (``devsecmw.falcon.instrument``)
+  is left as it is.
 - **Django**: ``BaseHandler.load_middleware`` is wrapped; when Django loads its middleware,
   devsecmw's is inserted into ``settings.MIDDLEWARE`` (right after OpenTelemetry's own
   middleware if present, else first). Settings are not touched before that, so the
@@ -27,7 +32,7 @@ Environment, as OpenTelemetry's contrib instrumentations read theirs:
 
 - ``OTEL_PYTHON_DEVSECMW_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``: comma-separated
   regular expressions (RE2) searched in the full URL; matching requests are not inspected;
-- ``OTEL_PYTHON_DEVSECMW_FRAMEWORKS``: the frameworks to patch (``flask,django,starlette``;
+- ``OTEL_PYTHON_DEVSECMW_FRAMEWORKS``: the frameworks to patch (``flask,django,starlette,falcon``;
   default all; FastAPI is ``starlette``);
 - ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=devsecmw`` turns it off, as any instrumentation;
 - devsecmw's options come from ``DEVSECMW_*`` variables and the configuration file as usual
@@ -56,7 +61,7 @@ from ._safety import logger
 from .config import Config, ConfigError
 
 #: The frameworks :class:`DevsecmwInstrumentor` knows how to patch.
-FRAMEWORKS = ("flask", "django", "starlette")
+FRAMEWORKS = ("flask", "django", "starlette", "falcon")
 ENV_EXCLUDED_URLS = "OTEL_PYTHON_DEVSECMW_EXCLUDED_URLS"
 ENV_GENERIC_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
 ENV_FRAMEWORKS = "OTEL_PYTHON_DEVSECMW_FRAMEWORKS"
@@ -96,7 +101,7 @@ _state: _State | None = None
 
 
 class DevsecmwInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Adds devsecmw to Flask, Django, Starlette and FastAPI apps (see the module docstring)."""
+    """Adds devsecmw to Flask, Django, Starlette, FastAPI and Falcon apps (see the module docstring)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         # Any of several frameworks, each optional: the patches apply to those importable, so
@@ -125,6 +130,7 @@ class DevsecmwInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             ("flask", _patch_flask),
             ("starlette", _patch_starlette),
             ("django", _patch_django),
+            ("falcon", _patch_falcon),
         ):
             if name in wanted:
                 patch(state)
@@ -233,6 +239,110 @@ def _patch_starlette(state: _State) -> None:
         return
     if "build_middleware_stack" in FastAPI.__dict__:  # FastAPI builds its own stack
         _replace(state, FastAPI, "build_middleware_stack", make)
+
+
+# --------------------------------------------------------------------------- Falcon
+class _FalconHook:
+    """Joins a Falcon app's middleware at its first instrumented request: it notes the route
+    template (as :class:`devsecmw.falcon.RouteMiddleware`) and holds the devsecmw middleware
+    wrapping the app, since a Falcon app (``__slots__``, no weak reference) keeps no attribute
+    of ours."""
+
+    def __init__(self, route: Any) -> None:
+        self.route = route
+        self.state: _State | None = None
+        self.middleware: Any = None
+
+    def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        self.route.process_resource(req, resp, resource, params)
+
+    async def process_resource_async(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        await self.route.process_resource_async(req, resp, resource, params)
+
+
+_falcon_lock = threading.Lock()
+
+
+def _falcon_middleware(app: Any, state: _State, call: Callable[..., Any], asgi: bool) -> Any:
+    """The devsecmw middleware of ``app`` (built at its first request), or None: devsecmw added
+    by hand, or a Falcon whose middleware list is not where it was (fail open: the app runs)."""
+    from .falcon import RouteMiddleware
+
+    def find() -> Any:
+        entries = getattr(app, "_unprepared_middleware", None)
+        if not isinstance(entries, list):
+            return None
+        for entry in entries:
+            if isinstance(entry, _FalconHook):
+                return entry
+            if isinstance(entry, RouteMiddleware):
+                return None  # added by hand: that one inspects, with the app's own options
+        return False
+
+    hook = find()
+    if hook is not None and hook is not False and hook.state is state:
+        return hook.middleware  # the fast path: one short list scan per request
+    with _falcon_lock:
+        hook = find()
+        if hook is None:
+            return None
+        if hook is False:
+            hook = _FalconHook(RouteMiddleware())
+            app.add_middleware(hook)
+        if hook.state is not state:  # first request, or instrumented anew since
+            if asgi:
+                from .asgi import SecurityMiddleware as Asgi
+
+                async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+                    await call(app, scope, receive, send)
+
+                hook.middleware = Asgi(plain_asgi, **state.plumbing, config=state.config)
+            else:
+                from .wsgi import SecurityMiddleware as Wsgi
+
+                hook.middleware = Wsgi(
+                    lambda env, start: call(app, env, start), **state.plumbing, config=state.config
+                )
+            hook.state = state
+        return hook.middleware
+
+
+def _falcon_lookup(app: Any, state: _State, call: Callable[..., Any], asgi: bool) -> Any:
+    try:
+        return _falcon_middleware(app, state, call, asgi)
+    except Exception:  # never break the app: it runs uninspected
+        logger.exception("devsecmw: could not add devsecmw to a Falcon app; it runs uninspected")
+        return None
+
+
+def _patch_falcon(state: _State) -> None:
+    try:
+        import falcon
+        import falcon.asgi
+    except ImportError:
+        return
+
+    def make_wsgi(original: Callable[..., Any]) -> Callable[..., Any]:
+        def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+            middleware = _falcon_lookup(self, state, original, False) if _state is state else None
+            if middleware is None:
+                return original(self, environ, start_response)
+            return middleware(environ, start_response)
+
+        return __call__
+
+    def make_asgi(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            middleware = _falcon_lookup(self, state, original, True) if _state is state else None
+            if middleware is None:
+                await original(self, scope, receive, send)
+            else:
+                await middleware(scope, receive, send)
+
+        return __call__
+
+    _replace(state, falcon.App, "__call__", make_wsgi)
+    _replace(state, falcon.asgi.App, "__call__", make_asgi)
 
 
 # --------------------------------------------------------------------------- Django

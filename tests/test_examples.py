@@ -90,6 +90,27 @@ def test_flask_example(otel: Any) -> None:
     assert "auth_failure" in otel.signal_types()
 
 
+def test_falcon_example(otel: Any) -> None:
+    pytest.importorskip("falcon")
+    from falcon import testing
+
+    module = load("falcon_app")
+    client = testing.TestClient(module.create_app(**otel.providers, time_budget=BUDGET))
+    ok = client.simulate_get("/search?q=shirt")
+    bad = client.simulate_get(f"/search?{ATTACK_QUERY}")
+    assert ok.status_code == 200 and ok.json["results"] == ["Blue cotton shirt"]
+    assert bad.status_code == 200 and bad.json["results"] == []  # monitor mode: reported, never changed
+    _check(otel, "/search")
+    assert client.simulate_get("/items/2").json == {"id": 2, "name": "Red wool scarf"}
+    denied = client.simulate_post(
+        "/login",
+        body="username=alice&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert denied.status_code == 401 and denied.json == {"error": "invalid credentials"}
+    assert "auth_failure" in otel.signal_types()
+
+
 # Django's settings are process-wide: the example project runs in its own interpreter so that
 # it neither sees nor disturbs the settings other tests configure.
 DJANGO_SCRIPT = textwrap.dedent(
@@ -174,7 +195,14 @@ def test_django_example_settings_put_devsecmw_first() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["starlette_app.py", "fastapi_app.py", "flask_app.py", "django_project/manage.py", "README.md"],
+    [
+        "starlette_app.py",
+        "fastapi_app.py",
+        "flask_app.py",
+        "falcon_app.py",
+        "django_project/manage.py",
+        "README.md",
+    ],
 )
 def test_each_example_says_how_to_export_over_otlp(path: str) -> None:
     text = (EXAMPLES / path).read_text(encoding="utf-8")
@@ -203,6 +231,7 @@ from servers import free_port  # noqa: E402
 RUNNABLE = {
     # example: (docstring file, cwd of its commands, route of /search, probe)
     "flask_app": ("flask_app.py", "", "/search", "/"),
+    "falcon_app": ("falcon_app.py", "", "/search", "/"),
     "fastapi_app": ("fastapi_app.py", "", "/search", "/"),
     "starlette_app": ("starlette_app.py", "", "/search", "/"),
     "django_project": ("django_project/manage.py", "examples/django_project", "search", "/"),
@@ -234,7 +263,8 @@ def test_each_example_says_how_to_install_and_run_it(name: str) -> None:
     assert installs, f"{name}: no install command"
     for command in installs:
         assert extras_of(command) <= _project_extras(), command
-    framework = {"flask_app": "flask", "django_project": "django"}.get(name, "fastapi")
+    frameworks = {"flask_app": "flask", "falcon_app": "falcon", "django_project": "django"}
+    framework = frameworks.get(name, "fastapi")
     assert framework in extras_of(installs[0])
     runs = _runs(name)
     assert len(runs) == 3  # plain, zero code on the console, zero code over OTLP
@@ -279,7 +309,7 @@ def test_the_plain_run_command_serves(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", ["flask_app", "fastapi_app", "django_project"])
+@pytest.mark.parametrize("name", ["flask_app", "fastapi_app", "falcon_app", "django_project"])
 def test_the_zero_code_console_command_prints_devsecmw_spans(name: str, tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.distro")
     route = RUNNABLE[name][2]

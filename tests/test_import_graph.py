@@ -50,6 +50,7 @@ ADAPTER_EDGES = {
     ("devsecmw.instrumentation", "devsecmw.wsgi"): "the instrumentor installs each adapter",
     ("devsecmw.instrumentation", "devsecmw.django"): "the instrumentor installs each adapter",
     ("devsecmw.instrumentation", "devsecmw.flask"): "the instrumentor installs each adapter",
+    ("devsecmw.instrumentation", "devsecmw.falcon"): "the instrumentor installs each adapter",
 }
 #: What sits above the engine: the engine imports none of it.
 ABOVE_ENGINE = ADAPTERS | {

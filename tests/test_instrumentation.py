@@ -195,6 +195,104 @@ def test_fastapi_apps_are_wrapped_and_restored(otel: Any, instrumentor: Devsecmw
     assert FastAPI.__dict__["build_middleware_stack"] is original
 
 
+# --------------------------------------------------------------------------- Falcon
+def _falcon_app(asgi: bool = False) -> Any:
+    pytest.importorskip("falcon")
+    import falcon.asgi
+
+    class Item:
+        def on_get(self, req: Any, resp: Any, item_id: int) -> None:
+            resp.media = {"id": item_id, "q": req.get_param("q", default="")}
+
+    class AsyncItem:
+        async def on_get(self, req: Any, resp: Any, item_id: int) -> None:
+            resp.media = {"id": item_id, "q": req.get_param("q", default="")}
+
+    app = falcon.asgi.App() if asgi else falcon.App()
+    app.add_route("/items/{item_id:int}", AsyncItem() if asgi else Item())
+    return app
+
+
+def _falcon_get(app: Any, path: str, **params: str) -> Any:
+    from falcon import testing
+
+    return testing.TestClient(app).simulate_get(path, params=params)
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_falcon_apps_are_wrapped_once_and_restored(
+    otel: Any, instrumentor: DevsecmwInstrumentor, asgi: bool
+) -> None:
+    pytest.importorskip("falcon")
+    import falcon.asgi
+
+    from devsecmw.instrumentation import _FalconHook
+
+    owner = falcon.asgi.App if asgi else falcon.App
+    original = owner.__dict__["__call__"]
+    instrumentor.instrument(**otel.providers, **STEADY)
+    app = _falcon_app(asgi)
+    for _ in range(2):
+        assert _falcon_get(app, "/items/3", q=ATTACK).json == {"id": 3, "q": ATTACK}
+    spans = _devsecmw_spans(otel)
+    assert len(spans) == 2  # one inspection per request
+    for span in spans:
+        assert "sqli" in span.attributes["devsecmw.signal.types"]
+        assert span.attributes["http.route"] == "/items/{item_id:int}"
+    assert [type(m) for m in app._unprepared_middleware] == [_FalconHook]  # joined once
+    assert _falcon_get(app, "/nowhere").status_code == 404
+    instrumentor.uninstrument()
+    assert owner.__dict__["__call__"] is original
+    otel.clear()
+    assert _falcon_get(_falcon_app(asgi), "/items/3", q=ATTACK).json == {"id": 3, "q": ATTACK}
+    assert _falcon_get(app, "/items/3", q=ATTACK).status_code == 200  # the old app runs plain too
+    assert _devsecmw_spans(otel) == []
+
+
+def test_falcon_app_instrumented_anew_uses_the_new_options(
+    otel: Any, instrumentor: DevsecmwInstrumentor
+) -> None:
+    instrumentor.instrument(**otel.providers, **STEADY)
+    app = _falcon_app()
+    assert _falcon_get(app, "/items/3", q=ATTACK).status_code == 200
+    instrumentor.uninstrument()
+    instrumentor.instrument(mode="block", **otel.providers, **STEADY)
+    assert _falcon_get(app, "/items/3", q=ATTACK).status_code == 403
+    assert len(app._unprepared_middleware) == 1
+
+
+def test_falcon_app_with_devsecmw_by_hand_is_inspected_once(
+    otel: Any, instrumentor: DevsecmwInstrumentor
+) -> None:
+    pytest.importorskip("falcon")
+    import devsecmw.falcon
+
+    instrumentor.instrument(**STEADY)  # the global providers: only the app's own middleware reports to otel
+    app = devsecmw.falcon.instrument(_falcon_app(), **otel.providers, **STEADY)
+    assert _falcon_get(app, "/items/3", q=ATTACK).status_code == 200
+    span = otel.span()
+    assert span.attributes["http.route"] == "/items/{item_id:int}"
+
+
+def test_falcon_app_that_cannot_be_wrapped_runs_plain(
+    otel: Any,
+    instrumentor: DevsecmwInstrumentor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    falcon = pytest.importorskip("falcon")
+
+    def broken(self: Any, middleware: Any) -> None:
+        raise RuntimeError("no middleware today")
+
+    instrumentor.instrument(**otel.providers, **STEADY)
+    app = _falcon_app()
+    monkeypatch.setattr(falcon.App, "add_middleware", broken)
+    assert _falcon_get(app, "/items/3", q=ATTACK).json == {"id": 3, "q": ATTACK}
+    assert "could not add devsecmw to a Falcon app" in caplog.text
+    assert _devsecmw_spans(otel) == []
+
+
 # --------------------------------------------------------------------------- options
 def test_excluded_urls_from_the_environment(
     otel: Any, instrumentor: DevsecmwInstrumentor, monkeypatch: pytest.MonkeyPatch
@@ -232,6 +330,22 @@ def test_frameworks_can_be_narrowed(otel: Any, instrumentor: DevsecmwInstrumento
     instrumentor.instrument(frameworks="flask", **otel.providers)
     assert Starlette.__dict__["build_middleware_stack"] is original
     assert flask.Flask.__init__.__name__ == "__init__" and hasattr(flask.Flask.__init__, "_devsecmw_original")
+
+
+def test_falcon_alone_can_be_chosen(
+    otel: Any, instrumentor: DevsecmwInstrumentor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("falcon")
+    import falcon
+    import flask
+
+    monkeypatch.setenv("OTEL_PYTHON_DEVSECMW_FRAMEWORKS", "falcon")
+    instrumentor.instrument(**otel.providers)
+    assert hasattr(falcon.App.__dict__["__call__"], "_devsecmw_original")
+    assert not hasattr(flask.Flask.__init__, "_devsecmw_original")
+    instrumentor.uninstrument()
+    instrumentor.instrument(frameworks="flask", **otel.providers)
+    assert not hasattr(falcon.App.__dict__["__call__"], "_devsecmw_original")
 
 
 # --------------------------------------------------------------------------- Django

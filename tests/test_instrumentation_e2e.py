@@ -78,6 +78,44 @@ urlpatterns = [
 ]
 """
 
+FALCON_APP = """
+import os
+from wsgiref.simple_server import make_server
+import falcon
+
+class Search:
+    def on_get(self, req, resp):
+        resp.media = {"q": req.get_param("q", default="")}
+
+class Healthz:
+    def on_get(self, req, resp):
+        resp.media = "ok"
+
+app = falcon.App()
+app.add_route("/search", Search())
+app.add_route("/healthz", Healthz())
+make_server("127.0.0.1", int(os.environ["PORT"]), app).serve_forever()
+"""
+
+FALCON_ASGI_APP = """
+import os
+import uvicorn
+import falcon.asgi
+
+class Search:
+    async def on_get(self, req, resp):
+        resp.media = {"q": req.get_param("q", default="")}
+
+class Healthz:
+    async def on_get(self, req, resp):
+        resp.media = "ok"
+
+app = falcon.asgi.App()
+app.add_route("/search", Search())
+app.add_route("/healthz", Healthz())
+uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+"""
+
 DJANGO_MANAGE = """
 import sys
 from django.core.management import execute_from_command_line
@@ -87,6 +125,8 @@ execute_from_command_line(sys.argv)
 APPS = {
     "flask": ({"app.py": FLASK_APP}, "python app.py", "/search"),
     "fastapi": ({"app.py": FASTAPI_APP}, "python app.py", "/search"),
+    "falcon": ({"app.py": FALCON_APP}, "python app.py", "/search"),
+    "falcon_asgi": ({"app.py": FALCON_ASGI_APP}, "python app.py", "/search"),
     "django": (
         {"zsettings.py": DJANGO_SETTINGS, "zurls.py": DJANGO_URLS, "manage.py": DJANGO_MANAGE},
         "python manage.py runserver 127.0.0.1:{port} --noreload",
@@ -98,6 +138,7 @@ APPS = {
 def _run(framework: str, tmp_path: Path, contrib: bool) -> list[dict[str, object]]:
     import httpx
 
+    pytest.importorskip(framework.split("_")[0])  # falcon is an extra of its own
     files, run, route = APPS[framework]
     app_dir = tmp_path / "app"
     app_dir.mkdir()
