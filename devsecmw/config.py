@@ -474,7 +474,7 @@ def _check_extras(config: Config) -> None:
         raise ConfigError(f"devsecmw: invalid hyperscan {config.hyperscan!r} (must be a bool)")
     if not isinstance(config.cache_dir, str) or "\0" in config.cache_dir:
         raise ConfigError(
-            f"devsecmw: invalid cache_dir {config.cache_dir!r} (must be a directory path, \"\" or \"off\")"
+            f'devsecmw: invalid cache_dir {config.cache_dir!r} (must be a directory path, "" or "off")'
         )
     if config.before_emit is not None and not callable(config.before_emit):
         raise ConfigError(f"devsecmw: invalid before_emit {config.before_emit!r} (must be callable)")
