@@ -231,3 +231,38 @@ __all__ = [
     "make_scope",
     "recording",
 ]
+
+
+def bare_get(
+    app: App,
+    path: str,
+    query: bytes = b"",
+    headers: Any = (),
+    client: tuple[str, int] = ("203.0.113.5", 1),
+    method: str = "GET",
+) -> list[Message]:
+    """One bodiless request straight through ``app`` (a minimal scope: no Host header, server
+    127.0.0.1:80): the messages it sent."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": list(headers),
+        "client": client,
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent

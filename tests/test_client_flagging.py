@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
+from asgi_harness import bare_get
 
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.clients import MAX_REPORTED, FlagReports
@@ -21,29 +21,7 @@ def _app(status: int = 200) -> Any:
 
 
 def _call(mw: Any, query: bytes = b"", peer: str = "203.0.113.5", headers: Any = ()) -> int:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/p",
-        "raw_path": b"/p",
-        "query_string": query,
-        "headers": list(headers),
-        "client": (peer, 1),
-        "server": ("127.0.0.1", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(mw(scope, receive, send))
-    return int(sent[0]["status"])
+    return int(bare_get(mw, "/p", query, headers, (peer, 1))[0]["status"])
 
 
 ATTACK = b"q=%3Cscript%3Ealert(1)%3C/script%3E"

@@ -7,12 +7,12 @@ the engine's response runner, on a sample as the middleware keeps it.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import zlib
 from typing import Any
 
 import pytest
+from asgi_harness import bare_get
 
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.engine.response import ResponseRules
@@ -125,29 +125,7 @@ def _app(status: int, body: bytes, ctype: bytes = b"text/html") -> Any:
 
 
 def _call(mw: Any, query: bytes) -> list[dict[str, Any]]:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/item",
-        "raw_path": b"/item",
-        "query_string": query,
-        "headers": [],
-        "client": ("203.0.113.5", 1),
-        "server": ("127.0.0.1", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(mw(scope, receive, send))
-    return sent
+    return bare_get(mw, "/item", query)
 
 
 LEAK = (

@@ -38,7 +38,7 @@ def test_sizes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_long_texts_scanned_by_bigger_sets_with_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Texts of LONG_TEXT bytes or more go to sets of LONG_SET_PROGRAM_SIZE, built on the first
+    """Texts of LONG_SET_FROM bytes or more go to sets of LONG_SET_PROGRAM_SIZE, built on the first
     long text; the answers are those of the small sets."""
     patterns = [f"(long{i})-[a-z]{{3}}" for i in range(40)]
     monkeypatch.setattr(matcher, "SET_PROGRAM_SIZE", 40)
@@ -48,8 +48,8 @@ def test_long_texts_scanned_by_bigger_sets_with_the_same_answers(monkeypatch: py
     assert small > 5
     assert s._long is None  # type: ignore[attr-defined]
     short = "long3-abc long17-xyz long39-qqq long5-ab"
-    pad = " ." * matcher.LONG_TEXT
-    assert len(short.encode()) < matcher.LONG_TEXT
+    pad = " ." * matcher.LONG_SET_FROM
+    assert len(short.encode()) < matcher.LONG_SET_FROM
     assert sorted(s.match(short)) == [3, 17, 39]
     assert s._long is None  # type: ignore[attr-defined]
     assert sorted(s.match(short + pad)) == [3, 17, 39]
@@ -67,7 +67,7 @@ def test_long_texts_answer_as_short_ones_on_the_packaged_groups() -> None:
     rules = load_packaged()
     texts = [ex for r in rules for ex in (*r.examples_match, *r.examples_nomatch)][:600]
     joined = "\uffff".join(texts).encode("utf-8", "surrogatepass")
-    assert len(joined) >= matcher.LONG_TEXT
+    assert len(joined) >= matcher.LONG_SET_FROM
     checked = 0
     for phase in phases_for(rules).values():
         for group in phase.groups:

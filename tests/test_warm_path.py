@@ -8,10 +8,10 @@ clean is remembered (by digest) and not scanned again; a leak is found every tim
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+from asgi_harness import bare_get
 
 from devsecmw.asgi import SecurityMiddleware
 from devsecmw.engine.response import ResponseRules
@@ -34,29 +34,7 @@ def _app(status: int, body: bytes) -> Any:
 def _call(
     mw: Any, method: str, client: tuple[str, int] = ("203.0.113.5", 1), headers: tuple[Any, ...] = ()
 ) -> list[dict[str, Any]]:
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": "/item",
-        "raw_path": b"/item",
-        "query_string": b"id=7",
-        "headers": list(headers),
-        "client": client,
-        "server": ("127.0.0.1", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(mw(scope, receive, send))
-    return sent
+    return bare_get(mw, "/item", b"id=7", headers, client, method)
 
 
 @pytest.mark.parametrize(("method", "status"), [("GET", 200), ("POST", 500), ("GET", 404)])

@@ -32,10 +32,10 @@ logger = logging.getLogger("devsecmw")
 MAX_MEM = 64 << 20
 #: Instructions per RE2 set (see :class:`_Re2Set`).
 SET_PROGRAM_SIZE = 2000
-#: Instructions per RE2 set for long texts (at least :data:`LONG_TEXT` bytes: a full scan chunk,
+#: Instructions per RE2 set for long texts (at least :data:`LONG_SET_FROM` bytes: a full scan chunk,
 #: :data:`~.scan.SCAN_CHUNK`, or more), and that length.
 LONG_SET_PROGRAM_SIZE = 12000
-LONG_TEXT = 8192
+LONG_SET_FROM = 8192
 
 try:  # pragma: no cover - import-time platform probe
     from re2 import _re2
@@ -217,7 +217,7 @@ class _Re2Set:
         if self._single is not None:
             hits: list[int] = self._single(data)
             return hits
-        if self._patterns is not None and len(data) >= LONG_TEXT:
+        if self._patterns is not None and len(data) >= LONG_SET_FROM:
             long = self._long
             if long is None:  # two threads may both build it: the same answer, one is kept
                 long = self._long = _Re2Set(self._patterns, LONG_SET_PROGRAM_SIZE)
