@@ -123,6 +123,7 @@ ALLOWED_KEYS = {
         "devsecmw.attack.type",
         "devsecmw.blocked",
         "devsecmw.would_block",
+        "devsecmw.client.flagged",  # true, or absent: requests from a flagged client
     },
     "devsecmw.signals": {
         "http.request.method",
